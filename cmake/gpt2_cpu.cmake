@@ -1,0 +1,25 @@
+# gpt2_cpu.cmake — the CPU training program build/gpt2_cpu and the host-code tests (label "host").
+if(EXISTS ${CMAKE_SOURCE_DIR}/gpt2_cpu.cpp AND TARGET llm_model_cpu)
+  add_executable(gpt2_cpu ${CMAKE_SOURCE_DIR}/gpt2_cpu.cpp)
+  target_link_libraries(gpt2_cpu PRIVATE llm_model_cpu llm_host)
+endif()
+
+# Unit tests of the host file formats, loader, CLI parsing and progress log.
+file(GLOB LLM_HOST_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_host_*.cpp)
+if(LLM_HOST_TEST_SOURCES)
+  add_executable(test_host ${LLM_HOST_TEST_SOURCES})
+  target_link_libraries(test_host PRIVATE llm_host GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_host PRIVATE LLM_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  gtest_discover_tests(test_host PROPERTIES LABELS host TIMEOUT 120 DISCOVERY_TIMEOUT 60)
+endif()
+
+# End-to-end tests that run build/gpt2_cpu as a subprocess on tiny generated shards.
+file(GLOB LLM_GPT2_CPU_CLI_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_gpt2_cpu_cli*.cpp)
+if(LLM_GPT2_CPU_CLI_TEST_SOURCES AND TARGET gpt2_cpu)
+  add_executable(test_gpt2_cpu_cli ${LLM_GPT2_CPU_CLI_TEST_SOURCES})
+  target_link_libraries(test_gpt2_cpu_cli PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_gpt2_cpu_cli PRIVATE LLM_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
+                             GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")
+  add_dependencies(test_gpt2_cpu_cli gpt2_cpu)
+  gtest_discover_tests(test_gpt2_cpu_cli PROPERTIES LABELS host TIMEOUT 300 DISCOVERY_TIMEOUT 60)
+endif()

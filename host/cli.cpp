@@ -1,0 +1,143 @@
+#include "host/cli.h"
+
+#include <cmath>
+#include <iostream>
+
+#include "host/error.h"
+
+namespace llm {
+
+void add_train_options(CLI::App& app, TrainOptions& o) {
+  app.add_option("-i,--train-data", o.train_data, "train token shards (glob pattern)")->capture_default_str();
+  app.add_option("-j,--val-data", o.val_data, "val token shards (glob pattern); empty = no validation")
+      ->capture_default_str();
+  app.add_option("-e,--init", o.init, "start from this llm.c checkpoint (.bin), or a preset name (random init)");
+  app.add_option("--preset", o.preset,
+                 "random init from a preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl, book-124m, d6, d12, d24, d36, "
+                 "d48, tiny, tiny-book (default d6)");
+  app.add_option("-o,--output-dir", o.output_dir, "directory for checkpoints and main.log (none if unset)");
+  app.add_option("--tokenizer-dir", o.tokenizer_dir, "directory with encoder.json + vocab.bpe to decode samples")
+      ->capture_default_str();
+  app.add_option("-b,--batch-size", o.batch_size, "micro-batch size B")->capture_default_str();
+  app.add_option("-t,--seq-len", o.seq_len, "sequence length T (at most the model context)")->capture_default_str();
+  app.add_option("-d,--total-batch", o.total_batch,
+                 "tokens per optimizer step, a multiple of B*T (gradient accumulation); -1 = B*T")
+      ->capture_default_str();
+  app.add_option("-x,--max-steps", o.max_steps, "optimizer steps; -1 = one epoch of the train data")
+      ->capture_default_str();
+  app.add_option("-k,--lr-schedule", o.lr_schedule, "cosine | constant | linear")->capture_default_str();
+  app.add_option("-l,--lr", o.lr, "peak learning rate")->capture_default_str();
+  app.add_option("-u,--warmup", o.warmup, "linear warmup steps")->capture_default_str();
+  app.add_option("-q,--min-lr-frac", o.min_lr_frac, "final learning rate as a fraction of the peak (0..1)")
+      ->capture_default_str();
+  app.add_option("-c,--weight-decay", o.weight_decay, "AdamW decoupled weight decay")->capture_default_str();
+  app.add_flag("--weight-decay-all", o.weight_decay_all, "decay every tensor, not only the 2-D weights");
+  app.add_option("--beta1", o.beta1, "AdamW beta1")->capture_default_str();
+  app.add_option("--beta2", o.beta2, "AdamW beta2")->capture_default_str();
+  app.add_option("--adam-eps", o.eps, "AdamW epsilon")->capture_default_str();
+  app.add_option("--grad-clip", o.grad_clip, "clip the global gradient norm to this value; 0 = off")
+      ->capture_default_str();
+  app.add_option("--dropout", o.dropout, "dropout probability; -1 = the model config's value")->capture_default_str();
+  app.add_option("--seed", o.seed, "seed of random init, dropout masks and sampling")->capture_default_str();
+  app.add_option("--threads", o.threads, "OpenMP threads; 0 = OpenMP default")->capture_default_str();
+  app.add_option("-v,--val-every", o.val_every, "val loss every N steps (and first/last); 0 = off")
+      ->capture_default_str();
+  app.add_option("-m,--val-max-batches", o.val_max_batches, "val batches per evaluation; -1 = whole val set")
+      ->capture_default_str();
+  app.add_option("-s,--sample-every", o.sample_every, "print a sample every N steps (and at the end); 0 = off")
+      ->capture_default_str();
+  app.add_option("-g,--gen-tokens", o.gen_tokens, "tokens per sample")->capture_default_str();
+  app.add_option("--temperature", o.temperature, "sampling temperature; 0 = greedy")->capture_default_str();
+  app.add_option("-n,--checkpoint-every", o.checkpoint_every,
+                 "write a checkpoint every N steps (always at the end when -o is set); 0 = end only")
+      ->capture_default_str();
+  app.add_flag("--checkpoint-bf16", o.checkpoint_bf16, "write bf16 (version 5) model files");
+  app.add_option("-y,--resume", o.resume, "1 = resume from the latest complete checkpoint in -o")
+      ->capture_default_str();
+}
+
+void add_eval_options(CLI::App& app, EvalOptions& o) {
+  app.add_option("--model", o.model, "llm.c model checkpoint (.bin)")->required();
+  app.add_option("--data", o.data, "token shards (glob pattern)")->capture_default_str();
+  app.add_option("-b,--batch-size", o.batch_size, "batch size B")->capture_default_str();
+  app.add_option("-t,--seq-len", o.seq_len, "sequence length T")->capture_default_str();
+  app.add_option("-m,--max-batches", o.max_batches, "batches to evaluate; -1 = every window")->capture_default_str();
+  app.add_option("--threads", o.threads, "OpenMP threads; 0 = OpenMP default")->capture_default_str();
+}
+
+// Small checks, each naming the flag and the offending value.
+static void positive(const char* flag, int64_t v) {
+  if (v <= 0) fail(flag, " must be a positive integer (got ", v, ")");
+}
+static void at_least(const char* flag, int64_t v, int64_t lo, const char* meaning) {
+  if (v < lo) fail(flag, " must be >= ", lo, meaning, " (got ", v, ")");
+}
+static void finite_in(const char* flag, float v, float lo, float hi, bool hi_open) {
+  if (!std::isfinite(v) || v < lo || v > hi || (hi_open && v == hi))
+    fail(flag, " must be in [", lo, ", ", hi, hi_open ? ")" : "]", " (got ", v, ")");
+}
+static void minus_one_or_positive(const char* flag, int64_t v) {
+  if (v != -1 && v <= 0) fail(flag, " must be -1 or a positive integer (got ", v, ")");
+}
+
+void validate_train_options(const TrainOptions& o) {
+  if (o.train_data.empty()) fail("-i/--train-data must not be empty");
+  if (!o.init.empty() && !o.preset.empty()) fail("-e/--init and --preset are mutually exclusive");
+  positive("-b/--batch-size", o.batch_size);
+  positive("-t/--seq-len", o.seq_len);
+  if (o.total_batch != -1) {
+    positive("-d/--total-batch", o.total_batch);
+    const int64_t bt = static_cast<int64_t>(o.batch_size) * o.seq_len;
+    if (o.total_batch % bt != 0)
+      fail("-d/--total-batch ", o.total_batch, " is not divisible by B*T = ", o.batch_size, "*", o.seq_len, " = ", bt);
+  }
+  minus_one_or_positive("-x/--max-steps", o.max_steps);
+  if (o.lr_schedule != "cosine" && o.lr_schedule != "constant" && o.lr_schedule != "linear")
+    fail("-k/--lr-schedule must be cosine, constant or linear (got '", o.lr_schedule, "')");
+  if (!std::isfinite(o.lr) || o.lr <= 0.0f || o.lr > 10.0f) fail("-l/--lr must be in (0, 10] (got ", o.lr, ")");
+  at_least("-u/--warmup", o.warmup, 0, "");
+  finite_in("-q/--min-lr-frac", o.min_lr_frac, 0.0f, 1.0f, false);
+  finite_in("-c/--weight-decay", o.weight_decay, 0.0f, 10.0f, false);
+  finite_in("--beta1", o.beta1, 0.0f, 1.0f, true);
+  finite_in("--beta2", o.beta2, 0.0f, 1.0f, true);
+  if (!std::isfinite(o.eps) || o.eps <= 0.0f || o.eps > 1.0f) fail("--adam-eps must be in (0, 1] (got ", o.eps, ")");
+  if (!std::isfinite(o.grad_clip) || o.grad_clip < 0.0f) fail("--grad-clip must be >= 0 (got ", o.grad_clip, ")");
+  if (o.dropout != -1.0f) finite_in("--dropout", o.dropout, 0.0f, 1.0f, true);
+  at_least("--threads", o.threads, 0, " (0 = OpenMP default)");
+  at_least("-v/--val-every", o.val_every, 0, " (0 = off)");
+  minus_one_or_positive("-m/--val-max-batches", o.val_max_batches);
+  at_least("-s/--sample-every", o.sample_every, 0, " (0 = off)");
+  at_least("-g/--gen-tokens", o.gen_tokens, 0, "");
+  if (!std::isfinite(o.temperature) || o.temperature < 0.0f)
+    fail("--temperature must be >= 0 (got ", o.temperature, ")");
+  at_least("-n/--checkpoint-every", o.checkpoint_every, 0, " (0 = only at the end)");
+  if (o.resume != 0 && o.resume != 1) fail("-y/--resume must be 0 or 1 (got ", o.resume, ")");
+  if (o.resume == 1 && o.output_dir.empty()) fail("-y/--resume 1 needs -o/--output-dir (where the checkpoints are)");
+}
+
+void validate_eval_options(const EvalOptions& o) {
+  if (o.model.empty()) fail("--model must not be empty");
+  if (o.data.empty()) fail("--data must not be empty");
+  positive("-b/--batch-size", o.batch_size);
+  positive("-t/--seq-len", o.seq_len);
+  minus_one_or_positive("-m/--max-batches", o.max_batches);
+  at_least("--threads", o.threads, 0, " (0 = OpenMP default)");
+}
+
+int parse_command_line(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app.help("", CLI::AppFormatMode::All);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << e.what() << "\n(run with --help for the list of options)\n";
+    return kExitBadInput;
+  }
+  return -1;
+}
+
+}  // namespace llm

@@ -1,0 +1,64 @@
+#include "host/progress.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "host/error.h"
+
+namespace llm {
+
+Progress::Progress(int64_t total_steps, const std::string& log_path) : total_(total_steps), log_path_(log_path) {
+  if (!log_path.empty()) {
+    log_ = std::fopen(log_path.c_str(), "a");
+    if (!log_) fail(log_path, ": cannot open the log file for appending (", std::strerror(errno), ")");
+  }
+}
+
+Progress::~Progress() {
+  if (log_) std::fclose(log_);
+}
+
+std::string Progress::format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  long s = std::lround(seconds);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  else if (s >= 60) std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof(buf), "%lds", s);
+  return buf;
+}
+
+void Progress::train_step(int64_t step, float loss, float lr, float grad_norm, double ms, int64_t tokens) {
+  total_ms_ += ms;
+  if (session_steps_++ > 0) {
+    timed_ms_ += ms;
+    timed_tokens_ += tokens;
+  }
+  const double tok_s = ms > 0 ? tokens / (ms / 1000.0) : 0.0;
+  const double per_step_ms = session_steps_ > 1 ? timed_ms_ / (session_steps_ - 1) : ms;
+  const double eta_s = per_step_ms * static_cast<double>(total_ - step) / 1000.0;
+  std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | ETA %s\n",
+              static_cast<long long>(step), static_cast<long long>(total_), loss, lr, grad_norm, ms, tok_s,
+              format_duration(eta_s).c_str());
+  std::fflush(stdout);
+  if (log_) {
+    std::fprintf(log_, "step %lld train %.6f lr %.6g norm %.6f ms %.1f tok_s %.1f\n", static_cast<long long>(step),
+                 loss, lr, grad_norm, ms, tok_s);
+    std::fflush(log_);
+  }
+}
+
+void Progress::val(int64_t step, float loss) {
+  const double ppl = std::exp(static_cast<double>(loss));
+  std::printf("val loss %.4f | perplexity %.4f (step %lld)\n", loss, ppl, static_cast<long long>(step));
+  std::fflush(stdout);
+  if (log_) {
+    std::fprintf(log_, "step %lld val %.6f ppl %.4f\n", static_cast<long long>(step), loss, ppl);
+    std::fflush(log_);
+  }
+}
+
+double Progress::mean_tok_per_s() const { return timed_ms_ > 0 ? timed_tokens_ / (timed_ms_ / 1000.0) : 0.0; }
+
+}  // namespace llm

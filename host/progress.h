@@ -1,0 +1,41 @@
+// progress.h — what a training run tells the user and what it leaves for plotting.
+//
+// Console, one line per optimizer step:
+//   step   10/200 | loss 3.2101 | lr 3.00e-04 | norm 1.2345 | 412.3 ms | 1242 tok/s | ETA 1m18s
+// Log file (main.log in the output dir, appended to on resume), machine-readable, one line per event:
+//   step 10 train 3.210100 lr 0.000300 norm 1.234500 ms 412.3 tok_s 1242.0
+//   step 10 val 3.456700 ppl 31.7123
+// Step numbers count completed optimizer steps (1-based for train lines; val at step 0 is before training).
+// The first step of a session is excluded from the ETA / average (it pays for page faults and warm-up).
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace llm {
+
+class Progress {
+ public:
+  // log_path "" = console only. total_steps is the run's last step (for step/total and the ETA).
+  Progress(int64_t total_steps, const std::string& log_path);
+  ~Progress();
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+  void train_step(int64_t step, float loss, float lr, float grad_norm, double ms, int64_t tokens);
+  void val(int64_t step, float loss);
+  double mean_tok_per_s() const;  // over the steps after the first one of this session (0 if none)
+  double total_ms() const { return total_ms_; }
+
+  static std::string format_duration(double seconds);  // "1h02m", "3m05s", "12s"
+
+ private:
+  int64_t total_;
+  std::FILE* log_ = nullptr;
+  std::string log_path_;
+  int64_t session_steps_ = 0;
+  double timed_ms_ = 0, total_ms_ = 0;  // timed_ms_ excludes the first step
+  int64_t timed_tokens_ = 0;
+};
+
+}  // namespace llm

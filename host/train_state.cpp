@@ -1,0 +1,86 @@
+#include "host/train_state.h"
+
+#include <cstring>
+
+#include "host/binary_io.h"
+#include "host/error.h"
+
+namespace llm {
+
+static constexpr int kSlots = 256;
+static constexpr uint32_t kMaxFingerprint = 1 << 20;
+
+static void put64(int32_t* h, int slot, uint64_t v) {
+  uint32_t lo = static_cast<uint32_t>(v), hi = static_cast<uint32_t>(v >> 32);
+  std::memcpy(&h[slot], &lo, 4);
+  std::memcpy(&h[slot + 1], &hi, 4);
+}
+
+static uint64_t get64(const int32_t* h, int slot) {
+  uint32_t lo, hi;
+  std::memcpy(&lo, &h[slot], 4);
+  std::memcpy(&hi, &h[slot + 1], 4);
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+
+void save_train_state(const std::string& path, const TrainState& s) {
+  if (s.m.size() != s.v.size()) fail(path, ": internal error: AdamW m and v sizes differ");
+  if (s.fingerprint.size() > kMaxFingerprint) fail(path, ": internal error: fingerprint too long");
+  int32_t h[kSlots] = {};
+  h[0] = kTrainStateMagic;
+  h[1] = kTrainStateVersion;
+  put64(h, 2, static_cast<uint64_t>(s.step));
+  put64(h, 4, s.seed);
+  put64(h, 6, s.m.size());
+  put64(h, 8, static_cast<uint64_t>(s.loader.epoch));
+  put64(h, 10, static_cast<uint64_t>(s.loader.shard));
+  put64(h, 12, static_cast<uint64_t>(s.loader.window));
+  h[14] = static_cast<int32_t>(s.fingerprint.size());
+  AtomicFile out(path);
+  out.write(h, sizeof(h));
+  out.write(s.fingerprint.data(), s.fingerprint.size());
+  out.write(s.m.data(), s.m.size() * 4);
+  out.write(s.v.data(), s.v.size() * 4);
+  out.commit();
+}
+
+TrainState load_train_state(const std::string& path, size_t num_parameters) {
+  InFile f(path);
+  if (f.size() < kSlots * 4) fail(path, ": truncated (", f.size(), " bytes, smaller than the 1024-byte header)");
+  int32_t h[kSlots];
+  f.read(h, sizeof(h), "the header");
+  if (h[0] != kTrainStateMagic)
+    fail(path, ": bad magic ", h[0], " (expected ", kTrainStateMagic, "; not a training-state file)");
+  if (h[1] != kTrainStateVersion) fail(path, ": unsupported training-state version ", h[1], " (expected 1)");
+  TrainState s;
+  const int64_t step = static_cast<int64_t>(get64(h, 2));
+  const uint64_t n = get64(h, 6);
+  s.loader.epoch = static_cast<int64_t>(get64(h, 8));
+  s.loader.shard = static_cast<int64_t>(get64(h, 10));
+  s.loader.window = static_cast<int64_t>(get64(h, 12));
+  const int32_t flen = h[14];
+  if (step < 0 || step > (int64_t(1) << 40)) fail(path, ": header step ", step, " is out of range");
+  if (s.loader.epoch < 0 || s.loader.shard < 0 || s.loader.window < 0)
+    fail(path, ": negative data loader position in the header");
+  if (flen < 0 || static_cast<uint32_t>(flen) > kMaxFingerprint)
+    fail(path, ": header fingerprint length ", flen, " is out of range");
+  for (int i = 15; i < kSlots; i++)
+    if (h[i] != 0) fail(path, ": header slot ", i, " = ", h[i], ", expected 0 (unused)");
+  if (n != num_parameters)
+    fail(path, ": holds optimizer state for ", n, " parameters but the model has ", num_parameters);
+  const uint64_t expected = kSlots * 4 + static_cast<uint64_t>(flen) + 8 * n;
+  if (f.size() != expected)
+    fail(path, ": file size ", f.size(), " bytes disagrees with the header (expected ", expected, " bytes); the file is ",
+         f.size() < expected ? "truncated" : "oversized");
+  s.step = step;
+  s.seed = get64(h, 4);
+  s.fingerprint.resize(flen);
+  f.read(s.fingerprint.data(), flen, "the settings fingerprint");
+  s.m.resize(n);
+  s.v.resize(n);
+  f.read(s.m.data(), n * 4, "AdamW m");
+  f.read(s.v.data(), n * 4, "AdamW v");
+  return s;
+}
+
+}  // namespace llm

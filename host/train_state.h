@@ -1,0 +1,40 @@
+// train_state.h — our training-state file (state_########.bin), everything besides the weights that an exact
+// resume needs: the step, the AdamW moments, the RNG seed, the data loader position and a fingerprint of
+// the run's settings.
+//
+// Why: resumed training must equal uninterrupted training bit for bit. Weights go to the llm.c checkpoint;
+// this file holds the rest. Dropout masks are a pure function of (seed, step, micro-step) (host/philox.h),
+// sampling re-seeds at every sampling event and the LR is recomputed from the step, so the seed, the step and
+// the loader position are the whole RNG/data state.
+//
+// Layout (little-endian): 256 int32 header slots, then the fingerprint bytes, AdamW m, AdamW v (fp32).
+//   slot 0 magic 20261128 | 1 version 1 | 2-3 step | 4-5 seed | 6-7 num_parameters | 8-9 loader epoch
+//   10-11 loader shard | 12-13 loader window | 14 fingerprint length in bytes | all other slots 0
+// 64-bit values take two slots, low word first. File size must be 1024 + fingerprint + 8·num_parameters.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "host/data_loader.h"
+
+namespace llm {
+
+constexpr int kTrainStateMagic = 20261128;
+constexpr int kTrainStateVersion = 1;
+
+struct TrainState {
+  int64_t step = 0;            // optimizer steps completed
+  uint64_t seed = 0;           // run seed (dropout masks, sampling)
+  LoaderPosition loader;       // next train batch
+  std::string fingerprint;     // canonical text of the settings a resume must share (model, batch, optimizer)
+  std::vector<float> m, v;     // AdamW first/second moments, num_parameters each
+};
+
+// Atomic write ("<path>.tmp" + rename).
+void save_train_state(const std::string& path, const TrainState& s);
+
+// Reads and validates; num_parameters is what the model in hand expects (checked against the file).
+TrainState load_train_state(const std::string& path, size_t num_parameters);
+
+}  // namespace llm
