@@ -16,6 +16,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <cmath>
 #include <initializer_list>
@@ -92,6 +94,24 @@ __device__ inline void store_packed_cs(T* p, const Packed<T, N>& x) {
     __stcs(reinterpret_cast<int4*>(p), bits);
   } else {
     *reinterpret_cast<Packed<T, N>*>(p) = x;
+  }
+}
+
+// Chunk i of an array of n elements (elements [i, i+N)): a packed access when the chunk is fully in range,
+// element by element at the tail (missing elements read as 0, are not written). p[i] must be aligned for Packed<T,N>.
+template <int N, class T>
+__device__ inline Packed<T, N> load_chunk(const T* p, size_t i, size_t n) {
+  if (i + N <= n) return load_packed<N>(p + i);
+  Packed<T, N> r;
+  for (int k = 0; k < N; k++) r[k] = i + k < n ? p[i + k] : from_float<T>(0.0f);
+  return r;
+}
+template <int N, class T>
+__device__ inline void store_chunk(T* p, size_t i, size_t n, const Packed<T, N>& x) {
+  if (i + N <= n) {
+    store_packed<N>(p + i, x);
+  } else {
+    for (int k = 0; k < N && i + k < n; k++) p[i + k] = x[k];
   }
 }
 

@@ -1,0 +1,169 @@
+// encoder.cuh — token + position embedding, forward and backward.
+//
+// Why: forward is a gather, one thread per 16-byte chunk of (b, t, c). Backward is a scatter-add into dwte
+// (the same token can appear many times in a batch), which on a GPU is normally done with float atomics and
+// is then NOT deterministic. Here it is deterministic without atomics:
+// * dwte: the host (which has the token ids anyway) groups the B·T positions by token id — one bucket per
+//   distinct token, positions in increasing order — and uploads that plan to a small int scratch. One block
+//   row per bucket (largest buckets first for load balance), each thread owns a channel chunk and sums the
+//   bucket's dout rows in position order in fp32, then adds once into dwte[token].
+// * dwpe: one thread per (t, channel chunk) sums over b in order.
+// Both add into the existing gradient (+=), like ref::encoder_backward.
+#pragma once
+#include "kernels/common.cuh"
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+namespace kern {
+
+// out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]. One thread per chunk of VEC channels; VEC | C.
+template <class T, int VEC>
+__global__ void encoder_forward_kernel(T* out, const int* inp, const T* wte, const T* wpe, int B, int Tn, int C) {
+  const size_t idx = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) * VEC;
+  if (idx >= (size_t)B * Tn * C) return;
+  const size_t bt = idx / C;
+  const int c = (int)(idx % C), t = (int)(bt % Tn);
+  const Packed<T, VEC> tok = load_packed<VEC>(wte + (size_t)inp[bt] * C + c);
+  const Packed<T, VEC> pos = load_packed<VEC>(wpe + (size_t)t * C + c);
+  Packed<T, VEC> r;
+  for (int k = 0; k < VEC; k++) r[k] = from_float<T>(to_float(tok[k]) + to_float(pos[k]));
+  store_packed<VEC>(out + idx, r);
+}
+
+// dwpe[t,c] += Σ_b dout[b,t,c], b in order. One thread per chunk of (t, c).
+template <class T, int VEC>
+__global__ void wpe_backward_kernel(T* dwpe, const T* dout, int B, int Tn, int C) {
+  const size_t idx = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) * VEC;
+  if (idx >= (size_t)Tn * C) return;
+  float sum[VEC];
+  for (int k = 0; k < VEC; k++) sum[k] = 0.0f;
+  for (int b = 0; b < B; b++) {
+    const Packed<T, VEC> d = load_packed<VEC>(dout + (size_t)b * Tn * C + idx);
+    for (int k = 0; k < VEC; k++) sum[k] += to_float(d[k]);
+  }
+  Packed<T, VEC> g = load_packed<VEC>(dwpe + idx);
+  for (int k = 0; k < VEC; k++) g[k] = from_float<T>(to_float(g[k]) + sum[k]);
+  store_packed<VEC>(dwpe + idx, g);
+}
+
+// The bucket plan in the int scratch (BT = B·T):
+//   positions[BT]        (b·T + t) grouped by token, increasing within a bucket
+//   bucket_start[nb + 1] offsets into positions
+//   bucket_token[nb]     the token id of each bucket
+// Bucket i is handled by blockIdx.x == i; blockIdx.y·blockDim.x + threadIdx.x is the channel chunk.
+template <class T, int VEC>
+__global__ void wte_backward_kernel(T* dwte, const T* dout, const int* positions, const int* bucket_start,
+                                   const int* bucket_token, int C) {
+  const int c = (blockIdx.y * blockDim.x + threadIdx.x) * VEC;
+  if (c >= C) return;
+  const int begin = bucket_start[blockIdx.x], end = bucket_start[blockIdx.x + 1];
+  float sum[VEC];
+  for (int k = 0; k < VEC; k++) sum[k] = 0.0f;
+  for (int j = begin; j < end; j++) {
+    const Packed<T, VEC> d = load_packed<VEC>(dout + (size_t)positions[j] * C + c);
+    for (int k = 0; k < VEC; k++) sum[k] += to_float(d[k]);
+  }
+  T* row = dwte + (size_t)bucket_token[blockIdx.x] * C + c;
+  Packed<T, VEC> g = load_packed<VEC>(row);
+  for (int k = 0; k < VEC; k++) g[k] = from_float<T>(to_float(g[k]) + sum[k]);
+  store_packed<VEC>(row, g);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Launchers.
+
+template <class T>
+void encoder_forward(T* out, const int* inp, const T* wte, const T* wpe, int B, int Tn, int C, cudaStream_t stream,
+                     int block_size = 256) {
+  const size_t n = (size_t)B * Tn * C;
+  if (n == 0) return;
+  constexpr int P = Packed128<T>::size;
+  if (can_pack<T>(C, {out, wte, wpe}))
+    launch_kernel(encoder_forward_kernel<T, P>, dim3(CEIL_DIV(n, (size_t)block_size * P)), dim3(block_size), 0, stream,
+                  out, inp, wte, wpe, B, Tn, C);
+  else
+    launch_kernel(encoder_forward_kernel<T, 1>, dim3(CEIL_DIV(n, (size_t)block_size)), dim3(block_size), 0, stream,
+                  out, inp, wte, wpe, B, Tn, C);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+// Ints of device scratch encoder_backward needs.
+inline size_t encoder_backward_scratch_ints(int B, int Tn) { return (size_t)3 * B * Tn + 1; }
+
+// Host side of the dwte plan: fills `plan` (encoder_backward_scratch_ints ints, layout above), returns the
+// number of buckets. Buckets are ordered largest first (ties: smaller token first), so the plan is a pure
+// function of the token ids.
+inline int encoder_backward_plan(std::vector<int>& plan, const int* inp_host, int B, int Tn) {
+  const int BT = B * Tn;
+  std::vector<int> order(BT);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return inp_host[x] < inp_host[y]; });
+  std::vector<int> starts, tokens;  // buckets in token order
+  for (int j = 0; j < BT; j++)
+    if (j == 0 || inp_host[order[j]] != inp_host[order[j - 1]]) {
+      starts.push_back(j);
+      tokens.push_back(inp_host[order[j]]);
+    }
+  const int nb = (int)tokens.size();
+  starts.push_back(BT);
+  std::vector<int> by_size(nb);
+  std::iota(by_size.begin(), by_size.end(), 0);
+  std::stable_sort(by_size.begin(), by_size.end(),
+                   [&](int x, int y) { return starts[x + 1] - starts[x] > starts[y + 1] - starts[y]; });
+  plan.assign(encoder_backward_scratch_ints(B, Tn), 0);
+  int* positions = plan.data();
+  int* bucket_start = plan.data() + BT;
+  int* bucket_token = plan.data() + 2 * BT + 1;
+  int pos = 0;
+  for (int i = 0; i < nb; i++) {
+    const int src = by_size[i];
+    bucket_start[i] = pos;
+    bucket_token[i] = tokens[src];
+    for (int j = starts[src]; j < starts[src + 1]; j++) positions[pos++] = order[j];
+  }
+  bucket_start[nb] = pos;
+  return nb;
+}
+
+// dwte += scatter of dout by token, dwpe += Σ_b dout. `inp_host`: the same token ids as on the device, in host
+// memory (the trainer has them there anyway). `scratch`: encoder_backward_scratch_ints(B, T) device ints.
+template <class T>
+void encoder_backward(T* dwte, T* dwpe, int* scratch, const T* dout, const int* inp_host, int B, int Tn, int C,
+                      cudaStream_t stream, int block_size = 256) {
+  if (B * Tn == 0 || C == 0) return;
+  constexpr int P = Packed128<T>::size;
+  const bool packed = can_pack<T>(C, {dwte, dwpe, dout});
+  const int vec = packed ? P : 1;
+
+  // dwpe
+  const size_t chunks = (size_t)Tn * C / vec;
+  if (packed)
+    launch_kernel(wpe_backward_kernel<T, P>, dim3(CEIL_DIV(chunks, (size_t)block_size)), dim3(block_size), 0, stream,
+                  dwpe, dout, B, Tn, C);
+  else
+    launch_kernel(wpe_backward_kernel<T, 1>, dim3(CEIL_DIV(chunks, (size_t)block_size)), dim3(block_size), 0, stream,
+                  dwpe, dout, B, Tn, C);
+  CUDA_CHECK(cudaGetLastError());
+
+  // dwte: build and upload the bucket plan, one block row per bucket.
+  std::vector<int> plan;
+  const int nb = encoder_backward_plan(plan, inp_host, B, Tn);
+  CUDA_CHECK(cudaMemcpyAsync(scratch, plan.data(), plan.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
+  const int BT = B * Tn;
+  int threads = CEIL_DIV(CEIL_DIV(C, vec), WARP_SIZE) * WARP_SIZE;
+  threads = threads < block_size ? threads : block_size;
+  const dim3 grid(nb, CEIL_DIV(CEIL_DIV(C, vec), threads));
+  if (packed)
+    launch_kernel(wte_backward_kernel<T, P>, grid, dim3(threads), 0, stream, dwte, dout, (const int*)scratch,
+                  (const int*)scratch + BT, (const int*)scratch + 2 * BT + 1, C);
+  else
+    launch_kernel(wte_backward_kernel<T, 1>, grid, dim3(threads), 0, stream, dwte, dout, (const int*)scratch,
+                  (const int*)scratch + BT, (const int*)scratch + 2 * BT + 1, C);
+  CUDA_CHECK(cudaGetLastError());
+  // The plan's host memory is pageable: cudaMemcpyAsync from pageable memory has finished reading it when it
+  // returns, so `plan` may be freed here.
+}
+
+}  // namespace kern
