@@ -1,0 +1,71 @@
+// host_test_util.h — small helpers for the host tests: a fresh temp dir per test, whole-file byte access,
+// and a hand-written llm.c token shard (written here byte by byte, independent of the code under test).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace host_test {
+
+// A new empty directory for the running test (removed by the OS tmp cleaner, names are unique per pid+test).
+inline std::string temp_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string dir = ::testing::TempDir() + "llm_host_" + std::to_string(getpid()) + "_" + info->test_suite_name() +
+                    "_" + info->name();
+  std::string cmd = "rm -rf '" + dir + "' && mkdir -p '" + dir + "'";
+  if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << "cannot create " << dir;
+  return dir;
+}
+
+inline std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline void set_i32(std::vector<uint8_t>& bytes, int slot, int32_t v) { std::memcpy(&bytes[slot * 4], &v, 4); }
+inline int32_t get_i32(const std::vector<uint8_t>& bytes, int slot) {
+  int32_t v;
+  std::memcpy(&v, &bytes[slot * 4], 4);
+  return v;
+}
+
+// llm.c token shard: header {20240520, 1, N, 0...} then N uint16.
+inline void write_shard(const std::string& path, const std::vector<uint16_t>& tokens, int32_t magic = 20240520,
+                        int32_t version = 1) {
+  std::vector<uint8_t> bytes(1024 + 2 * tokens.size(), 0);
+  set_i32(bytes, 0, magic);
+  set_i32(bytes, 1, version);
+  set_i32(bytes, 2, static_cast<int32_t>(tokens.size()));
+  std::memcpy(bytes.data() + 1024, tokens.data(), 2 * tokens.size());
+  write_bytes(path, bytes);
+}
+
+inline bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+// Expects `stmt` to throw llm::Error whose message contains every string in `parts`.
+#define EXPECT_LLM_ERROR(stmt, ...)                                                          \
+  do {                                                                                       \
+    try {                                                                                    \
+      stmt;                                                                                  \
+      ADD_FAILURE() << "expected llm::Error from " #stmt;                                    \
+    } catch (const llm::Error& e) {                                                          \
+      for (const std::string& part : std::vector<std::string>{__VA_ARGS__})                  \
+        EXPECT_NE(std::string(e.what()).find(part), std::string::npos)                       \
+            << "message '" << e.what() << "' lacks '" << part << "'";                        \
+    }                                                                                        \
+  } while (0)
+
+}  // namespace host_test

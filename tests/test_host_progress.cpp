@@ -1,0 +1,37 @@
+// Progress output: the machine-readable log lines and the duration format.
+#include <fstream>
+
+#include "host/progress.h"
+#include "host_test_util.h"
+
+TEST(HostProgress, LogLinesAndEta) {
+  const std::string dir = host_test::temp_dir(), log = dir + "/main.log";
+  {
+    llm::Progress p(10, log);
+    testing::internal::CaptureStdout();
+    p.val(0, 2.0f);
+    p.train_step(1, 3.5f, 1e-3f, 0.25f, 500.0, 1000);  // first step: excluded from the average
+    p.train_step(2, 3.25f, 1e-3f, 0.5f, 100.0, 1000);
+    std::string out = testing::internal::GetCapturedStdout();
+    EXPECT_NE(out.find("step     2/10 | loss 3.2500 | lr 1.00e-03 | norm 0.5000 | 100.0 ms | 10000 tok/s | ETA 1s"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("perplexity 7.3891"), std::string::npos) << out;
+    EXPECT_DOUBLE_EQ(p.mean_tok_per_s(), 10000.0);
+  }
+  std::ifstream f(log);
+  std::string l0, l1, l2;
+  std::getline(f, l0);
+  std::getline(f, l1);
+  std::getline(f, l2);
+  EXPECT_EQ(l0, "step 0 val 2.000000 ppl 7.3891");
+  EXPECT_EQ(l1, "step 1 train 3.500000 lr 0.001 norm 0.250000 ms 500.0 tok_s 2000.0");
+  EXPECT_EQ(l2, "step 2 train 3.250000 lr 0.001 norm 0.500000 ms 100.0 tok_s 10000.0");
+}
+
+TEST(HostProgress, DurationFormat) {
+  EXPECT_EQ(llm::Progress::format_duration(12.4), "12s");
+  EXPECT_EQ(llm::Progress::format_duration(185), "3m05s");
+  EXPECT_EQ(llm::Progress::format_duration(3720), "1h02m");
+  EXPECT_EQ(llm::Progress::format_duration(-1), "?");
+}
