@@ -1,0 +1,125 @@
+// gpt2_model.h — the fp32 CPU reference GPT-2: parameters, activations, forward, backward.
+//
+// Why one class: the training program, the tests and the CUDA parity checks all need the same model with
+// the same memory layout (host/gpt2_config.h), so parameters and gradients live in one contiguous buffer
+// each, addressable per tensor, and activations are kept for the last forward's (B, T).
+//
+// Typical training step (gradient accumulation over `accum` micro-batches):
+//   model.zero_grad();
+//   for (int micro = 0; micro < accum; micro++) {
+//     float loss = model.forward(inp, tgt, B, T, {true, llm::dropout_step_seed(run_seed, step, micro)});
+//     model.backward(1.0f / accum);                 // mean over micro-batches
+//   }
+//   double norm = clip_grad_norm(model, 1.0f);      // cpu/optimizer.h
+//   opt.step(model, schedule(step), step + 1);
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "host/gpt2_config.h"
+#include "host/philox.h"
+
+namespace llm {
+
+struct TrainFlags {
+  bool training = false;      // dropout active (p = config.dropout) only when true
+  uint64_t dropout_seed = 0;  // this micro-step's seed, usually dropout_step_seed(run_seed, step, micro_step)
+};
+
+class GPT2Model {
+ public:
+  // Allocates zeroed parameters (gradients are allocated by the first zero_grad()/backward()). Throws llm::Error for an inconsistent config
+  // (C % NH != 0, Vp < V, non-positive sizes, dropout outside [0,1)).
+  explicit GPT2Model(const GPT2Config& config);
+
+  const GPT2Config& config() const { return config_; }
+  size_t num_params() const { return params_.size(); }
+
+  // Parameters: one buffer in gpt2_config.h order; param(k) points at tensor k (size param_size(k)).
+  float* params() { return params_.data(); }
+  const float* params() const { return params_.data(); }
+  float* param(ParamTensor k) { return params_.data() + offsets_[k]; }
+  const float* param(ParamTensor k) const { return params_.data() + offsets_[k]; }
+  size_t param_size(ParamTensor k) const { return sizes_[k]; }
+  size_t param_offset(ParamTensor k) const { return offsets_[k]; }
+
+  // Gradients: same layout as params. Accumulated by backward(); cleared by zero_grad().
+  // Empty (nullptr) until the first zero_grad() or backward(), so inference-only use costs no gradient memory.
+  float* grads() { return grads_.data(); }
+  const float* grads() const { return grads_.data(); }
+  float* grad(ParamTensor k) { return grads_.data() + offsets_[k]; }
+  const float* grad(ParamTensor k) const { return grads_.data() + offsets_[k]; }
+
+  // GPT-2 / llm.c initialisation from `seed`: weights (wte, wpe, qkvw, attprojw, fcw, fcprojw, lm_head) ~ N(0, 0.02),
+  // residual projections (attprojw, fcprojw) ~ N(0, 0.02/sqrt(2L)), LayerNorm weights 1, all biases 0, padded vocab
+  // rows (V..Vp-1) 0. Normals come from std::mt19937_64(seed) + our own Box-Muller (std::normal_distribution is
+  // implementation-defined), drawn tensor by tensor in buffer order, row-major, skipping padded rows —
+  // identical on every platform and thread count.
+  void init_gpt2(uint64_t seed);
+
+  // Runs the model on inputs (B,T) (token ids in [0,V), T <= max_seq_len). When targets (B,T) is given
+  // (-100 = ignore) returns the mean cross-entropy over non-ignored targets and prepares backward();
+  // otherwise returns -1. logits() and probs() (B,T,Vp; padding columns of probs 0) are always filled.
+  // Activations are (re)allocated when B*T changes. Throws llm::Error on bad ids / sizes.
+  float forward(const int* inputs, const int* targets, int B, int T, const TrainFlags& flags = {});
+
+  void zero_grad();
+  // Accumulates (+=) d(loss_scale · mean loss)/dθ into grads() for the last forward (which needed targets).
+  // loss_scale = 1/accum gives the mean over accumulated micro-batches.
+  void backward(float loss_scale = 1.0f);
+
+  int batch() const { return B_; }
+  int seq_len() const { return T_; }
+  const float* logits() const { return acts_.logits.data(); }  // (B,T,Vp) of the last forward
+  const float* probs() const { return acts_.probs.data(); }    // (B,T,Vp)
+  const float* losses() const { return acts_.losses.data(); }  // (B,T), 0 at ignored targets
+  float mean_loss() const { return mean_loss_; }
+  int num_valid_targets() const { return num_valid_; }
+
+ private:
+  struct Activations {  // per-layer tensors are stacked [L][...]
+    std::vector<float> encoded;                    // (B,T,C) embedding sum before dropout
+    std::vector<float> residual;                   // (L+1,B,T,C) residual stream x_0..x_L (x_0 = drop(encoded))
+    std::vector<float> ln1, ln1_mean, ln1_rstd;    // (L,B,T,C), (L,B,T)
+    std::vector<float> qkv;                        // (L,B,T,3C)
+    std::vector<float> att;                        // (L,B,NH,T,T) softmax before dropout
+    std::vector<float> atty;                       // (L,B,T,C) attention output (heads concatenated)
+    std::vector<float> attproj;                    // (L,B,T,C)
+    std::vector<float> residual2;                  // (L,B,T,C) x_l + drop(attproj)
+    std::vector<float> ln2, ln2_mean, ln2_rstd;    // (L,B,T,C), (L,B,T)
+    std::vector<float> fch, fch_gelu;              // (L,B,T,4C)
+    std::vector<float> fcproj;                     // (L,B,T,C)
+    std::vector<float> lnf, lnf_mean, lnf_rstd;    // (B,T,C), (B,T)
+    std::vector<float> logits, probs;              // (B,T,Vp)
+    std::vector<float> losses;                     // (B,T)
+    std::vector<float> scratch;                    // (B,T,C) dropped branch before the residual add
+  };
+  struct ActGrads {  // one layer's worth, reused for every layer
+    std::vector<float> dlogits;                            // (B,T,Vp)
+    std::vector<float> dlnf, dres, dres2, dx;              // (B,T,C)
+    std::vector<float> dln, datty, dattproj, dfcproj;      // (B,T,C)
+    std::vector<float> dqkv;                               // (B,T,3C)
+    std::vector<float> dfch, dfch_gelu;                    // (B,T,4C)
+    std::vector<float> dencoded;                           // (B,T,C)
+  };
+
+  void allocate_activations(int B, int T);
+  DropoutSpec drop_spec(int layer, DropoutSite site) const;
+  const float* head_weight() const { return config_.tied_head ? param(kWte) : param(kLmHead); }
+
+  GPT2Config config_;
+  std::array<size_t, kNumParamTensors> sizes_{}, offsets_{};
+  std::vector<float> params_, grads_;
+  Activations acts_;
+  ActGrads dacts_;
+  std::vector<int> inputs_, targets_;  // copies of the last forward's batch
+  bool have_targets_ = false;
+  TrainFlags flags_{};
+  int B_ = 0, T_ = 0;
+  float mean_loss_ = -1.0f;
+  int num_valid_ = 0;
+};
+
+}  // namespace llm

@@ -1,0 +1,71 @@
+// optimizer.cpp — AdamW over the per-tensor decay mask, global-norm clipping, LR schedules.
+#include "cpu/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/ops.h"
+#include "host/error.h"
+
+namespace llm {
+
+std::array<bool, kNumParamTensors> decay_mask(DecayMode mode) {
+  std::array<bool, kNumParamTensors> mask{};
+  if (mode == DecayMode::kAll) {
+    mask.fill(true);
+    return mask;
+  }
+  for (ParamTensor k : {kWte, kWpe, kQkvw, kAttprojw, kFcw, kFcprojw, kLmHead}) mask[k] = true;
+  return mask;
+}
+
+AdamW::AdamW(const GPT2Config& config, const AdamWConfig& hp)
+    : config_(config), hp_(hp), decay_(decay_mask(hp.decay)) {
+  const size_t n = num_parameters(config);
+  m_.assign(n, 0.0f);
+  v_.assign(n, 0.0f);
+}
+
+void AdamW::step(GPT2Model& model, float lr, int t) {
+  if (model.num_params() != m_.size()) fail("AdamW: model has ", model.num_params(), " parameters, optimizer ", m_.size());
+  if (!model.grads()) fail("AdamW: the model has no gradients (call zero_grad/backward first)");
+  if (t < 1) fail("AdamW: step count t must be >= 1, got ", t);
+  for (int k = 0; k < kNumParamTensors; k++) {
+    const auto pt = (ParamTensor)k;
+    const size_t n = model.param_size(pt), off = model.param_offset(pt);
+    if (n == 0) continue;
+    ref::adamw_update(model.params() + off, model.grads() + off, m_.data() + off, v_.data() + off, n, lr, hp_.beta1,
+                      hp_.beta2, hp_.eps, decay_[k] ? hp_.weight_decay : 0.0f, t);
+  }
+}
+
+double grad_norm(const GPT2Model& model) {
+  if (!model.grads()) return 0.0;
+  return ref::global_grad_norm(model.grads(), model.num_params());
+}
+
+double clip_grad_norm(GPT2Model& model, float max_norm, ClipStyle style) {
+  const double norm = grad_norm(model);
+  if (!model.grads()) return norm;
+  if (style == ClipStyle::kLlmc) {
+    ref::clip_gradients(model.grads(), model.num_params(), max_norm, norm);
+  } else {
+    const double scale = max_norm / (norm + 1e-6);  // torch.nn.utils.clip_grad_norm_
+    if (scale < 1.0) ref::scale_inplace(model.grads(), model.num_params(), (float)scale);
+  }
+  return norm;
+}
+
+float LRSchedule::operator()(int step) const {
+  if (step < warmup_steps) {
+    if (warmup_style == WarmupStyle::kLlmc) return max_lr * (float)(step + 1) / (float)warmup_steps;
+    return initial_lr + (float)step * (max_lr - initial_lr) / (float)warmup_steps;
+  }
+  if (kind == ScheduleKind::kConstant) return max_lr;
+  const int span = total_steps - warmup_steps;
+  const double r = span > 0 ? std::clamp((double)(step - warmup_steps) / span, 0.0, 1.0) : 1.0;
+  if (kind == ScheduleKind::kLinear) return (float)(max_lr + r * (min_lr - max_lr));
+  return (float)(min_lr + (max_lr - min_lr) * 0.5 * (1.0 + std::cos(M_PI * r)));
+}
+
+}  // namespace llm
