@@ -12,7 +12,7 @@ namespace kern {
 
 // Keep-mask of elements [i, i+VEC) (bit k = element i+k), identical to llm::dropout_keep for each element.
 template <int VEC>
-__device__ inline uint32_t dropout_keep_bits(const llm::DropoutSpec& d, size_t i) {
+__host__ __device__ inline uint32_t dropout_keep_bits(const llm::DropoutSpec& d, size_t i) {
   if (d.p <= 0.0f) return 0xffffffffu;
   uint32_t bits = 0;
   uint64_t cached_q = ~0ull;

@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -84,16 +85,20 @@ struct DeviceArray {
   DeviceArray& operator=(const DeviceArray&) = delete;
 
   void poison() { CUDA_CHECK(cudaMemset(ptr, 0xFF, n * sizeof(T))); }  // NaN in fp32 and bf16
-  void upload(const std::vector<float>& host) {
-    std::vector<T> tmp(n);
-    for (size_t i = 0; i < n; i++) tmp[i] = kern::from_float<T>(host.at(i));
-    CUDA_CHECK(cudaMemcpy(ptr, tmp.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+  // host -> elements [offset, offset + host.size())
+  void upload(const std::vector<float>& host, size_t offset = 0) {
+    EXPECT_LE(offset + host.size(), n);
+    std::vector<T> tmp(host.size());
+    for (size_t i = 0; i < host.size(); i++) tmp[i] = kern::from_float<T>(host[i]);
+    CUDA_CHECK(cudaMemcpy(ptr + offset, tmp.data(), tmp.size() * sizeof(T), cudaMemcpyHostToDevice));
   }
-  std::vector<float> download() const {
-    std::vector<T> tmp(n);
-    CUDA_CHECK(cudaMemcpy(tmp.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost));
-    std::vector<float> out(n);
-    for (size_t i = 0; i < n; i++) out[i] = kern::to_float<T>(tmp[i]);
+  // elements [offset, offset + count) (count = all the rest by default) as fp32
+  std::vector<float> download(size_t offset = 0, size_t count = SIZE_MAX) const {
+    if (count == SIZE_MAX) count = n - offset;
+    std::vector<T> tmp(count);
+    CUDA_CHECK(cudaMemcpy(tmp.data(), ptr + offset, count * sizeof(T), cudaMemcpyDeviceToHost));
+    std::vector<float> out(count);
+    for (size_t i = 0; i < count; i++) out[i] = kern::to_float<T>(tmp[i]);
     return out;
   }
   std::vector<T> download_raw() const {
@@ -135,14 +140,21 @@ struct CompareResult {
   double max_abs = 0, max_rel = 0, worst_ratio = 0;
 };
 
+// Element i passes iff |got - ref| <= atol_i + rtol·|ref|, with atol_i = tol.atol × (scale ? scale[i] : 1).
+// `scale` (optional, same length) is the per-element magnitude of the terms ref[i] was computed from (e.g. Σ|terms|
+// of a sum), which bounds the rounding error of any summation order: the tightest honest floor.
 inline CompareResult compare(const std::string& what, const std::vector<float>& got, const std::vector<float>& ref,
-                             Tol tol) {
+                             Tol tol, const std::vector<float>* scale = nullptr) {
   CompareResult r;
+  if (scale) {
+    EXPECT_EQ(scale->size(), ref.size()) << what;
+  }
   EXPECT_EQ(got.size(), ref.size()) << what;
   const size_t n = std::min(got.size(), ref.size());
   for (size_t i = 0; i < n; i++) {
     const double g = got[i], e = ref[i], err = std::fabs(g - e);
-    const double allowed = tol.atol + tol.rtol * std::fabs(e);
+    const double atol = scale && i < scale->size() ? tol.atol * (*scale)[i] : tol.atol;
+    const double allowed = atol + tol.rtol * std::fabs(e);
     const bool ok = std::isfinite(g) == std::isfinite(e) && (!std::isfinite(e) ? g == e : err <= allowed);
     const double ratio = std::isfinite(err) ? err / allowed : 0.0;
     if (!ok) {
@@ -156,9 +168,9 @@ inline CompareResult compare(const std::string& what, const std::vector<float>& 
       if (e != 0) r.max_rel = std::max(r.max_rel, err / std::fabs(e));
     }
   }
-  std::printf("  %-40s n=%-8zu max_abs=%.3e max_rel=%.3e err/bound=%.3f worst[%zu]: got %.8g ref %.8g (rtol %.1e atol %.1e) %s\n",
+  std::printf("  %-48s n=%-7zu max_abs=%.3e max_rel=%.3e err/bound=%.3f worst[%zu]: got %.8g ref %.8g (rtol %.1e atol %.1e%s) %s\n",
               what.c_str(), n, r.max_abs, r.max_rel, r.worst_ratio, r.worst, n ? got[r.worst] : 0.0, n ? ref[r.worst] : 0.0,
-              tol.rtol, tol.atol, r.bad ? "FAIL" : "ok");
+              tol.rtol, tol.atol, scale ? "×term" : "", r.bad ? "FAIL" : "ok");
   EXPECT_EQ(r.bad, 0u) << what << ": " << r.bad << " of " << n << " elements outside tolerance; worst index "
                        << r.worst << " got " << (n ? got[r.worst] : 0) << " ref " << (n ? ref[r.worst] : 0);
   return r;
