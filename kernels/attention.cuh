@@ -6,9 +6,9 @@
 //             ONLINE softmax (running max m, running sum l, rescaled accumulator) gives out = Σ p·v / l.
 //             The row's logsumexp lse = m + log l (fp32, (B,NH,T)) is saved for backward.
 //   backward: probabilities are recomputed from q, k and lse: p = exp(q·k·scale − lse). With
-//             D_i = dout_i · out_i (= Σ_j p_ij dp_ij, also under dropout) the softmax gradient is
+//             D_i = Σ_j p_ij dp_ij (dp_ij = dout_i·v_j after dropout) the softmax gradient is
 //             ds_ij = p_ij (dp_ij − D_i). Two kernels avoid atomics (deterministic):
-//               dq kernel  : thread owns query i, loops over keys j ≤ i  -> dq_i
+//               dq kernel  : thread owns query i, loops over keys j ≤ i (twice: D_i, then dq_i) -> dq_i, D_i
 //               dkv kernel : thread owns key j,   loops over queries i ≥ j -> dk_j, dv_j
 // Dropout on the attention weights reproduces ref::attention_forward's mask exactly: element index
 // ((b·NH+h)·T+i)·T+j in drop.stream (host/philox.h), kept weights scaled by 1/(1−p); the normaliser l uses the
@@ -100,10 +100,13 @@ __global__ void __launch_bounds__(AttentionTile<HS>::value)
 
 // ---------------------------------------------------------------------------------------------------------------
 // Backward, dq: thread owns query row i. grid (ceil(T/TILE), B·NH), block TILE.
+// Pass 1 recomputes D_i = Σ_j p_ij·dp_ij (dp after dropout) in fp32 and stores it for the dkv kernel; pass 2
+// accumulates dq_i. (FlashAttention uses D_i = dout_i·out_i instead, which in bf16 reads the ROUNDED output;
+// the recomputed sum is exact to fp32 and costs one more sweep over the keys.)
 template <int HS, typename floatX>
 __global__ void __launch_bounds__(AttentionTile<HS>::value)
-    attention_backward_dq_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv, const floatX* out,
-                                 const float* lse, int B, int T, int C, int NH, float scale, llm::DropoutSpec drop) {
+    attention_backward_dq_kernel(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const float* lse,
+                                 int B, int T, int C, int NH, float scale, llm::DropoutSpec drop) {
   constexpr int TILE = AttentionTile<HS>::value;
   __shared__ float Ks[TILE][HS], Vs[TILE][HS];
   const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
@@ -114,47 +117,52 @@ __global__ void __launch_bounds__(AttentionTile<HS>::value)
   const uint64_t row_index = (((uint64_t)b * NH + h) * T + i) * T;
 
   float q[HS], dO[HS], dq[HS];
-  float Di = 0.0f;  // D_i = dout_i · out_i
   for (int d = 0; d < HS; d++) {
-    const size_t qi = ((size_t)b * T + i) * 3 * C + h * HS + d, oi = ((size_t)b * T + i) * C + h * HS + d;
-    q[d] = active ? to_float(qkv[qi]) : 0.0f;
-    dO[d] = active ? to_float(dout[oi]) : 0.0f;
-    Di += active ? dO[d] * to_float(out[oi]) : 0.0f;
+    q[d] = active ? to_float(qkv[((size_t)b * T + i) * 3 * C + h * HS + d]) : 0.0f;
+    dO[d] = active ? to_float(dout[((size_t)b * T + i) * C + h * HS + d]) : 0.0f;
     dq[d] = 0.0f;
   }
   const float lse_i = active ? lse[((size_t)b * NH + h) * T + i] : 0.0f;
   const int last_key = min(T - 1, q0 + TILE - 1);
-  for (int k0 = 0; k0 <= last_key; k0 += TILE) {
-    attention_load_tile<HS, TILE>(Ks, qkv, b, h, k0, T, C, 1);
-    attention_load_tile<HS, TILE>(Vs, qkv, b, h, k0, T, C, 2);
-    __syncthreads();
-    if (active) {
-      const int jmax = min(TILE - 1, i - k0);
-      for (int r = 0; r <= jmax; r++) {
-        float s = 0.0f, dp = 0.0f;
-        for (int d = 0; d < HS; d++) {
-          s += q[d] * Ks[r][d];
-          dp += dO[d] * Vs[r][d];
+  float Di = 0.0f;
+  for (int pass = 0; pass < 2; pass++) {
+    for (int k0 = 0; k0 <= last_key; k0 += TILE) {
+      attention_load_tile<HS, TILE>(Ks, qkv, b, h, k0, T, C, 1);
+      attention_load_tile<HS, TILE>(Vs, qkv, b, h, k0, T, C, 2);
+      __syncthreads();
+      if (active) {
+        const int jmax = min(TILE - 1, i - k0);
+        for (int r = 0; r <= jmax; r++) {
+          float s = 0.0f, dp = 0.0f;
+          for (int d = 0; d < HS; d++) {
+            s += q[d] * Ks[r][d];
+            dp += dO[d] * Vs[r][d];
+          }
+          const float p = expf(s * scale - lse_i);
+          if (drop.p > 0.0f) dp = llm::dropout_keep(drop, row_index + k0 + r) ? dp * keep_scale : 0.0f;
+          if (pass == 0) {
+            Di += p * dp;
+          } else {
+            const float ds = p * (dp - Di);
+            for (int d = 0; d < HS; d++) dq[d] += ds * Ks[r][d];
+          }
         }
-        const float p = expf(s * scale - lse_i);
-        if (drop.p > 0.0f) dp = llm::dropout_keep(drop, row_index + k0 + r) ? dp * keep_scale : 0.0f;
-        const float ds = p * (dp - Di);
-        for (int d = 0; d < HS; d++) dq[d] += ds * Ks[r][d];
       }
+      __syncthreads();
     }
-    __syncthreads();
   }
   if (active) {
     floatX* g = dqkv + ((size_t)b * T + i) * 3 * C + h * HS;
     for (int d = 0; d < HS; d++) g[d] = from_float<floatX>(dq[d] * scale);
+    Dbuf[((size_t)b * NH + h) * T + i] = Di;
   }
 }
 
 // Backward, dk and dv: thread owns key row j. grid (ceil(T/TILE), B·NH), block TILE. Query tiles i ≥ j stream
-// through shared memory together with dout, lse and D (computed here from dout·out, one row per thread).
+// through shared memory together with dout, lse and D (from the dq kernel, which must run first).
 template <int HS, typename floatX>
 __global__ void __launch_bounds__(AttentionTile<HS>::value)
-    attention_backward_dkv_kernel(floatX* dqkv, const floatX* dout, const floatX* qkv, const floatX* out,
+    attention_backward_dkv_kernel(floatX* dqkv, const float* Dbuf, const floatX* dout, const floatX* qkv,
                                   const float* lse, int B, int T, int C, int NH, float scale, llm::DropoutSpec drop) {
   constexpr int TILE = AttentionTile<HS>::value;
   __shared__ float Qs[TILE][HS], dOs[TILE][HS], lse_s[TILE], D_s[TILE];
@@ -180,13 +188,7 @@ __global__ void __launch_bounds__(AttentionTile<HS>::value)
     }
     {  // thread r: lse and D of query row q0 + r
       const int t = q0 + threadIdx.x;
-      float Dt = 0.0f;
-      if (t < T)
-        for (int d = 0; d < HS; d++) {
-          const size_t oi = ((size_t)b * T + t) * C + h * HS + d;
-          Dt += to_float(dout[oi]) * to_float(out[oi]);
-        }
-      D_s[threadIdx.x] = Dt;
+      D_s[threadIdx.x] = t < T ? Dbuf[((size_t)b * NH + h) * T + t] : 0.0f;
       lse_s[threadIdx.x] = t < T ? lse[((size_t)b * NH + h) * T + t] : 0.0f;
     }
     __syncthreads();
@@ -258,19 +260,20 @@ void attention_forward(floatX* out, float* lse, const floatX* qkv, int B, int T,
   CUDA_CHECK(cudaGetLastError());
 }
 
-// dqkv(B,T,3C) = gradient of the forward above (overwritten), from dout(B,T,C), qkv, out and lse of the forward.
+// dqkv(B,T,3C) = gradient of the forward above (overwritten), from dout(B,T,C), qkv and the forward's lse.
+// scratch: B·NH·T floats of device memory (holds D = Σ_j p·dp per query row between the two kernels).
 template <typename floatX>
-void attention_backward(floatX* dqkv, const floatX* dout, const floatX* qkv, const floatX* out, const float* lse,
+void attention_backward(floatX* dqkv, float* scratch, const floatX* dout, const floatX* qkv, const float* lse,
                         int B, int T, int C, int NH, const llm::DropoutSpec& drop, cudaStream_t stream) {
   attention_check_shape("attention_backward", B, T, C, NH);
   const float scale = 1.0f / sqrtf((float)(C / NH));
   attention_dispatch_hs(C / NH, [&](auto hs) {
     constexpr int HS = decltype(hs)::value, TILE = AttentionTile<HS>::value;
     const dim3 grid((T + TILE - 1) / TILE, B * NH);
-    launch_kernel(attention_backward_dq_kernel<HS, floatX>, grid, dim3(TILE), 0, stream, dqkv, dout, qkv, out, lse,
-                  B, T, C, NH, scale, drop);
-    launch_kernel(attention_backward_dkv_kernel<HS, floatX>, grid, dim3(TILE), 0, stream, dqkv, dout, qkv, out, lse,
-                  B, T, C, NH, scale, drop);
+    launch_kernel(attention_backward_dq_kernel<HS, floatX>, grid, dim3(TILE), 0, stream, dqkv, scratch, dout, qkv,
+                  lse, B, T, C, NH, scale, drop);
+    launch_kernel(attention_backward_dkv_kernel<HS, floatX>, grid, dim3(TILE), 0, stream, dqkv, (const float*)scratch,
+                  dout, qkv, lse, B, T, C, NH, scale, drop);
   });
   CUDA_CHECK(cudaGetLastError());
 }
