@@ -8,7 +8,6 @@
 #include "cpu/gemm.h"
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 namespace ref {
@@ -18,11 +17,12 @@ constexpr int MR = 8, NR = 32;        // register tile
 constexpr int KC = 256;               // K slice: an A micro-panel (8 KB) + a B micro-panel (32 KB) stay in L1
 constexpr int MC = 128, NC = 512;     // C tile: packed A (128 KB) + packed B (512 KB) stay in L2
 
-// 16-wide float vector (GCC/Clang vector extension; one zmm register with AVX-512).
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
+// 16-wide float vector (GCC/Clang vector extension; one zmm register with AVX-512). aligned(4) + may_alias make
+// a plain dereference an unaligned, aliasing-safe load/store.
+typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
 
-inline v16 load16(const float* p) { v16 v; std::memcpy(&v, p, sizeof v); return v; }
-inline void store16(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+inline v16 load16(const float* p) { return *reinterpret_cast<const v16*>(p); }
+inline void store16(float* p, v16 v) { *reinterpret_cast<v16*>(p) = v; }
 
 // Pack rows [i0, i0+mc) × k [k0, k0+kc) of A into micro-panels: panel r holds rows r*MR.., k-major:
 // Ap[(r*kc + k)*MR + i]. Rows beyond M are zero so the micro-kernel never branches.
@@ -60,17 +60,25 @@ void pack_b(float* Bp, const MatView& B, int k0, int kc, int j0, int nc) {
 }
 
 // C[0:mr, 0:nr] += Ap-panel · Bp-panel over kc steps (mr ≤ MR, nr ≤ NR; padded entries are ignored).
+// The 16 accumulators are named variables so the compiler keeps them in registers for the whole k loop.
 void micro_kernel(float* C, size_t ldc, const float* Ap, const float* Bp, int kc, int mr, int nr) {
-  v16 acc[MR][2];
-  for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = v16{};
+  v16 c00{}, c01{}, c10{}, c11{}, c20{}, c21{}, c30{}, c31{}, c40{}, c41{}, c50{}, c51{}, c60{}, c61{}, c70{}, c71{};
   for (int k = 0; k < kc; k++) {
-    const v16 b0 = load16(Bp + (size_t)k * NR), b1 = load16(Bp + (size_t)k * NR + 16);
-    const float* a = Ap + (size_t)k * MR;
-    for (int i = 0; i < MR; i++) {  // fully unrolled by the compiler (MR is a constant)
-      acc[i][0] += a[i] * b0;
-      acc[i][1] += a[i] * b1;
-    }
+    const v16 b0 = load16(Bp), b1 = load16(Bp + 16);  // row k of the B panel
+    // rank-1 update: C[i, :] += A[i, k] · B[k, :]
+    c00 += Ap[0] * b0; c01 += Ap[0] * b1;
+    c10 += Ap[1] * b0; c11 += Ap[1] * b1;
+    c20 += Ap[2] * b0; c21 += Ap[2] * b1;
+    c30 += Ap[3] * b0; c31 += Ap[3] * b1;
+    c40 += Ap[4] * b0; c41 += Ap[4] * b1;
+    c50 += Ap[5] * b0; c51 += Ap[5] * b1;
+    c60 += Ap[6] * b0; c61 += Ap[6] * b1;
+    c70 += Ap[7] * b0; c71 += Ap[7] * b1;
+    Ap += MR;
+    Bp += NR;
   }
+  const v16 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                          {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
   if (mr == MR && nr == NR) {
     for (int i = 0; i < MR; i++) {
       float* c = C + (size_t)i * ldc;

@@ -1,0 +1,81 @@
+// bench_cpu_step.cpp — median wall time of one CPU training step (forward + zero_grad + backward + AdamW) of
+// a randomly initialised GPT-2 (default 124M), like llm.c's train_gpt2.c step (without its dataloader).
+//
+//   usage: bench_cpu_step [--preset gpt2] [-b 4] [-t 64] [--steps 6] [--warmup 1]
+// Threads: set OMP_NUM_THREADS (dev/bench_cpu_step.sh uses 2). Prints per-step times, the median, and a
+// per-phase breakdown of the median step.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cpu/gpt2_model.h"
+#include "cpu/optimizer.h"
+#include "host/error.h"
+
+namespace {
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string preset = "gpt2";
+  int B = 4, T = 64, steps = 6, warmup = 1;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string f = argv[i];
+    if (f == "--preset") preset = argv[i + 1];
+    else if (f == "-b") B = std::atoi(argv[i + 1]);
+    else if (f == "-t") T = std::atoi(argv[i + 1]);
+    else if (f == "--steps") steps = std::atoi(argv[i + 1]);
+    else if (f == "--warmup") warmup = std::atoi(argv[i + 1]);
+    else { std::fprintf(stderr, "unknown flag %s\n", f.c_str()); return 2; }
+  }
+  try {
+    llm::GPT2Config cfg = llm::preset_config(preset);
+    cfg.dropout = 0.0f;
+    llm::GPT2Model model(cfg);
+    model.init_gpt2(1337);
+    llm::AdamW opt(cfg, llm::AdamWConfig{0.9f, 0.95f, 1e-8f, 0.0f, llm::DecayMode::kAll});
+    std::vector<int> inp(B * T), tgt(B * T);
+    uint64_t x = 88172645463325252ull;  // xorshift64 tokens
+    for (int i = 0; i < B * T; i++) {
+      x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+      inp[i] = (int)(x % cfg.vocab_size);
+    }
+    for (int i = 0; i < B * T; i++) tgt[i] = inp[(i + 1) % (B * T)];
+    std::printf("preset %s  params %zu  B=%d T=%d threads=%d\n", preset.c_str(), model.num_params(), B, T,
+                omp_get_max_threads());
+    std::vector<double> total, fwd, zg, bwd, upd;
+    for (int s = 0; s < warmup + steps; s++) {
+      const double t0 = now_ms();
+      const float loss = model.forward(inp.data(), tgt.data(), B, T, {true, 0});
+      const double t1 = now_ms();
+      model.zero_grad();
+      const double t2 = now_ms();
+      model.backward();
+      const double t3 = now_ms();
+      const double norm = llm::clip_grad_norm(model, 1.0f);
+      opt.step(model, 1e-4f, s + 1);
+      const double t4 = now_ms();
+      std::printf("step %d loss %.6f norm %.4f  %.1f ms (fwd %.1f zero %.1f bwd %.1f norm+adamw %.1f)%s\n", s, loss,
+                  norm, t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3, s < warmup ? "  [warmup]" : "");
+      if (s >= warmup) {
+        total.push_back(t4 - t0); fwd.push_back(t1 - t0); zg.push_back(t2 - t1); bwd.push_back(t3 - t2);
+        upd.push_back(t4 - t3);
+      }
+    }
+    auto median = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
+    std::printf("median ms/step %.1f  (fwd %.1f, zero_grad %.1f, bwd %.1f, norm+adamw %.1f)  tok/s %.0f\n",
+                median(total), median(fwd), median(zg), median(bwd), median(upd), B * T / (median(total) / 1000.0));
+  } catch (const llm::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return llm::kExitBadInput;
+  }
+  return 0;
+}
