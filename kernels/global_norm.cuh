@@ -2,9 +2,10 @@
 //
 // Why: the norm decides whether (and how much) every gradient is scaled, so it must not wobble from run to
 // run. A float atomicAdd of block sums would make the last bits depend on block scheduling. Instead:
-//   pass 1: a FIXED number of blocks (kNormBlocks, independent of the device) grid-stride over the data; each
-//           thread sums squares in fp32, each block reduces with a fixed tree and writes its own slot;
-//   pass 2: one block sums the kNormBlocks slots with a fixed tree and writes sqrt(total).
+//   pass 1: a number of blocks that depends only on n (never on the device: at least kNormMinPerThread
+//           elements per thread, at most kNormMaxBlocks blocks) grid-strides over the data; each thread sums
+//           squares in fp32, each block reduces with a fixed tree and writes its own slot;
+//   pass 2: one block sums the slots with a fixed tree and writes sqrt(total).
 // Same data -> same bits, on any GPU and on the CPU layer. Clipping: grads *= max_norm / norm when
 // norm > max_norm (ref::clip_gradients' convention, no epsilon); the norm is read on the device, so no host sync.
 #pragma once
@@ -12,9 +13,17 @@
 
 namespace kern {
 
-constexpr int kNormBlocks = 512;      // pass-1 blocks: fixed so the summation order is fixed
-constexpr int kNormBlockSize = 256;   // threads per pass-1 block
-constexpr int kNormReduceSize = 512;  // threads of the single pass-2 block
+constexpr int kNormMaxBlocks = 1024;    // pass-1 blocks at most (GPT-2 sizes: ~1 wave on an H100/H200)
+constexpr int kNormMinPerThread = 16;   // pass-1 elements per thread at least (keeps small n cheap)
+constexpr int kNormBlockSize = 256;     // threads per pass-1 block
+constexpr int kNormReduceSize = 256;    // threads of the single pass-2 block
+
+// Pass-1 grid: a pure function of n, so the summation order (and the result's bits) depends on n only.
+inline int global_norm_blocks(size_t n) {
+  const size_t per_block = (size_t)kNormBlockSize * kNormMinPerThread;
+  const size_t blocks = (n + per_block - 1) / per_block;
+  return blocks < 1 ? 1 : blocks > (size_t)kNormMaxBlocks ? kNormMaxBlocks : (int)blocks;
+}
 
 template <class T>
 __global__ void norm_squared_partials_kernel(float* partials, const T* x, size_t n) {
@@ -46,15 +55,15 @@ __global__ void clip_kernel(T* grads, size_t n, float max_norm, const float* nor
 // ---- launchers ----
 
 // fp32 device scratch global_norm needs.
-inline size_t global_norm_scratch_floats() { return kNormBlocks; }
+inline size_t global_norm_scratch_floats() { return kNormMaxBlocks; }
 
 // *norm (device fp32) = sqrt(Σ x²). scratch: global_norm_scratch_floats() device floats.
 template <class T>
 void global_norm(float* norm, float* scratch, const T* x, size_t n, cudaStream_t stream) {
-  launch_kernel(norm_squared_partials_kernel<T>, dim3(kNormBlocks), dim3(kNormBlockSize), 0, stream, scratch, x, n);
+  const int blocks = global_norm_blocks(n);
+  launch_kernel(norm_squared_partials_kernel<T>, dim3(blocks), dim3(kNormBlockSize), 0, stream, scratch, x, n);
   CUDA_CHECK(cudaGetLastError());
-  launch_kernel(norm_finish_kernel, dim3(1), dim3(kNormReduceSize), 0, stream, norm, (const float*)scratch,
-                kNormBlocks);
+  launch_kernel(norm_finish_kernel, dim3(1), dim3(kNormReduceSize), 0, stream, norm, (const float*)scratch, blocks);
   CUDA_CHECK(cudaGetLastError());
 }
 
