@@ -7,6 +7,7 @@
 
 #include "host/binary_io.h"
 #include "host/error.h"
+#include "host/token_shard.h"
 
 namespace llm {
 
@@ -29,30 +30,21 @@ std::vector<std::string> glob_files(const std::string& pattern) {
 }
 
 namespace {
-// TEMPORARY stand-in until host/token_shard.h (engineer "tok") lands: validated llm.c shard, read on demand.
+// Random access to one llm.c shard: the header is validated by host/token_shard.h, windows are read on demand
+// (a FineWeb shard is 200 MB; the loader never holds more than one B*T+1 window).
 class TokenShardReader {
  public:
-  explicit TokenShardReader(const std::string& path) : f_(path) {
-    if (f_.size() < 1024) fail(path, ": truncated (", f_.size(), " bytes, smaller than the 1024-byte shard header)");
-    int32_t h[256];
-    f_.read(h, sizeof(h), "the header");
-    if (h[0] != 20240520) fail(path, ": bad magic ", h[0], " (expected 20240520; not an llm.c token shard)");
-    if (h[1] != 1) fail(path, ": unsupported token shard version ", h[1], " (expected 1)");
-    if (h[2] < 0) fail(path, ": negative token count ", h[2]);
-    n_ = static_cast<uint64_t>(h[2]);
-    if (f_.size() != 1024 + 2 * n_)
-      fail(path, ": file size ", f_.size(), " disagrees with the header's ", n_, " tokens (expected ", 1024 + 2 * n_, ")");
-  }
+  explicit TokenShardReader(const std::string& path) : n_(read_token_shard_header(path)), f_(path) {}
   uint64_t num_tokens() const { return n_; }
   const std::string& path() const { return f_.path(); }
   void read(uint64_t first, uint64_t count, uint16_t* dst) {
     if (first + count > n_) fail(path(), ": read of tokens ", first, "..", first + count, " past the end (", n_, ")");
-    f_.seek(1024 + 2 * first);
+    f_.seek(kShardHeaderBytes + 2 * first);
     f_.read(dst, 2 * count, "tokens");
   }
  private:
+  uint64_t n_;
   InFile f_;
-  uint64_t n_ = 0;
 };
 }  // namespace
 
