@@ -1,0 +1,443 @@
+// tokenizer.cpp — GPT-2 BPE encode/decode (see tokenizer.h for the rules).
+#include "host/tokenizer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <exception>
+#include <queue>
+#include <thread>
+
+#include "host/error.h"
+#include "host/tokenizer_impl.h"
+
+namespace llm {
+namespace tok {
+
+// ---------------------------------------------------------------------------------------------
+// Hash tables
+
+void StrTable::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < 2 * n) cap *= 2;
+  if (cap > slots_.size()) {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    slots_.assign(cap, Slot{});
+    used_ = 0;
+    for (const Slot& s : old)
+      if (s.len) {  // re-place without copying the key again
+        size_t i = s.hash & (cap - 1);
+        while (slots_[i].len) i = (i + 1) & (cap - 1);
+        slots_[i] = s;
+        ++used_;
+      }
+  }
+}
+
+void StrTable::grow() { reserve(slots_.empty() ? 8 : slots_.size()); }
+
+const uint32_t* StrTable::find(std::string_view key, uint64_t h) const {
+  if (slots_.empty()) return nullptr;
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    const Slot& s = slots_[i];
+    if (!s.len) return nullptr;
+    if (s.hash == h && s.len == key.size() && std::memcmp(arena_.data() + s.off, key.data(), s.len) == 0)
+      return &s.value;
+  }
+}
+
+void StrTable::insert(std::string_view key, uint64_t h, uint32_t value) {
+  if (2 * (used_ + 1) > slots_.size()) grow();
+  const size_t mask = slots_.size() - 1;
+  size_t i = h & mask;
+  while (slots_[i].len) i = (i + 1) & mask;
+  slots_[i] = Slot{h, uint32_t(arena_.size()), uint32_t(key.size()), value};
+  arena_.append(key.data(), key.size());
+  ++used_;
+}
+
+void StrTable::clear() {
+  slots_.clear();
+  arena_.clear();
+  used_ = 0;
+}
+
+void PairTable::build(const std::vector<uint64_t>& keys, const std::vector<int>& values) {
+  size_t cap = 16;
+  shift_ = 60;
+  while (cap < 2 * keys.size()) cap *= 2, --shift_;
+  slots_.assign(cap, Entry{});
+  mask_ = cap - 1;
+  for (size_t k = 0; k < keys.size(); ++k) {
+    size_t i = (keys[k] * 0x9E3779B97F4A7C15ull) >> shift_;
+    while (slots_[i].value >= 0 && slots_[i].key != keys[k]) i = (i + 1) & mask_;
+    slots_[i] = Entry{keys[k], values[k]};
+  }
+}
+
+void byte_to_unicode(uint32_t out[256]) {
+  // Printable Latin-1 bytes stand for themselves; the other 68 get U+0100.. in byte order.
+  uint32_t next = 256;
+  for (int b = 0; b < 256; ++b) {
+    bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    out[b] = printable ? uint32_t(b) : next++;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// UTF-8: end of the maximal valid run starting at i (RFC 3629, the definition Rust's str uses).
+
+static size_t valid_utf8_end(const unsigned char* s, size_t i, size_t n) {
+  while (i < n) {
+    // ASCII fast path, 8 bytes at a time
+    while (i + 8 <= n) {
+      uint64_t w;
+      std::memcpy(&w, s + i, 8);
+      if (w & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= n) break;
+    unsigned c = s[i];
+    if (c < 0x80) { ++i; continue; }
+    size_t need;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    else if (c == 0xE0) need = 2, lo = 0xA0;
+    else if (c >= 0xE1 && c <= 0xEC) need = 2;
+    else if (c == 0xED) need = 2, hi = 0x9F;  // no surrogates
+    else if (c >= 0xEE && c <= 0xEF) need = 2;
+    else if (c == 0xF0) need = 3, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3) need = 3;
+    else if (c == 0xF4) need = 3, hi = 0x8F;  // <= U+10FFFF
+    else return i;
+    if (i + need >= n) return i;  // sequence runs past the end
+    if (s[i + 1] < lo || s[i + 1] > hi) return i;
+    for (size_t k = 2; k <= need; ++k)
+      if ((s[i + k] & 0xC0) != 0x80) return i;
+    i += need + 1;
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-thread scratch: PCRE2 match data, JIT stack and the piece cache.
+
+namespace {
+
+struct Scratch {
+  uint64_t owner = 0;
+  pcre2_match_data* md = nullptr;
+  pcre2_match_context* mctx = nullptr;
+  pcre2_jit_stack* jstack = nullptr;
+  StrTable cache;           // piece -> offset of [count, ids...] in cache_ids
+  std::vector<int> cache_ids;
+  std::vector<int> work;    // merge-loop buffers
+  std::vector<int> rank;
+  ~Scratch() {
+    if (md) pcre2_match_data_free(md);
+    if (mctx) pcre2_match_context_free(mctx);
+    if (jstack) pcre2_jit_stack_free(jstack);
+  }
+  void prepare(uint64_t uid) {
+    if (!md) {
+      md = pcre2_match_data_create(1, nullptr);
+      mctx = pcre2_match_context_create(nullptr);
+      jstack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, nullptr);
+      if (!md || !mctx || !jstack) throw std::bad_alloc();
+      pcre2_jit_stack_assign(mctx, nullptr, jstack);
+    }
+    if (owner != uid || cache.arena_bytes() > (64u << 20)) {  // another tokenizer, or too big
+      cache.clear();
+      cache_ids.clear();
+      owner = uid;
+    }
+  }
+};
+
+thread_local Scratch t_scratch;
+
+constexpr size_t kSmallPiece = 64;  // pieces up to this many bytes use the O(n^2) scan
+
+}  // namespace
+}  // namespace tok
+
+// ---------------------------------------------------------------------------------------------
+// BPE merge of one piece
+
+namespace {
+
+using tok::Scratch;
+
+// Merge loop for short pieces: ids/rank arrays, repeated scan for the lowest rank (leftmost on ties).
+void merge_small(const Tokenizer::Impl& T, const unsigned char* s, size_t n, Scratch& sc,
+                 std::vector<int>& out) {
+  std::vector<int>& ids = sc.work;
+  std::vector<int>& rank = sc.rank;
+  ids.resize(n);
+  rank.resize(n);
+  for (size_t i = 0; i < n; ++i) ids[i] = T.byte_token[s[i]];
+  size_t m = n;
+  for (size_t i = 0; i + 1 < m; ++i) {
+    int r = T.pairs.find(ids[i], ids[i + 1]);
+    rank[i] = r < 0 ? INT_MAX : r;
+  }
+  while (m > 1) {
+    size_t best = 0;
+    int best_rank = INT_MAX;
+    for (size_t i = 0; i + 1 < m; ++i)
+      if (rank[i] < best_rank) best_rank = rank[i], best = i;
+    if (best_rank == INT_MAX) break;
+    ids[best] = best_rank;  // rank == id of the merged token
+    for (size_t i = best + 1; i + 1 < m; ++i) ids[i] = ids[i + 1], rank[i] = rank[i + 1];
+    --m;
+    if (best + 1 < m) {
+      int r = T.pairs.find(ids[best], ids[best + 1]);
+      rank[best] = r < 0 ? INT_MAX : r;
+    } else {
+      rank[best] = INT_MAX;
+    }
+    if (best > 0) {
+      int r = T.pairs.find(ids[best - 1], ids[best]);
+      rank[best - 1] = r < 0 ? INT_MAX : r;
+    }
+  }
+  out.insert(out.end(), ids.begin(), ids.begin() + m);
+}
+
+// Merge loop for long pieces: a linked list of parts keyed by start byte and a min-heap of
+// (rank, start) candidates, invalidated lazily. Same order of merges as merge_small.
+void merge_large(const Tokenizer::Impl& T, const unsigned char* s, size_t n, std::vector<int>& out) {
+  std::vector<int> tokv(n), nxt(n), prv(n);
+  for (size_t i = 0; i < n; ++i) {
+    tokv[i] = T.byte_token[s[i]];
+    nxt[i] = int(i) + 1;  // n means "none"
+    prv[i] = int(i) - 1;
+  }
+  struct Cand {
+    int rank, pos, left, right;
+    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+  auto push = [&](int p) {
+    if (p < 0 || nxt[p] >= int(n)) return;
+    int r = T.pairs.find(tokv[p], tokv[nxt[p]]);
+    if (r >= 0) heap.push(Cand{r, p, tokv[p], tokv[nxt[p]]});
+  };
+  for (size_t i = 0; i + 1 < n; ++i) push(int(i));
+  while (!heap.empty()) {
+    Cand c = heap.top();
+    heap.pop();
+    int p = c.pos;
+    if (tokv[p] != c.left || nxt[p] >= int(n) || tokv[nxt[p]] != c.right) continue;  // stale
+    int q = nxt[p];
+    tokv[p] = c.rank;
+    tokv[q] = -1;
+    nxt[p] = nxt[q];
+    if (nxt[p] < int(n)) prv[nxt[p]] = p;
+    push(prv[p]);
+    push(p);
+  }
+  for (int p = 0; p < int(n); p = nxt[p]) out.push_back(tokv[p]);
+}
+
+// One pre-token piece -> ids, through the whole-piece lookup and the cache.
+inline void encode_piece(const Tokenizer::Impl& T, const unsigned char* s, size_t n, Scratch& sc,
+                         std::vector<int>& out) {
+  if (n == 1) {
+    out.push_back(T.byte_token[s[0]]);
+    return;
+  }
+  std::string_view key(reinterpret_cast<const char*>(s), n);
+  uint64_t h = tok::hash_bytes(key.data(), n);
+  if (const uint32_t* id = T.vocab.find(key, h)) {
+    out.push_back(int(*id));
+    return;
+  }
+  if (const uint32_t* off = sc.cache.find(key, h)) {
+    const int* p = sc.cache_ids.data() + *off;
+    out.insert(out.end(), p + 1, p + 1 + p[0]);
+    return;
+  }
+  size_t before = out.size();
+  if (n <= tok::kSmallPiece) merge_small(T, s, n, sc, out);
+  else merge_large(T, s, n, out);
+  size_t cnt = out.size() - before;
+  sc.cache.insert(key, h, uint32_t(sc.cache_ids.size()));
+  sc.cache_ids.push_back(int(cnt));
+  sc.cache_ids.insert(sc.cache_ids.end(), out.begin() + before, out.end());
+}
+
+// A run of valid UTF-8 without special tokens: regex pieces -> BPE.
+void encode_valid_run(const Tokenizer::Impl& T, const unsigned char* s, size_t n, Scratch& sc,
+                      std::vector<int>& out) {
+  size_t pos = 0;
+  PCRE2_SIZE* ov = pcre2_get_ovector_pointer(sc.md);
+  while (pos < n) {
+    int rc = T.jit ? pcre2_jit_match(T.re, s, n, pos, PCRE2_NO_UTF_CHECK, sc.md, sc.mctx)
+                   : pcre2_match(T.re, s, n, pos, PCRE2_NO_UTF_CHECK, sc.md, sc.mctx);
+    size_t end;
+    if (rc > 0 && ov[0] == pos && ov[1] > pos) {
+      end = ov[1];
+    } else if (rc == PCRE2_ERROR_NOMATCH || rc > 0) {
+      // Cannot happen (every character matches some branch); keep going one character at a time.
+      end = pos + 1;
+      while (end < n && (s[end] & 0xC0) == 0x80) ++end;
+    } else {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(rc, msg, sizeof msg);
+      fail("tokenizer: regex match failed at byte ", pos, ": ", reinterpret_cast<const char*>(msg));
+    }
+    encode_piece(T, s + pos, end - pos, sc, out);
+    pos = end;
+  }
+}
+
+// Text without special-token handling: valid runs through the regex, invalid bytes as byte tokens.
+void encode_ordinary(const Tokenizer::Impl& T, std::string_view text, Scratch& sc, std::vector<int>& out) {
+  const unsigned char* s = reinterpret_cast<const unsigned char*>(text.data());
+  size_t n = text.size(), i = 0;
+  while (i < n) {
+    size_t e = tok::valid_utf8_end(s, i, n);
+    if (e > i) encode_valid_run(T, s + i, e - i, sc, out);
+    if (e >= n) break;
+    out.push_back(T.byte_token[s[e]]);  // an invalid byte is its own token
+    i = e + 1;
+  }
+}
+
+constexpr std::string_view kEotText = "<|endoftext|>";
+
+[[noreturn]] void disallowed_special(size_t offset) {
+  fail("input contains the special token <|endoftext|> at byte offset ", offset,
+       " (disallowed by default; allow it or encode it as text)");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+
+Tokenizer::Impl::~Impl() {
+  if (re) pcre2_code_free(re);
+}
+
+int Tokenizer::vocab_size() const { return int(impl_->tokens.size()); }
+
+void Tokenizer::encode_append(std::string_view text, SpecialMode mode, std::vector<int>& out,
+                              size_t offset_base) const {
+  const Impl& T = *impl_;
+  Scratch& sc = tok::t_scratch;
+  sc.prepare(T.uid);
+  if (mode == SpecialMode::kAsText) {
+    encode_ordinary(T, text, sc, out);
+    return;
+  }
+  size_t pos = 0;
+  for (;;) {
+    size_t hit = text.find(kEotText, pos);
+    if (hit != std::string_view::npos && mode == SpecialMode::kDisallowed)
+      disallowed_special(offset_base + hit);
+    size_t end = hit == std::string_view::npos ? text.size() : hit;
+    encode_ordinary(T, text.substr(pos, end - pos), sc, out);
+    if (hit == std::string_view::npos) break;
+    out.push_back(T.eot);
+    pos = hit + kEotText.size();
+  }
+}
+
+std::vector<int> Tokenizer::encode(std::string_view text, SpecialMode mode) const {
+  std::vector<int> out;
+  out.reserve(text.size() / 3 + 16);
+  encode_append(text, mode, out);
+  return out;
+}
+
+std::vector<int> Tokenizer::encode_parallel(std::string_view text, SpecialMode mode, int threads) const {
+  if (threads <= 1 || text.size() < (1u << 16)) return encode(text, mode);
+  if (mode == SpecialMode::kDisallowed) {  // report the first offending offset, as encode() would
+    size_t hit = text.find(kEotText);
+    if (hit != std::string_view::npos) disallowed_special(hit);
+  }
+  std::vector<size_t> cuts{0};
+  for (int k = 1; k < threads; ++k) {
+    size_t target = text.size() * size_t(k) / size_t(threads);
+    size_t p = find_safe_split(text, cuts.back(), target);
+    if (p > cuts.back()) cuts.push_back(p);
+  }
+  cuts.push_back(text.size());
+  size_t nchunks = cuts.size() - 1;
+  std::vector<std::vector<int>> parts(nchunks);
+  std::vector<std::exception_ptr> errors(nchunks);
+  auto work = [&](size_t c) {
+    try {
+      encode_append(text.substr(cuts[c], cuts[c + 1] - cuts[c]), mode, parts[c], cuts[c]);
+    } catch (...) {
+      errors[c] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t c = 1; c < nchunks; ++c) pool.emplace_back(work, c);
+  work(0);
+  for (auto& t : pool) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  std::vector<int> out;
+  size_t total = 0;
+  for (auto& p : parts) total += p.size();
+  out.reserve(total);
+  for (auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+std::string_view Tokenizer::token_bytes(int id) const {
+  if (id < 0 || id >= int(impl_->tokens.size()))
+    fail("token id ", id, " is out of range (vocabulary size ", impl_->tokens.size(), ")");
+  return impl_->tokens[size_t(id)];
+}
+
+std::string Tokenizer::decode_token(int id) const { return std::string(token_bytes(id)); }
+
+std::string Tokenizer::decode(const int* ids, size_t n) const {
+  std::string out;
+  out.reserve(n * 4);
+  for (size_t i = 0; i < n; ++i) out += token_bytes(ids[i]);
+  return out;
+}
+
+std::string Tokenizer::decode(const std::vector<int>& ids) const { return decode(ids.data(), ids.size()); }
+
+// ---------------------------------------------------------------------------------------------
+// Safe split points (see tokenizer.h)
+
+namespace {
+inline int ascii_class(unsigned char c) {  // 0 unusable, 1 letter, 2 digit, 3 other
+  if (c >= 0x80 || c == ' ' || (c >= 9 && c <= 13) || c == '\'' || c == '|') return 0;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return 1;
+  if (c >= '0' && c <= '9') return 2;
+  return 3;
+}
+inline bool ascii_nonspace(unsigned char c) { return c < 0x80 && c != ' ' && !(c >= 9 && c <= 13); }
+}  // namespace
+
+bool is_safe_split(std::string_view text, size_t p) {
+  if (p == 0 || p >= text.size()) return false;
+  const unsigned char* s = reinterpret_cast<const unsigned char*>(text.data());
+  if (s[p - 1] == '\n') return p >= 2 && ascii_nonspace(s[p - 2]) && ascii_nonspace(s[p]);
+  int a = ascii_class(s[p - 1]), b = ascii_class(s[p]);
+  return a && b && a != b;
+}
+
+size_t find_safe_split(std::string_view text, size_t lo, size_t hi) {
+  if (hi > text.size()) hi = text.size();
+  // prefer a line boundary within the last 64 KiB before hi, else any safe point
+  size_t window_lo = hi > lo + (1u << 16) ? hi - (1u << 16) : lo;
+  for (size_t p = hi; p > window_lo; --p)
+    if (text[p - 1] == '\n' && is_safe_split(text, p)) return p;
+  for (size_t p = hi; p > lo; --p)
+    if (is_safe_split(text, p)) return p;
+  return 0;
+}
+
+}  // namespace llm
