@@ -99,7 +99,7 @@ void gemm_accumulate(float* C, size_t ldc, MatView A, MatView B, int M, int N, i
   if (M <= 0 || N <= 0 || K <= 0) return;
   const int tiles_m = (M + MC - 1) / MC, tiles_n = (N + NC - 1) / NC;
   const int num_tiles = tiles_m * tiles_n;
-#pragma omp parallel
+#pragma omp parallel if(num_tiles > 1 && (size_t)M * N * K >= ((size_t)1 << 22))
   {
     // per-thread packing buffers (sized for full tiles)
     std::vector<float> Ap((size_t)MC * KC), Bp((size_t)NC * KC);

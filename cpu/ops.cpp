@@ -8,11 +8,15 @@
 
 namespace ref {
 
+// Loops with less work than this run on one thread: a parallel region costs microseconds (much more when the
+// machine is oversubscribed), and results never depend on the thread count, so this changes only speed.
+constexpr size_t kParallelMin = 1 << 16;
+
 // ---------------------------------------------------------------------------------------------------------
 // Embedding: token row + position row.
 
 void encoder_forward(float* out, const int* inp, const float* wte, const float* wpe, int B, int T, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)B * T * C >= kParallelMin)
   for (int bt = 0; bt < B * T; bt++) {
     const int t = bt % T;
     const float* tok = wte + (size_t)inp[bt] * C;
@@ -26,7 +30,7 @@ void encoder_forward(float* out, const int* inp, const float* wte, const float* 
 void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* inp, int B, int T, int C) {
   // The same token can appear several times, so rows are visited in order (deterministic) and threads
   // split the channel dimension instead.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)B * T * C >= kParallelMin)
   for (int c0 = 0; c0 < C; c0 += 64) {
     const int c1 = c0 + 64 < C ? c0 + 64 : C;
     for (int bt = 0; bt < B * T; bt++) {
@@ -48,7 +52,7 @@ void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* in
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int N, int C) {
   const float eps = 1e-5f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)N * C >= kParallelMin)
   for (int n = 0; n < N; n++) {
     const float* x = inp + (size_t)n * C;
     float sum = 0.0f;
@@ -70,7 +74,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int N, int C) {
   // dx = rstd · (w·dy − mean(w·dy) − x̂ · mean(w·dy·x̂)), per row.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)N * C >= kParallelMin)
   for (int n = 0; n < N; n++) {
     const float* x = inp + (size_t)n * C;
     const float* dy = dout + (size_t)n * C;
@@ -93,7 +97,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     }
   }
   // dw += Σ_n x̂·dy, db += Σ_n dy: threads split channels, rows summed in order.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)N * C >= kParallelMin)
   for (int c0 = 0; c0 < C; c0 += 64) {
     const int c1 = c0 + 64 < C ? c0 + 64 : C;
     for (int n = 0; n < N; n++) {
@@ -113,7 +117,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 // Linear layer: out = inp · Wᵀ + b. All three products go through gemm_accumulate.
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)N * OC >= kParallelMin)
   for (int n = 0; n < N; n++) {
     float* o = out + (size_t)n * OC;
     for (int oc = 0; oc < OC; oc++) o[oc] = bias ? bias[oc] : 0.0f;
@@ -130,7 +134,7 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
   gemm_accumulate(dweight, C, MatView{dout, 1, (size_t)OC}, MatView{inp, (size_t)C, 1}, OC, C, N);
   if (dbias) {
     // Σ over rows, threads split output channels, rows in order.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)N * OC >= kParallelMin)
     for (int o0 = 0; o0 < OC; o0 += 64) {
       const int o1 = o0 + 64 < OC ? o0 + 64 : OC;
       for (int n = 0; n < N; n++) {
@@ -152,7 +156,7 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
   const size_t C3 = (size_t)3 * C;
   const float scale = 1.0f / std::sqrt((float)hs);
   const float keep_scale = llm::dropout_scale(drop);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if((size_t)B * NH * T * T * (C / NH) >= kParallelMin)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
       for (int t = 0; t < T; t++) {
@@ -199,7 +203,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
   const float scale = 1.0f / std::sqrt((float)hs);
   const float keep_scale = llm::dropout_scale(drop);
   // Each (b, h) touches only its own head's columns of dqkv, so the (b, h) loop is race-free.
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if((size_t)B * NH * T * T * (C / NH) >= kParallelMin)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
       std::vector<float> datt(T);
@@ -252,7 +256,7 @@ constexpr float kGeluA = 0.044715f;
 }  // namespace
 
 void gelu_forward(float* out, const float* inp, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float x = inp[i];
     out[i] = 0.5f * x * (1.0f + std::tanh(kGeluS * (x + kGeluA * x * x * x)));
@@ -260,7 +264,7 @@ void gelu_forward(float* out, const float* inp, size_t n) {
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float x = inp[i];
     const float th = std::tanh(kGeluS * (x + kGeluA * x * x * x));
@@ -273,12 +277,12 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
 // Residual add and dropout.
 
 void residual_forward(float* out, const float* a, const float* b, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n >= kParallelMin)
   for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void residual_backward(float* da, float* db, const float* dout, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     da[i] += dout[i];
     db[i] += dout[i];
@@ -287,23 +291,23 @@ void residual_backward(float* da, float* db, const float* dout, size_t n) {
 
 void dropout_forward(float* out, const float* inp, size_t n, const llm::DropoutSpec& drop) {
   if (drop.p <= 0.0f) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n >= kParallelMin / 8)
     for (size_t i = 0; i < n; i++) out[i] = inp[i];
     return;
   }
   const float keep_scale = llm::dropout_scale(drop);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= kParallelMin / 8)
   for (size_t i = 0; i < n; i++) out[i] = llm::dropout_keep(drop, i) ? inp[i] * keep_scale : 0.0f;
 }
 
 void dropout_backward(float* dinp, const float* dout, size_t n, const llm::DropoutSpec& drop) {
   if (drop.p <= 0.0f) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n >= kParallelMin / 8)
     for (size_t i = 0; i < n; i++) dinp[i] += dout[i];
     return;
   }
   const float keep_scale = llm::dropout_scale(drop);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= kParallelMin / 8)
   for (size_t i = 0; i < n; i++)
     if (llm::dropout_keep(drop, i)) dinp[i] += dout[i] * keep_scale;
 }
@@ -313,7 +317,7 @@ void dropout_backward(float* dinp, const float* dout, size_t n, const llm::Dropo
 
 float softmax_crossentropy_forward(float* losses, float* probs, const float* logits, const int* targets, int N, int V,
                                    int Vp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)N * V >= kParallelMin)
   for (int n = 0; n < N; n++) {
     const float* x = logits + (size_t)n * Vp;
     float* p = probs + (size_t)n * Vp;
@@ -346,7 +350,7 @@ float softmax_crossentropy_forward(float* losses, float* probs, const float* log
 void softmax_crossentropy_backward(float* dlogits, const float* probs, const int* targets, int N, int V, int Vp,
                                    float dloss) {
   (void)Vp;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if((size_t)N * V >= kParallelMin)
   for (int n = 0; n < N; n++) {
     const int tgt = targets[n];
     if (tgt == -100) continue;
@@ -365,7 +369,7 @@ void adamw_update(float* params, const float* grads, float* m, float* v, size_t 
                   float eps, float weight_decay, int t) {
   const float bc1 = 1.0f - std::pow(beta1, (float)t);  // bias corrections
   const float bc2 = 1.0f - std::pow(beta2, (float)t);
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float g = grads[i];
     const float mi = beta1 * m[i] + (1.0f - beta1) * g;
@@ -381,7 +385,7 @@ double global_grad_norm(const float* grads, size_t n) {
   constexpr size_t kBlock = 1 << 14;  // fixed blocking => same sum for any thread count
   const size_t nblocks = (n + kBlock - 1) / kBlock;
   std::vector<double> partial(nblocks);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= kParallelMin)
   for (size_t blk = 0; blk < nblocks; blk++) {
     const size_t i0 = blk * kBlock, i1 = i0 + kBlock < n ? i0 + kBlock : n;
     double s = 0.0;
@@ -394,7 +398,7 @@ double global_grad_norm(const float* grads, size_t n) {
 }
 
 void scale_inplace(float* x, size_t n, float scale) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if(n >= kParallelMin)
   for (size_t i = 0; i < n; i++) x[i] *= scale;
 }
 
