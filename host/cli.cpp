@@ -8,6 +8,7 @@
 namespace llm {
 
 void add_train_options(CLI::App& app, TrainOptions& o) {
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: last one wins
   app.add_option("-i,--train-data", o.train_data, "train token shards (glob pattern)")->capture_default_str();
   app.add_option("-j,--val-data", o.val_data, "val token shards (glob pattern); empty = no validation")
       ->capture_default_str();
@@ -57,6 +58,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
 }
 
 void add_eval_options(CLI::App& app, EvalOptions& o) {
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--model", o.model, "llm.c model checkpoint (.bin)")->required();
   app.add_option("--data", o.data, "token shards (glob pattern)")->capture_default_str();
   app.add_option("-b,--batch-size", o.batch_size, "batch size B")->capture_default_str();
@@ -134,7 +136,7 @@ int parse_command_line(CLI::App& app, int argc, char** argv) {
     std::cout << app.help("", CLI::AppFormatMode::All);
     return 0;
   } catch (const CLI::ParseError& e) {
-    std::cerr << "error: " << e.what() << "\n(run with --help for the list of options)\n";
+    std::cerr << "error: " << e.what() << " (run with --help for the list of options)\n";
     return kExitBadInput;
   }
   return -1;

@@ -7,7 +7,8 @@
 // floor((N-1) / (world·B·T)) windows; the loader walks them in order, then moves to the next shard, and after
 // the last shard starts a new epoch at shard 0 (no shuffling). The val loader is the same class, reset() to
 // the start before each evaluation, exactly like llm.c's val loader.
-// Every token read is checked against the vocabulary: an id >= vocab_size is an error naming the shard.
+// Every token is checked against the vocabulary when the shards are opened (one sequential pass) and again as
+// it is read: an id >= vocab_size is an error naming the shard and the token's position.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -48,6 +49,7 @@ class DataLoader {
 
  private:
   struct Shard;
+  void check_token_ids(Shard& s) const;
   int B_, T_, vocab_, rank_, world_;
   std::vector<std::unique_ptr<Shard>> shards_;
   LoaderPosition pos_;

@@ -112,10 +112,9 @@ TEST(HostDataLoader, BadData) {
   auto t = ramp(40, 0);
   t[13] = 300;
   write_shard(dir + "/v.bin", t);
-  llm::DataLoader dl(dir + "/v.bin", 1, 8, 256);
-  std::vector<int> x(8), y(8);
-  dl.next_batch(x.data(), y.data());
-  EXPECT_LLM_ERROR(dl.next_batch(x.data(), y.data()), dir + "/v.bin", "token id 300", ">= the model's vocab size 256");
+  EXPECT_LLM_ERROR(llm::DataLoader(dir + "/v.bin", 1, 8, 256), dir + "/v.bin", "token id 300 at token 13",
+                   ">= the model's vocab size 256");
+  EXPECT_NO_THROW(llm::DataLoader(dir + "/v.bin", 1, 8, 301));
   // B*T+1 > tokens
   write_shard(dir + "/small.bin", ramp(16, 0));
   EXPECT_LLM_ERROR(llm::DataLoader(dir + "/small.bin", 2, 8, 1000), dir + "/small.bin", "16 tokens", "17");
