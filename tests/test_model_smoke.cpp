@@ -7,6 +7,9 @@
 
 #include "cpu/gpt2_model.h"
 #include "cpu/optimizer.h"
+#include "host/error.h"
+
+#include <omp.h>
 
 namespace {
 
@@ -79,5 +82,99 @@ TEST_P(FiniteDiff, GradientsMatchNumerical) {
   }
 }
 INSTANTIATE_TEST_SUITE_P(Layouts, FiniteDiff, ::testing::Values(false, true));
+
+// A config big enough that the GEMM and the element-wise ops really run multi-threaded.
+llm::GPT2Config medium_tiny() {
+  llm::GPT2Config c = tiny(false);
+  c.vocab_size = 1100;
+  c.padded_vocab_size = 1152;
+  c.channels = 64;
+  c.num_heads = 4;
+  c.max_seq_len = 32;
+  c.dropout = 0.1f;
+  return c;
+}
+
+// Three training steps (dropout on, AdamW, clipping); returns losses and final parameters.
+std::vector<float> train3(int threads, std::vector<float>* params) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  auto cfg = medium_tiny();
+  llm::GPT2Model m(cfg);
+  m.init_gpt2(5);
+  llm::AdamW opt(cfg, llm::AdamWConfig{0.9f, 0.95f, 1e-8f, 0.1f, llm::DecayMode::kMatrices});
+  std::vector<int> inp, tgt;
+  batch(4, 32, cfg.vocab_size, inp, tgt);
+  std::vector<float> losses;
+  for (int step = 0; step < 3; step++) {
+    m.zero_grad();
+    losses.push_back(m.forward(inp.data(), tgt.data(), 4, 32, {true, llm::dropout_step_seed(17, step, 0)}));
+    m.backward();
+    llm::clip_grad_norm(m, 1.0f);
+    opt.step(m, 1e-3f, step + 1);
+  }
+  params->assign(m.params(), m.params() + m.num_params());
+  omp_set_num_threads(saved);
+  return losses;
+}
+
+TEST(ModelDeterminism, BitIdenticalRunsAndThreadCounts) {
+  std::vector<float> p1, p2, p3;
+  const auto l1 = train3(2, &p1), l2 = train3(2, &p2), l3 = train3(1, &p3);
+  EXPECT_EQ(l1, l2);
+  EXPECT_TRUE(p1 == p2) << "two 2-thread runs differ";
+  // every reduction has a fixed order, so even the thread count does not change a bit
+  EXPECT_EQ(l1, l3);
+  EXPECT_TRUE(p1 == p3) << "1-thread and 2-thread runs differ";
+  EXPECT_LT(l1[2], l1[0]);  // and it trains
+}
+
+TEST(ModelGradAccumulation, TwoHalfBatchesEqualOneBatch) {
+  auto cfg = tiny(true);
+  llm::GPT2Model m(cfg);
+  m.init_gpt2(3);
+  std::vector<int> inp, tgt;
+  batch(2, 8, cfg.vocab_size, inp, tgt);
+  for (auto& t : tgt) t = t < 0 ? 5 : t;  // equal valid counts per half: mean of means == overall mean
+  m.zero_grad();
+  const float full = m.forward(inp.data(), tgt.data(), 2, 8);
+  m.backward();
+  std::vector<float> g_full(m.grads(), m.grads() + m.num_params());
+  m.zero_grad();
+  const float l0 = m.forward(inp.data(), tgt.data(), 1, 8);
+  m.backward(0.5f);
+  const float l1 = m.forward(inp.data() + 8, tgt.data() + 8, 1, 8);
+  m.backward(0.5f);
+  EXPECT_NEAR((l0 + l1) / 2, full, 1e-6);
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < g_full.size(); i++) {
+    err = std::max(err, (double)std::fabs(m.grads()[i] - g_full[i]));
+    ref = std::max(ref, (double)std::fabs(g_full[i]));
+  }
+  EXPECT_LT(err / ref, 1e-5);
+}
+
+TEST(ModelErrors, BadInputsThrowLlmError) {
+  auto cfg = tiny(false);
+  llm::GPT2Model m(cfg);
+  std::vector<int> inp(8, 1), tgt(8, 2);
+  inp[3] = cfg.vocab_size;  // out of range token
+  EXPECT_THROW(m.forward(inp.data(), tgt.data(), 1, 8), llm::Error);
+  inp[3] = -1;
+  EXPECT_THROW(m.forward(inp.data(), tgt.data(), 1, 8), llm::Error);
+  inp[3] = 0;
+  tgt[2] = cfg.vocab_size;
+  EXPECT_THROW(m.forward(inp.data(), tgt.data(), 1, 8), llm::Error);
+  std::vector<int> long_inp(cfg.max_seq_len + 1, 0);
+  EXPECT_THROW(m.forward(long_inp.data(), nullptr, 1, cfg.max_seq_len + 1), llm::Error);
+  EXPECT_EQ(m.forward(inp.data(), nullptr, 1, 8), -1.0f);  // inference without targets
+  EXPECT_THROW(m.backward(), llm::Error);                    // ... cannot be back-propagated
+  auto bad = cfg;
+  bad.num_heads = 3;  // 16 % 3 != 0
+  EXPECT_THROW(llm::GPT2Model{bad}, llm::Error);
+  bad = cfg;
+  bad.padded_vocab_size = cfg.vocab_size - 1;
+  EXPECT_THROW(llm::GPT2Model{bad}, llm::Error);
+}
 
 }  // namespace
