@@ -47,7 +47,7 @@ __device__ inline void attention_load_tile(float (*dst)[HS], const floatX* qkv, 
 // Forward. grid (ceil(T/TILE), B·NH), block TILE threads. Query tiles are visited last-first (longest first).
 template <int HS, typename floatX>
 __global__ void __launch_bounds__(AttentionTile<HS>::value)
-    attention_forward_kernel(floatX* out, float* lse, const floatX* qkv, int B, int T, int C, int NH, float scale,
+    attention_forward_kernel(floatX* out, float* lse, const floatX* qkv, int T, int C, int NH, float scale,
                              llm::DropoutSpec drop) {
   constexpr int TILE = AttentionTile<HS>::value;
   __shared__ float Ks[TILE][HS], Vs[TILE][HS];
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(AttentionTile<HS>::value)
 template <int HS, typename floatX>
 __global__ void __launch_bounds__(AttentionTile<HS>::value)
     attention_backward_dq_kernel(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const float* lse,
-                                 int B, int T, int C, int NH, float scale, llm::DropoutSpec drop) {
+                                 int T, int C, int NH, float scale, llm::DropoutSpec drop) {
   constexpr int TILE = AttentionTile<HS>::value;
   __shared__ float Ks[TILE][HS], Vs[TILE][HS];
   const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
@@ -163,7 +163,7 @@ __global__ void __launch_bounds__(AttentionTile<HS>::value)
 template <int HS, typename floatX>
 __global__ void __launch_bounds__(AttentionTile<HS>::value)
     attention_backward_dkv_kernel(floatX* dqkv, const float* Dbuf, const floatX* dout, const floatX* qkv,
-                                  const float* lse, int B, int T, int C, int NH, float scale, llm::DropoutSpec drop) {
+                                  const float* lse, int T, int C, int NH, float scale, llm::DropoutSpec drop) {
   constexpr int TILE = AttentionTile<HS>::value;
   __shared__ float Qs[TILE][HS], dOs[TILE][HS], lse_s[TILE], D_s[TILE];
   const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
@@ -255,7 +255,7 @@ void attention_forward(floatX* out, float* lse, const floatX* qkv, int B, int T,
   attention_dispatch_hs(C / NH, [&](auto hs) {
     constexpr int HS = decltype(hs)::value, TILE = AttentionTile<HS>::value;
     launch_kernel(attention_forward_kernel<HS, floatX>, dim3((T + TILE - 1) / TILE, B * NH), dim3(TILE), 0, stream,
-                  out, lse, qkv, B, T, C, NH, scale, drop);
+                  out, lse, qkv, T, C, NH, scale, drop);
   });
   CUDA_CHECK(cudaGetLastError());
 }
@@ -271,9 +271,9 @@ void attention_backward(floatX* dqkv, float* scratch, const floatX* dout, const 
     constexpr int HS = decltype(hs)::value, TILE = AttentionTile<HS>::value;
     const dim3 grid((T + TILE - 1) / TILE, B * NH);
     launch_kernel(attention_backward_dq_kernel<HS, floatX>, grid, dim3(TILE), 0, stream, dqkv, scratch, dout, qkv,
-                  lse, B, T, C, NH, scale, drop);
+                  lse, T, C, NH, scale, drop);
     launch_kernel(attention_backward_dkv_kernel<HS, floatX>, grid, dim3(TILE), 0, stream, dqkv, (const float*)scratch,
-                  dout, qkv, lse, B, T, C, NH, scale, drop);
+                  dout, qkv, lse, T, C, NH, scale, drop);
   });
   CUDA_CHECK(cudaGetLastError());
 }

@@ -229,6 +229,13 @@ bool matmul(floatX* d, const floatX* a, const floatX* b, int m, int n, int k, bo
 }  // namespace matmul_lt
 #endif
 
+// Number of calls where cuBLASLt was requested (Auto/CublasLt in an nvcc build) but declined, so the own kernel
+// ran instead (dev/cuda/matmul.cu checks it before reporting cuBLASLt timings).
+inline int& matmul_cublaslt_fallbacks() {
+  static int n = 0;
+  return n;
+}
+
 // True when `backend` resolves to cuBLASLt in this build (Auto prefers it where it exists).
 inline bool matmul_uses_cublaslt(MatmulBackend backend) {
   return LLM_HAVE_CUBLASLT && backend != MatmulBackend::Own;
@@ -256,6 +263,7 @@ void matmul_forward(floatX* out, floatX* pre_gelu, const floatX* inp, const floa
     const auto epi = pre_gelu ? matmul_lt::kGeluAuxBias : (bias ? matmul_lt::kBias : matmul_lt::kNone);
     // column-major outᵀ(OC,N) = Wᵀ... : A = weight as (C,OC) col-major, transposed; B = inpᵀ (C,N).
     if (matmul_lt::matmul(out, weight, inp, OC, N, C, true, false, false, epi, bias, pre_gelu, stream)) return;
+    matmul_cublaslt_fallbacks()++;
   }
 #endif
   (void)backend;
@@ -303,6 +311,7 @@ void matmul_backward(floatX* dinp, floatX* dweight, floatX* dbias, const floatX*
     // dweightᵀ(C,OC) += inpᵀ(C,N)·dout(N,OC): A = inp as col-major (C,N), B = dout as col-major (OC,N) transposed.
     dweight_done = matmul_lt::matmul(dweight, inp, dout, C, OC, N, false, true, true, matmul_lt::kNone,
                                      (const floatX*)nullptr, (const floatX*)nullptr, stream);
+    if (!dinp_done || !dweight_done) matmul_cublaslt_fallbacks()++;
   }
 #endif
   (void)backend;

@@ -32,7 +32,7 @@ const std::vector<MmShape>& mm_shapes() {
       {32, 32, 96, "tiny N32 C32 OC96"},     // qkv projection of the C=32 model, B2 T16
       {32, 128, 32, "tiny N32 C128 OC32"},   // fc-proj shape (C=4·32 -> 32)
       {15, 37, 41, "odd N15 C37 OC41"},      // nothing aligned to any tile size
-      {128, 768, 200, "medium N128 C768 OC200"},
+      {64, 768, 136, "medium N64 C768 OC136"},
       {600, 8, 40, "tall N600 C8 OC40"},     // dbias split over rows (600/256 = 2 splits)
   };
   return s;
