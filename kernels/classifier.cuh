@@ -30,7 +30,7 @@ __global__ void classifier_count_valid_kernel(int* count, const int* targets, in
 
 template <typename floatX>
 __global__ void fused_classifier_kernel(floatX* logits, float* losses, const int* targets, const int* valid_count,
-                                        float dloss_scale, int N, int V, int Vp, int write_dlogits) {
+                                        float dloss_scale, int V, int Vp, int write_dlogits) {
   const int row = blockIdx.x;
   floatX* x = logits + (size_t)row * Vp;
   const int target = targets[row];
@@ -95,7 +95,7 @@ void fused_classifier(floatX* logits, float* losses, const int* targets, int* va
   launch_kernel(classifier_count_valid_kernel<void>, dim3(1), dim3(256), 0, stream, valid_count, targets, N, V);
   CUDA_CHECK(cudaGetLastError());
   launch_kernel(fused_classifier_kernel<floatX>, dim3(N), dim3(block_size), 0, stream, logits, losses, targets,
-                (const int*)valid_count, dloss_scale, N, V, Vp, write_dlogits ? 1 : 0);
+                (const int*)valid_count, dloss_scale, V, Vp, write_dlogits ? 1 : 0);
   CUDA_CHECK(cudaGetLastError());
 }
 
