@@ -1,0 +1,37 @@
+# weights.cmake — HF/OpenAI weights, sampling, generation (label "weights"), the safetensors fuzzer, decode bench.
+# host/safetensors.cpp, hf_gpt2.cpp, sampling.cpp, generate.cpp are in llm_host (host.cmake globs host/*.cpp);
+# cpu/gpt2_infer.cpp is in llm_model_cpu (model_cpu.cmake globs cpu/*.cpp).
+file(GLOB LLM_WEIGHTS_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_weights_*.cpp
+     ${CMAKE_SOURCE_DIR}/tests/test_sampling*.cpp ${CMAKE_SOURCE_DIR}/tests/test_generate*.cpp)
+if(LLM_WEIGHTS_TEST_SOURCES AND TARGET llm_model_cpu)
+  add_executable(test_weights ${LLM_WEIGHTS_TEST_SOURCES})
+  target_link_libraries(test_weights PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_weights PRIVATE LLM_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  if(TARGET gpt2_cpu)
+    target_compile_definitions(test_weights PRIVATE GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")
+    add_dependencies(test_weights gpt2_cpu)
+  endif()
+  gtest_discover_tests(test_weights PROPERTIES LABELS weights TIMEOUT 300 DISCOVERY_TIMEOUT 60)
+endif()
+
+if(EXISTS ${CMAKE_SOURCE_DIR}/dev/bench_decode.cpp AND TARGET llm_model_cpu)
+  add_executable(bench_decode ${CMAKE_SOURCE_DIR}/dev/bench_decode.cpp)
+  target_link_libraries(bench_decode PRIVATE llm_model_cpu llm_host)
+endif()
+
+# libFuzzer target: configure a separate build with clang, e.g.
+#   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DLLM_FUZZ=ON && cmake --build build-fuzz --target fuzz_safetensors
+#   ./build-fuzz/fuzz_safetensors -runs=1000000 tests/fixtures/hf/fuzz_corpus
+if(LLM_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "LLM_FUZZ=ON needs clang (CXX=clang++)")
+  endif()
+  add_executable(fuzz_safetensors ${CMAKE_SOURCE_DIR}/fuzz/fuzz_safetensors.cpp
+                 ${CMAKE_SOURCE_DIR}/host/safetensors.cpp ${CMAKE_SOURCE_DIR}/host/hf_gpt2.cpp
+                 ${CMAKE_SOURCE_DIR}/host/binary_io.cpp ${CMAKE_SOURCE_DIR}/host/checkpoint.cpp
+                 ${CMAKE_SOURCE_DIR}/host/gpt2_config.cpp)
+  target_include_directories(fuzz_safetensors PRIVATE ${CMAKE_SOURCE_DIR})
+  target_compile_options(fuzz_safetensors PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g)
+  target_link_options(fuzz_safetensors PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_safetensors PRIVATE nlohmann_json::nlohmann_json CLI11::CLI11)
+endif()

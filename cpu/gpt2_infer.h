@@ -1,0 +1,62 @@
+// gpt2_infer.h — CPU inference for generation: a KV-cached GPT-2 and the uncached reference path.
+//
+// Why a KV cache: without it every new token re-runs the whole context (O(T) rows per token). With it, prefill
+// runs the prompt once and stores each layer's keys and values; a decode step then embeds ONE token at the next
+// absolute position, appends its k/v to the cache and attends over all cached positions — the same math, so the
+// same tokens as the uncached path (tested). The cache is (L, max_seq_len, C) for k and for v (heads side by side
+// in C, as in the qkv row); prefill resets it. Context beyond max_seq_len: see the crop rule in host/generate.h.
+//
+// Decode steps use a matrix-vector product parallelised over output rows (the weights are read once per token, so
+// decoding is memory-bound); prefill uses the reference GEMM (ref::matmul_forward).
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "cpu/gpt2_model.h"
+#include "host/generate.h"
+
+namespace llm {
+
+class KVCacheGPT2 : public LogitsModel {
+ public:
+  KVCacheGPT2(const GPT2Config& config, std::vector<float>&& params);  // params: num_parameters(config) floats
+  const GPT2Config& config() const override { return c_; }
+  const float* prefill(const int* tokens, int n) override;
+  const float* step(int token) override;
+  int position() const { return pos_; }  // tokens currently in the cache
+  const float* params() const { return params_.data(); }
+
+ private:
+  // Feeds rows tokens[0..n) at positions pos_..pos_+n-1 through every layer; returns the last row's logits.
+  const float* forward_rows(const int* tokens, int n);
+  const float* p(ParamTensor k) const { return params_.data() + off_[k]; }
+
+  GPT2Config c_;
+  std::vector<float> params_;
+  std::array<size_t, kNumParamTensors> off_{};
+  std::vector<float> kcache_, vcache_;                // (L, maxT, C)
+  std::vector<float> x_, ln_, qkv_, atty_, tmp_, fch_;  // (n,C) (n,C) (n,3C) (n,C) (n,C) (n,4C)
+  std::vector<float> mean_, rstd_, scores_;           // (n) (n) (threads, maxT)
+  std::vector<float> logits_;                         // (Vp)
+  int pos_ = 0;
+};
+
+// The uncached path: every call runs GPT2Model::forward over the whole context (the training model's code, an
+// independent implementation of the same math).
+class UncachedGPT2 : public LogitsModel {
+ public:
+  UncachedGPT2(const GPT2Config& config, const std::vector<float>& params);
+  const GPT2Config& config() const override { return model_.config(); }
+  const float* prefill(const int* tokens, int n) override;
+  const float* step(int token) override;
+
+ private:
+  const float* run();
+  GPT2Model model_;
+  std::vector<int> ctx_;
+};
+
+// The factory gpt2_cpu passes to generate_main.
+std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std::vector<float>&& params, bool kv_cache);
+
+}  // namespace llm
