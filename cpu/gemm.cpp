@@ -7,15 +7,18 @@
 // 2 vector loads of B, 8 broadcasts of A, 16 fused multiply-adds.
 #include "cpu/gemm.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <vector>
 
 namespace ref {
 namespace {
 
-constexpr int MR = 8, NR = 32;        // register tile
-constexpr int KC = 256;               // K slice: an A micro-panel (8 KB) + a B micro-panel (32 KB) stay in L1
-constexpr int MC = 128, NC = 512;     // C tile: packed A (128 KB) + packed B (512 KB) stay in L2
+constexpr int MR = 8, NR = 32;   // register tile
+constexpr int KC = 128;          // K slice: a B micro-panel (16 KB) + an A micro-panel (4 KB) stay in L1
+constexpr int MC_MAX = 512;      // C tile rows: the packed A block (≤ 256 KB) stays in L2
+constexpr int NC_MAX = 512;      // C tile columns: the packed B block (≤ 256 KB) stays in L2
 
 // 16-wide float vector (GCC/Clang vector extension; one zmm register with AVX-512). aligned(4) + may_alias make
 // a plain dereference an unaligned, aliasing-safe load/store.
@@ -27,13 +30,27 @@ inline void store16(float* p, v16 v) { *reinterpret_cast<v16*>(p) = v; }
 // Pack rows [i0, i0+mc) × k [k0, k0+kc) of A into micro-panels: panel r holds rows r*MR.., k-major:
 // Ap[(r*kc + k)*MR + i]. Rows beyond M are zero so the micro-kernel never branches.
 void pack_a(float* Ap, const MatView& A, int i0, int mc, int k0, int kc) {
+  if (A.rs == 1 && mc % MR == 0) {  // Aᵀ stored row-major: the MR values of one k are contiguous
+    for (int r = 0; r < mc / MR; r++) {
+      float* dst = Ap + (size_t)r * kc * MR;
+      for (int k = 0; k < kc; k++) {
+        const float* src = A.p + (size_t)(i0 + r * MR) + (size_t)(k0 + k) * A.cs;
+        for (int i = 0; i < MR; i++) dst[k * MR + i] = src[i];
+      }
+    }
+    return;
+  }
   for (int r = 0; r < (mc + MR - 1) / MR; r++) {
     float* dst = Ap + (size_t)r * kc * MR;
     for (int i = 0; i < MR; i++) {
       const int row = r * MR + i;
       if (row < mc) {
         const float* src = A.p + (size_t)(i0 + row) * A.rs + (size_t)k0 * A.cs;
-        for (int k = 0; k < kc; k++) dst[k * MR + i] = src[(size_t)k * A.cs];
+        if (A.cs == 1) {
+          for (int k = 0; k < kc; k++) dst[k * MR + i] = src[k];
+        } else {
+          for (int k = 0; k < kc; k++) dst[k * MR + i] = src[(size_t)k * A.cs];
+        }
       } else {
         for (int k = 0; k < kc; k++) dst[k * MR + i] = 0.0f;
       }
@@ -46,15 +63,22 @@ void pack_b(float* Bp, const MatView& B, int k0, int kc, int j0, int nc) {
   for (int p = 0; p < (nc + NR - 1) / NR; p++) {
     float* dst = Bp + (size_t)p * kc * NR;
     const int jn = std::min(NR, nc - p * NR);
-    for (int k = 0; k < kc; k++) {
-      const float* src = B.p + (size_t)(k0 + k) * B.rs + (size_t)(j0 + p * NR) * B.cs;
-      float* d = dst + (size_t)k * NR;
-      if (B.cs == 1) {
+    if (B.cs == 1) {  // rows of B are contiguous: copy NR-wide row segments
+      for (int k = 0; k < kc; k++) {
+        const float* src = B.p + (size_t)(k0 + k) * B.rs + (size_t)(j0 + p * NR);
+        float* d = dst + (size_t)k * NR;
         for (int j = 0; j < jn; j++) d[j] = src[j];
-      } else {
-        for (int j = 0; j < jn; j++) d[j] = src[(size_t)j * B.cs];
+        for (int j = jn; j < NR; j++) d[j] = 0.0f;
       }
-      for (int j = jn; j < NR; j++) d[j] = 0.0f;
+    } else {  // columns of B are contiguous (B = Wᵀ): read each column once, scatter into the panel
+      for (int j = 0; j < NR; j++) {
+        if (j < jn) {
+          const float* src = B.p + (size_t)k0 * B.rs + (size_t)(j0 + p * NR + j) * B.cs;
+          for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = src[(size_t)k * B.rs];
+        } else {
+          for (int k = 0; k < kc; k++) dst[(size_t)k * NR + j] = 0.0f;
+        }
+      }
     }
   }
 }
@@ -93,11 +117,29 @@ void micro_kernel(float* C, size_t ldc, const float* Ap, const float* Bp, int kc
   }
 }
 
+// Splits `n` into tiles of at most `max_tile` (a multiple of `quantum`), about evenly.
+int tile_size(int n, int max_tile, int quantum) {
+  const int tiles = (n + max_tile - 1) / max_tile;
+  const int size = (n + tiles - 1) / tiles;
+  return (size + quantum - 1) / quantum * quantum;
+}
+
 }  // namespace
 
 void gemm_accumulate(float* C, size_t ldc, MatView A, MatView B, int M, int N, int K) {
   if (M <= 0 || N <= 0 || K <= 0) return;
-  const int tiles_m = (M + MC - 1) / MC, tiles_n = (N + NC - 1) / NC;
+  // Tiles as large as the caches allow (fewer re-packs); when there are few tiles, split N further so
+  // that every thread gets work (the tile count is rounded up to a multiple of the thread count).
+  const int MC = tile_size(M, MC_MAX, MR);
+  const int tiles_m = (M + MC - 1) / MC;
+  int tiles_n = (N + NC_MAX - 1) / NC_MAX;
+  const int threads = omp_get_max_threads();
+  if (tiles_m * tiles_n < 4 * threads) {
+    const int per = (tiles_m * tiles_n + threads - 1) / threads * threads;
+    tiles_n = std::max(tiles_n, std::min((N + NR - 1) / NR, (per + tiles_m - 1) / tiles_m));
+  }
+  const int NC = tile_size(N, (N + tiles_n - 1) / tiles_n, NR);
+  tiles_n = (N + NC - 1) / NC;
   const int num_tiles = tiles_m * tiles_n;
 #pragma omp parallel if(num_tiles > 1 && (size_t)M * N * K >= ((size_t)1 << 22))
   {
@@ -105,8 +147,6 @@ void gemm_accumulate(float* C, size_t ldc, MatView A, MatView B, int M, int N, i
     std::vector<float> Ap((size_t)MC * KC), Bp((size_t)NC * KC);
 #pragma omp for schedule(static)
     for (int tile = 0; tile < num_tiles; tile++) {
-      // column-tile major order: consecutive tiles share the same B columns less often than A rows,
-      // and A (the activations) is usually the smaller operand.
       const int tm = tile % tiles_m, tn = tile / tiles_m;
       const int i0 = tm * MC, mc = std::min(MC, M - i0);
       const int j0 = tn * NC, nc = std::min(NC, N - j0);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/fastmath.h"
 #include "cpu/gemm.h"
 
 namespace ref {
@@ -173,8 +174,9 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
           if (a[t2] > maxval) maxval = a[t2];
         }
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int t2 = 0; t2 <= t; t2++) {
-          a[t2] = std::exp(a[t2] - maxval);
+          a[t2] = exp_approx(a[t2] - maxval);
           sum += a[t2];
         }
         const float inv = 1.0f / sum;
@@ -256,18 +258,18 @@ constexpr float kGeluA = 0.044715f;
 }  // namespace
 
 void gelu_forward(float* out, const float* inp, size_t n) {
-#pragma omp parallel for schedule(static) if(n >= kParallelMin)
+#pragma omp parallel for simd schedule(static) if(parallel: n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + std::tanh(kGeluS * (x + kGeluA * x * x * x)));
+    out[i] = 0.5f * x * (1.0f + tanh_approx(kGeluS * (x + kGeluA * x * x * x)));
   }
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
-#pragma omp parallel for schedule(static) if(n >= kParallelMin)
+#pragma omp parallel for simd schedule(static) if(parallel: n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float x = inp[i];
-    const float th = std::tanh(kGeluS * (x + kGeluA * x * x * x));
+    const float th = tanh_approx(kGeluS * (x + kGeluA * x * x * x));
     const float dth = (1.0f - th * th) * kGeluS * (1.0f + 3.0f * kGeluA * x * x);  // d tanh(u)/dx
     dinp[i] += dout[i] * (0.5f * (1.0f + th) + 0.5f * x * dth);
   }
@@ -277,12 +279,12 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
 // Residual add and dropout.
 
 void residual_forward(float* out, const float* a, const float* b, size_t n) {
-#pragma omp parallel for simd schedule(static) if(n >= kParallelMin)
+#pragma omp parallel for simd schedule(static) if(parallel: n >= kParallelMin)
   for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void residual_backward(float* da, float* db, const float* dout, size_t n) {
-#pragma omp parallel for simd schedule(static) if(n >= kParallelMin)
+#pragma omp parallel for simd schedule(static) if(parallel: n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     da[i] += dout[i];
     db[i] += dout[i];
@@ -291,7 +293,7 @@ void residual_backward(float* da, float* db, const float* dout, size_t n) {
 
 void dropout_forward(float* out, const float* inp, size_t n, const llm::DropoutSpec& drop) {
   if (drop.p <= 0.0f) {
-#pragma omp parallel for simd schedule(static) if(n >= kParallelMin / 8)
+#pragma omp parallel for simd schedule(static) if(parallel: n >= kParallelMin / 8)
     for (size_t i = 0; i < n; i++) out[i] = inp[i];
     return;
   }
@@ -302,7 +304,7 @@ void dropout_forward(float* out, const float* inp, size_t n, const llm::DropoutS
 
 void dropout_backward(float* dinp, const float* dout, size_t n, const llm::DropoutSpec& drop) {
   if (drop.p <= 0.0f) {
-#pragma omp parallel for simd schedule(static) if(n >= kParallelMin / 8)
+#pragma omp parallel for simd schedule(static) if(parallel: n >= kParallelMin / 8)
     for (size_t i = 0; i < n; i++) dinp[i] += dout[i];
     return;
   }
@@ -322,11 +324,12 @@ float softmax_crossentropy_forward(float* losses, float* probs, const float* log
     const float* x = logits + (size_t)n * Vp;
     float* p = probs + (size_t)n * Vp;
     float maxval = -INFINITY;
+#pragma omp simd reduction(max : maxval)
     for (int v = 0; v < V; v++) maxval = x[v] > maxval ? x[v] : maxval;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int v = 0; v < V; v++) {
-      p[v] = std::exp(x[v] - maxval);
+      p[v] = exp_approx(x[v] - maxval);
       sum += p[v];
     }
     const float inv = 1.0f / sum;
@@ -369,7 +372,7 @@ void adamw_update(float* params, const float* grads, float* m, float* v, size_t 
                   float eps, float weight_decay, int t) {
   const float bc1 = 1.0f - std::pow(beta1, (float)t);  // bias corrections
   const float bc2 = 1.0f - std::pow(beta2, (float)t);
-#pragma omp parallel for simd schedule(static) if(n >= kParallelMin)
+#pragma omp parallel for simd schedule(static) if(parallel: n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     const float g = grads[i];
     const float mi = beta1 * m[i] + (1.0f - beta1) * g;
@@ -398,7 +401,7 @@ double global_grad_norm(const float* grads, size_t n) {
 }
 
 void scale_inplace(float* x, size_t n, float scale) {
-#pragma omp parallel for simd schedule(static) if(n >= kParallelMin)
+#pragma omp parallel for simd schedule(static) if(parallel: n >= kParallelMin)
   for (size_t i = 0; i < n; i++) x[i] *= scale;
 }
 
