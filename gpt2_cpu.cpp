@@ -24,6 +24,7 @@
 #include <new>
 #include <sstream>
 
+#include "cpu/gpt2_infer.h"  // weights: generate subcommand
 #include "cpu/gpt2_model.h"
 #include "cpu/optimizer.h"
 #include "host/binary_io.h"
@@ -32,6 +33,7 @@
 #include "host/data_loader.h"
 #include "host/error.h"
 #include "host/gpt2_config.h"
+#include "host/hf_gpt2.h"  // weights: export subcommand
 #include "host/progress.h"
 #include "host/sampling.h"
 #include "host/tokenizer.h"
@@ -339,6 +341,10 @@ int run_eval(const llm::EvalOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // generate / export subcommands (weights component: host/generate.h, host/hf_gpt2.h)
+  if (argc > 1 && std::string(argv[1]) == "generate")
+    return llm::generate_main(argc - 1, argv + 1, llm::make_cpu_logits_model);
+  if (argc > 1 && std::string(argv[1]) == "export") return llm::export_main(argc - 1, argv + 1);
   CLI::App app("gpt2_cpu — train and evaluate GPT-2 on the CPU (fp32 reference, llm.c file formats)");
   app.require_subcommand(1);
   llm::TrainOptions train_opts;
