@@ -6,6 +6,12 @@
 #include <climits>
 #include <exception>
 #include <queue>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include "host/error.h"
@@ -309,6 +315,60 @@ void encode_ordinary(const Tokenizer::Impl& T, std::string_view text, Scratch& s
 
 constexpr std::string_view kEotText = "<|endoftext|>";
 
+// A few persistent threads for encode_parallel, so that each keeps its thread_local piece cache.
+class WorkerPool {
+ public:
+  std::future<void> submit(std::function<void()> fn) {
+    auto task = std::make_shared<std::packaged_task<void()>>(std::move(fn));
+    std::future<void> f = task->get_future();
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      queue_.push_back([task] { (*task)(); });
+      // one worker per outstanding task, at most 64
+      if (threads_.size() < 64 && threads_.size() < queue_.size() + busy_) threads_.emplace_back([this] { loop(); });
+    }
+    cv_.notify_one();
+    return f;
+  }
+  ~WorkerPool() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [this] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        ++busy_;
+      }
+      job();
+      std::lock_guard<std::mutex> lk(m_);
+      --busy_;
+    }
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::vector<std::thread> threads_;
+  size_t busy_ = 0;
+  bool stop_ = false;
+};
+
+WorkerPool& worker_pool() {
+  static WorkerPool pool;
+  return pool;
+}
+
 [[noreturn]] void disallowed_special(size_t offset) {
   fail("input contains the special token <|endoftext|> at byte offset ", offset,
        " (disallowed by default; allow it or encode it as text)");
@@ -377,10 +437,11 @@ std::vector<int> Tokenizer::encode_parallel(std::string_view text, SpecialMode m
       errors[c] = std::current_exception();
     }
   };
-  std::vector<std::thread> pool;
-  for (size_t c = 1; c < nchunks; ++c) pool.emplace_back(work, c);
+  // chunks 1.. run on persistent workers (their piece caches stay warm between calls), chunk 0 here
+  std::vector<std::future<void>> pending;
+  for (size_t c = 1; c < nchunks; ++c) pending.push_back(worker_pool().submit([&work, c] { work(c); }));
   work(0);
-  for (auto& t : pool) t.join();
+  for (auto& f : pending) f.wait();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
   std::vector<int> out;
