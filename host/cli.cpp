@@ -53,8 +53,9 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
                  "write a checkpoint every N steps (always at the end when -o is set); 0 = end only")
       ->capture_default_str();
   app.add_flag("--checkpoint-bf16", o.checkpoint_bf16, "write bf16 (version 5) model files");
-  app.add_option("-y,--resume", o.resume, "1 = resume from the latest complete checkpoint in -o")
+  app.add_option("-y", o.resume, "1 = resume from the latest complete checkpoint in -o (llm.c style)")
       ->capture_default_str();
+  app.add_flag_callback("--resume", [&o] { o.resume = 1; }, "same as -y 1");
 }
 
 void add_eval_options(CLI::App& app, EvalOptions& o) {
@@ -113,8 +114,8 @@ void validate_train_options(const TrainOptions& o) {
   if (!std::isfinite(o.temperature) || o.temperature < 0.0f)
     fail("--temperature must be >= 0 (got ", o.temperature, ")");
   at_least("-n/--checkpoint-every", o.checkpoint_every, 0, " (0 = only at the end)");
-  if (o.resume != 0 && o.resume != 1) fail("-y/--resume must be 0 or 1 (got ", o.resume, ")");
-  if (o.resume == 1 && o.output_dir.empty()) fail("-y/--resume 1 needs -o/--output-dir (where the checkpoints are)");
+  if (o.resume != 0 && o.resume != 1) fail("-y must be 0 or 1 (got ", o.resume, ")");
+  if (o.resume == 1 && o.output_dir.empty()) fail("-y 1/--resume needs -o/--output-dir (where the checkpoints are)");
 }
 
 void validate_eval_options(const EvalOptions& o) {

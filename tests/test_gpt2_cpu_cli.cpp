@@ -70,7 +70,7 @@ TEST_F(Gpt2CpuCli, HelpAndUsage) {
   EXPECT_NE(r.out.find("eval"), std::string::npos);
   r = run(dir, "train --help");
   EXPECT_EQ(r.code, 0);
-  for (const char* flag : {"-i,--train-data", "-e,--init", "-d,--total-batch", "-y,--resume", "--lr-schedule",
+  for (const char* flag : {"-i,--train-data", "-e,--init", "-d,--total-batch", "--resume", "--lr-schedule",
                            "--weight-decay-all", "--dropout", "--seed", "--threads", "--grad-clip"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
   r = run(dir, "eval --help");
@@ -116,7 +116,7 @@ TEST_F(Gpt2CpuCli, ResumeEqualsUninterruptedBitForBit) {
   ASSERT_EQ(a.code, 0) << a.err;
   // the interrupted run: only what existed after step 3
   ASSERT_EQ(std::system(("mkdir '" + dir + "/cut' && cp '" + dir + "'/full/*_00000003* '" + dir + "/cut/'").c_str()), 0);
-  Result b = run(dir, flags + "-o cut -y 1");
+  Result b = run(dir, flags + "-o cut --resume");
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_NE(b.out.find("resumed from cut at step 3"), std::string::npos) << b.out;
   EXPECT_EQ(b.out.find("step     3/6"), std::string::npos) << "step 3 must not be retrained";

@@ -99,7 +99,7 @@ TEST(HostCli, EveryNumberIsValidated) {
       {{"-v", "-1"}, "-v/--val-every"},         {{"-m", "0"}, "-m/--val-max-batches"},
       {{"-s", "-5"}, "-s/--sample-every"},      {{"-g", "-1"}, "-g/--gen-tokens"},
       {{"--temperature", "-1"}, "--temperature"}, {{"-n", "-1"}, "-n/--checkpoint-every"},
-      {{"-y", "2"}, "-y/--resume"},             {{"-y", "1"}, "needs -o"},
+      {{"-y", "2"}, "-y must be 0 or 1"},             {{"-y", "1"}, "needs -o"},
       {{"-e", "x.bin", "--preset", "tiny"}, "mutually exclusive"},
   };
   for (auto& c : cases) {
@@ -110,6 +110,13 @@ TEST(HostCli, EveryNumberIsValidated) {
   // -d that divides is fine, and -1 means B*T
   EXPECT_NO_THROW(llm::validate_train_options(parsed({"-b", "4", "-t", "64", "-d", "1024"})));
   EXPECT_NO_THROW(llm::validate_train_options(parsed({"-m", "-1", "-x", "-1"})));
+}
+
+TEST(HostCli, ResumeFlagAndRepeatedFlags) {
+  auto o = parsed({"--resume", "-o", "out"});
+  EXPECT_EQ(o.resume, 1);
+  o = parsed({"-b", "4", "-b", "16"});  // like a shell script overriding a default: the last one wins
+  EXPECT_EQ(o.batch_size, 16);
 }
 
 TEST(HostCli, EvalOptions) {
