@@ -29,7 +29,8 @@ std::string Progress::format_duration(double seconds) {
   return buf;
 }
 
-void Progress::train_step(int64_t step, float loss, float lr, float grad_norm, double ms, int64_t tokens) {
+void Progress::train_step(int64_t step, float loss, float lr, float grad_norm, double ms, int64_t tokens,
+                          double mfu_percent) {
   total_ms_ += ms;
   if (session_steps_++ > 0) {
     timed_ms_ += ms;
@@ -38,8 +39,11 @@ void Progress::train_step(int64_t step, float loss, float lr, float grad_norm, d
   const double tok_s = ms > 0 ? tokens / (ms / 1000.0) : 0.0;
   const double per_step_ms = session_steps_ > 1 ? timed_ms_ / (session_steps_ - 1) : ms;
   const double eta_s = per_step_ms * static_cast<double>(total_ - step) / 1000.0;
-  std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s | ETA %s\n",
-              static_cast<long long>(step), static_cast<long long>(total_), loss, lr, grad_norm, ms, tok_s,
+  char mfu[32] = "";
+  if (mfu_percent < 0) std::snprintf(mfu, sizeof(mfu), " | n/a MFU");
+  else if (std::isfinite(mfu_percent)) std::snprintf(mfu, sizeof(mfu), " | %.1f%% MFU", mfu_percent);
+  std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s | ETA %s\n",
+              static_cast<long long>(step), static_cast<long long>(total_), loss, lr, grad_norm, ms, tok_s, mfu,
               format_duration(eta_s).c_str());
   std::fflush(stdout);
   if (log_) {

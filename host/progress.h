@@ -2,12 +2,14 @@
 //
 // Console, one line per optimizer step:
 //   step   10/200 | loss 3.2101 | lr 3.00e-04 | norm 1.2345 | 412.3 ms | 1242 tok/s | ETA 1m18s
+// (the GPU trainer adds "| 41.2% MFU" before the ETA)
 // Log file (main.log in the output dir, appended to on resume), machine-readable, one line per event:
 //   step 10 train 3.210100 lr 0.000300 norm 1.234500 ms 412.3 tok_s 1242.0
 //   step 10 val 3.456700 ppl 31.7123
 // Step numbers count completed optimizer steps (1-based for train lines; val at step 0 is before training).
 // The first step of a session is excluded from the ETA / average (it pays for page faults and warm-up).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -22,7 +24,10 @@ class Progress {
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
 
-  void train_step(int64_t step, float loss, float lr, float grad_norm, double ms, int64_t tokens);
+  // mfu_percent: model FLOPs utilisation of the step, printed as "| 41.2% MFU" (GPU trainer); < 0 prints
+  // "| n/a MFU" (unknown device peak); NaN (the default) prints nothing.
+  void train_step(int64_t step, float loss, float lr, float grad_norm, double ms, int64_t tokens,
+                  double mfu_percent = std::nan(""));
   void val(int64_t step, float loss);
   double mean_tok_per_s() const;  // over the steps after the first one of this session (0 if none)
   double total_ms() const { return total_ms_; }

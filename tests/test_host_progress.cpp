@@ -18,6 +18,12 @@ TEST(HostProgress, LogLinesAndEta) {
         << out;
     EXPECT_NE(out.find("perplexity 7.3891"), std::string::npos) << out;
     EXPECT_DOUBLE_EQ(p.mean_tok_per_s(), 10000.0);
+    testing::internal::CaptureStdout();
+    p.train_step(3, 3.0f, 1e-3f, 0.5f, 100.0, 1000, 41.25);
+    p.train_step(4, 3.0f, 1e-3f, 0.5f, 100.0, 1000, -1.0);
+    out = testing::internal::GetCapturedStdout();
+    EXPECT_NE(out.find("10000 tok/s | 41.2% MFU | ETA"), std::string::npos) << out;
+    EXPECT_NE(out.find("10000 tok/s | n/a MFU | ETA"), std::string::npos) << out;
   }
   std::ifstream f(log);
   std::string l0, l1, l2;
