@@ -177,4 +177,26 @@ inline bool want_precision(int argc, char** argv, const char* name) {
 
 inline const int kBlockSizes[] = {64, 128, 256, 512, 1024};
 
+// The usual benchmark body: for every block size, check(block) (poison outputs, launch, validate); then, on a
+// GPU, time launch(block) for every block size. bytes/flops: what one launch must move/compute.
+template <class Check, class Launch>
+void sweep_block_sizes(const char* what, double bytes, Check&& check, Launch&& launch, double flops = 0.0,
+                       double peak_tflops = 0.0, int repeats = 50) {
+  for (int bs : kBlockSizes) check(bs);
+  std::printf("  %s: all block sizes validated\n", what);
+  if (!kTiming) return;
+  for (int bs : kBlockSizes) {
+    const float ms = benchmark_kernel(repeats, [&] { launch(bs); });
+    print_timing(what, bs, ms, bytes, flops, peak_tflops);
+  }
+}
+
+// Problem size: GPT-2 124M activations (B=8, T=1024, C=768) on a GPU, a small one on the CPU layer.
+struct DevShape {
+  int B, T, C;
+};
+inline DevShape dev_shape() { return kTiming ? DevShape{8, 1024, 768} : DevShape{2, 32, 96}; }
+
+template <class T> const char* precision_name() { return std::is_same<T, float>::value ? "fp32" : "bf16"; }
+
 }  // namespace dev

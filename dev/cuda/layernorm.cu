@@ -1,0 +1,138 @@
+// dev/cuda/layernorm.cu — LayerNorm microbenchmarks (llm.c style).
+//
+// Versions (argv[1]):
+//   1  forward, one warp per row, row re-read from L1/L2 for each pass; production (kernels/layernorm.cuh)
+//   2  forward, one block per row, row cached in dynamic shared memory as fp32, block reductions
+//   3  fused residual + LayerNorm forward (production)
+//   4  backward (production): dinp per row + deterministic dweight/dbias (per-block partials, ordered 2nd pass)
+// Precision (argv[2], optional): fp32 | bf16 (default: both).
+// CPU layer (cmake target dev_layernorm): validation only. GPU: nvcc -O3 -std=c++17 -arch=sm_90 -I.
+//   dev/cuda/layernorm.cu cpu/ops.cpp cpu/gemm.cpp -Xcompiler -fopenmp -o layernorm && ./layernorm 1
+#include "dev/cuda/common.cuh"
+#include "kernels/layernorm.cuh"
+#include "cpu/ops.h"
+
+// Version 2: one block per row. Each thread touches only its own columns of the cached row, so the block
+// reductions' barriers are the only synchronisation needed.
+template <class T>
+__global__ void layernorm_forward_kernel2(T* out, float* mean, float* rstd, const T* inp, const T* weight,
+                                          const T* bias, int C) {
+  DYNAMIC_SHARED(float, row);  // C floats
+  const size_t off = (size_t)blockIdx.x * C;
+  float sum = 0.0f;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    const float v = kern::to_float(inp[off + c]);
+    row[c] = v;
+    sum += v;
+  }
+  const float m = kern::block_sum(sum) / C;
+  float sq = 0.0f;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) sq += (row[c] - m) * (row[c] - m);
+  const float s = 1.0f / sqrtf(kern::block_sum(sq) / C + kern::kLayerNormEps);
+  for (int c = threadIdx.x; c < C; c += blockDim.x)
+    out[off + c] = kern::from_float<T>((row[c] - m) * s * kern::to_float(weight[c]) + kern::to_float(bias[c]));
+  if (threadIdx.x == 0) {
+    mean[blockIdx.x] = m;
+    rstd[blockIdx.x] = s;
+  }
+}
+
+template <class T>
+void run(int version) {
+  const dev::DevShape sh = dev::dev_shape();
+  const int N = sh.B * sh.T, C = sh.C;
+  const size_t n = (size_t)N * C;
+  std::printf("v%d %s: N = %d rows, C = %d\n", version, dev::precision_name<T>(), N, C);
+  const auto x = dev::round_through<T>(dev::random_floats(n, 1, -1.5f, 2.5f));
+  const auto other = dev::round_through<T>(dev::random_floats(n, 2));
+  const auto w = dev::round_through<T>(dev::random_floats(C, 3, 0.5f, 1.5f));
+  const auto b = dev::round_through<T>(dev::random_floats(C, 4));
+  T *d_x = dev::to_device<T>(x), *d_other = dev::to_device<T>(other), *d_w = dev::to_device<T>(w),
+    *d_b = dev::to_device<T>(b);
+  T *d_out = dev::device_alloc<T>(n), *d_res = dev::device_alloc<T>(n);
+  float *d_mean = dev::device_alloc<float>(N), *d_rstd = dev::device_alloc<float>(N);
+  std::vector<float> out_ref(n), mean_ref(N), rstd_ref(N);
+  const double term = 4.0;  // |x̂·w| + |b| <= ~4 for these inputs
+
+  if (version == 1 || version == 2) {
+    ref::layernorm_forward(out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
+    auto launch = [&](int bs) {
+      if (version == 1)
+        kern::layernorm_forward(d_out, d_mean, d_rstd, d_x, d_w, d_b, N, C, nullptr, bs);
+      else
+        launch_kernel(layernorm_forward_kernel2<T>, dim3(N), dim3(bs), C * sizeof(float), nullptr, d_out, d_mean,
+                      d_rstd, (const T*)d_x, (const T*)d_w, (const T*)d_b, C);
+    };
+    dev::sweep_block_sizes(
+        "layernorm_forward", 2.0 * n * sizeof(T) + 8.0 * N,
+        [&](int bs) {
+          CUDA_CHECK(cudaMemset(d_out, 0xFF, n * sizeof(T)));
+          launch(bs);
+          dev::validate_result(d_out, out_ref, "ln_out", term);
+          dev::validate_result(d_mean, mean_ref, "ln_mean", 2.5);
+          dev::validate_result(d_rstd, rstd_ref, "ln_rstd", 0.0);
+        },
+        launch);
+  } else if (version == 3) {
+    std::vector<float> res_ref(n);
+    ref::residual_forward(res_ref.data(), x.data(), other.data(), n);
+    res_ref = dev::round_through<T>(res_ref);
+    ref::layernorm_forward(out_ref.data(), mean_ref.data(), rstd_ref.data(), res_ref.data(), w.data(), b.data(), N, C);
+    auto launch = [&](int bs) {
+      kern::fused_residual_layernorm_forward(d_res, d_out, d_mean, d_rstd, d_x, d_other, d_w, d_b, N, C, nullptr, bs);
+    };
+    dev::sweep_block_sizes(
+        "fused_residual_layernorm", 4.0 * n * sizeof(T) + 8.0 * N,
+        [&](int bs) {
+          CUDA_CHECK(cudaMemset(d_out, 0xFF, n * sizeof(T)));
+          CUDA_CHECK(cudaMemset(d_res, 0xFF, n * sizeof(T)));
+          launch(bs);
+          dev::validate_result(d_res, res_ref, "residual", 0.0);
+          dev::validate_result(d_out, out_ref, "ln_out", term);
+        },
+        launch);
+  } else {
+    // backward: dinp/dweight/dbias accumulate into zeroed buffers here
+    ref::layernorm_forward(out_ref.data(), mean_ref.data(), rstd_ref.data(), x.data(), w.data(), b.data(), N, C);
+    std::vector<float> dinp_ref(n, 0.0f), dw_ref(C, 0.0f), db_ref(C, 0.0f);
+    ref::layernorm_backward(dinp_ref.data(), dw_ref.data(), db_ref.data(), other.data(), x.data(), w.data(),
+                            mean_ref.data(), rstd_ref.data(), N, C);
+    float* d_mean_ref = dev::to_device<float>(mean_ref);
+    float* d_rstd_ref = dev::to_device<float>(rstd_ref);
+    T *d_dw = dev::device_alloc<T>(C), *d_db = dev::device_alloc<T>(C);
+    float* d_scratch = dev::device_alloc<float>(kern::layernorm_backward_scratch_floats(N, C));
+    auto launch = [&] {
+      kern::layernorm_backward(d_out, d_dw, d_db, d_scratch, d_other, d_x, d_w, d_mean_ref, d_rstd_ref, N, C, nullptr);
+    };
+    CUDA_CHECK(cudaMemset(d_out, 0, n * sizeof(T)));
+    CUDA_CHECK(cudaMemset(d_dw, 0, C * sizeof(T)));
+    CUDA_CHECK(cudaMemset(d_db, 0, C * sizeof(T)));
+    launch();
+    dev::validate_result(d_out, dinp_ref, "ln_dinp", 3.0);
+    dev::validate_result(d_dw, dw_ref, "ln_dweight", 2.0 * N);  // a sum of N terms |x̂·dy| <= ~2
+    dev::validate_result(d_db, db_ref, "ln_dbias", 1.0 * N);
+    if (dev::kTiming) {
+      const float ms = dev::benchmark_kernel(50, launch);
+      dev::print_timing("layernorm_backward", 0, ms, 4.0 * n * sizeof(T) + 8.0 * N);
+    }
+    CUDA_CHECK(cudaFree(d_mean_ref));
+    CUDA_CHECK(cudaFree(d_rstd_ref));
+    CUDA_CHECK(cudaFree(d_dw));
+    CUDA_CHECK(cudaFree(d_db));
+    CUDA_CHECK(cudaFree(d_scratch));
+  }
+  for (void* p : {(void*)d_x, (void*)d_other, (void*)d_w, (void*)d_b, (void*)d_out, (void*)d_res, (void*)d_mean,
+                  (void*)d_rstd})
+    CUDA_CHECK(cudaFree(p));
+}
+
+int main(int argc, char** argv) {
+  const int version = dev::kernel_version(argc, argv, 1);
+  if (version < 1 || version > 4) {
+    std::fprintf(stderr, "usage: %s [1|2|3|4] [fp32|bf16]\n", argv[0]);
+    return 2;
+  }
+  if (dev::want_precision(argc, argv, "fp32")) run<float>(version);
+  if (dev::want_precision(argc, argv, "bf16")) run<__nv_bfloat16>(version);
+  return 0;
+}
