@@ -161,8 +161,11 @@ void gemm_accumulate(float* C, size_t ldc, MatView A, MatView B, int M, int N, i
   const int num_tiles = tiles_m * tiles_n;
 #pragma omp parallel if(num_tiles > 1 && (size_t)M * N * K >= ((size_t)1 << 22))
   {
-    // per-thread buffers: the packed B block and one packed A panel (for edge / odd-layout panels)
-    std::vector<float> Bp((size_t)NC * KC), Ap((size_t)MR * KC);
+    // per-thread buffers, kept between calls (a fresh 256 KB allocation would be mmap'ed and page-faulted
+    // every time): the packed B block and one packed A panel (for edge / odd-layout panels)
+    thread_local std::vector<float> Bp, Ap;
+    if (Bp.size() < (size_t)NC * KC) Bp.resize((size_t)NC * KC);
+    if (Ap.size() < (size_t)MR * KC) Ap.resize((size_t)MR * KC);
 #pragma omp for schedule(static)
     for (int tile = 0; tile < num_tiles; tile++) {
       const int tm = tile % tiles_m, tn = tile / tiles_m;
