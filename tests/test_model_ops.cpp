@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "cpu/gemm.h"
 #include "cpu/ops.h"
 
 namespace {
@@ -75,5 +76,27 @@ TEST_P(MatmulTest, ForwardAndBackwardMatchNaive) {
 INSTANTIATE_TEST_SUITE_P(Shapes, MatmulTest,
                          ::testing::Values(MatmulCase{1, 1, 1}, MatmulCase{8, 32, 32}, MatmulCase{13, 37, 45},
                                            MatmulCase{130, 300, 530}, MatmulCase{64, 96, 2304 / 8}));
+
+// gemm_accumulate on the layouts matmul never uses: A with both strides != 1 (packed per panel), B column-major.
+TEST(Gemm, StridedLayoutsMatchNaive) {
+  const int M = 37, N = 70, K = 300;
+  auto a = randn((size_t)M * K * 2, 11), b = randn((size_t)K * N, 12);
+  std::vector<float> c((size_t)M * N, 1.0f);
+  // A(i,k) = a[i*2 + k*2*M] (rs = 2, cs = 2M); B(k,j) = b[j*K + k] (column-major)
+  ref::gemm_accumulate(c.data(), N, ref::MatView{a.data(), 2, (size_t)2 * M}, ref::MatView{b.data(), 1, (size_t)K}, M,
+                       N, K);
+  double maxerr = 0;
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double s = 1.0, mag = 1.0;  // exact sum and Σ|terms| (the scale of fp32 rounding error)
+      for (int k = 0; k < K; k++) {
+        const double t = (double)a[(size_t)i * 2 + (size_t)k * 2 * M] * b[(size_t)j * K + k];
+        s += t;
+        mag += std::fabs(t);
+      }
+      maxerr = std::max(maxerr, std::fabs(c[(size_t)i * N + j] - s) / mag);
+    }
+  EXPECT_LT(maxerr, 1e-6);
+}
 
 }  // namespace
