@@ -379,10 +379,6 @@ WorkerPool& worker_pool() {
 // ---------------------------------------------------------------------------------------------
 // Public API
 
-Tokenizer::Impl::~Impl() {
-  if (re) pcre2_code_free(re);
-}
-
 int Tokenizer::vocab_size() const { return int(impl_->tokens.size()); }
 
 void Tokenizer::encode_append(std::string_view text, SpecialMode mode, std::vector<int>& out,

@@ -63,6 +63,25 @@ struct ByteDecoder {
   }
 };
 
+// The pattern compiled with UTF + UCP, anchored (every position starts a piece), JIT when available.
+struct CompiledPattern {
+  pcre2_code* code = nullptr;
+  bool jit = false;
+  CompiledPattern() {
+    int err = 0;
+    PCRE2_SIZE erroff = 0;
+    code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kPattern), PCRE2_ZERO_TERMINATED,
+                         PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED, &err, &erroff, nullptr);
+    if (!code) {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(err, msg, sizeof msg);
+      fail("tokenizer: cannot compile the GPT-2 pattern at ", erroff, ": ", reinterpret_cast<const char*>(msg));
+    }
+    jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+  }
+  ~CompiledPattern() { pcre2_code_free(code); }
+};
+
 std::string show(std::string_view s) {  // a short printable excerpt for error messages
   std::string r;
   for (char c : s.substr(0, 40)) r += (c >= 0x20 && c < 0x7f) ? c : '?';
@@ -113,16 +132,9 @@ std::shared_ptr<Tokenizer::Impl> Tokenizer::Impl::build(std::vector<std::string>
   T->pairs.build(keys, values);
   T->tokens = std::move(tokens);
 
-  int err = 0;
-  PCRE2_SIZE erroff = 0;
-  T->re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kPattern), PCRE2_ZERO_TERMINATED,
-                        PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED, &err, &erroff, nullptr);
-  if (!T->re) {
-    PCRE2_UCHAR msg[256];
-    pcre2_get_error_message(err, msg, sizeof msg);
-    fail("tokenizer: cannot compile the GPT-2 pattern at ", erroff, ": ", reinterpret_cast<const char*>(msg));
-  }
-  T->jit = pcre2_jit_compile(T->re, PCRE2_JIT_COMPLETE) == 0;
+  static const CompiledPattern pattern;  // compiled once, shared read-only by every tokenizer
+  T->re = pattern.code;
+  T->jit = pattern.jit;
   T->uid = g_uid.fetch_add(1);
   return T;
 }

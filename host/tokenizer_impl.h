@@ -92,10 +92,9 @@ struct Tokenizer::Impl {
   tok::StrTable vocab;              // raw bytes -> id, ordinary tokens only
   tok::PairTable pairs;             // (a, b) -> id of bytes(a)+bytes(b), when that is a token
   int byte_token[256];              // single-byte tokens
-  pcre2_code* re = nullptr;
+  const pcre2_code* re = nullptr;  // shared, owned by a static in tokenizer_files.cpp
   bool jit = false;
 
-  ~Impl();
   // Validates the token list (non-empty unique ordinary tokens, all 256 single bytes present, eot
   // is "<|endoftext|>"), builds the tables and compiles the pattern. `name` prefixes errors.
   static std::shared_ptr<Impl> build(std::vector<std::string> tokens, int eot, const std::string& name);
