@@ -1,0 +1,75 @@
+# train_gpt2cu.cmake — the GPU trainer, built twice from train_gpt2.cu, and its parity tests (label trainer).
+#
+#   train_gpt2cu_cpu    train_gpt2.cu through the CUDA-on-CPU layer (g++; own matmul + attention kernels): CI runs it
+#   test_trainer        GoogleTest, through the layer: emulated GPU trainer vs the fp32 CPU reference
+#                       (fp32 / bf16 / dropout parity over 10 steps, recompute, exact resume via train_gpt2cu_cpu)
+#   train_gpt2cu        nvcc (sm_80 + sm_90 by default, LLM_CUDA_ARCHS), cuBLASLt; only with nvcc and LLM_WITH_CUDA
+#   test_trainer_gpu    the same test source compiled by nvcc (not in `all`; scripts/gpu_check.sh builds and runs it)
+get_filename_component(LLM_TRAINER_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
+
+if(COMMAND cucpu_add_executable AND TARGET llm_model_cpu)
+  cucpu_add_executable(train_gpt2cu_cpu ${LLM_TRAINER_ROOT}/train_gpt2.cu)
+  target_link_libraries(train_gpt2cu_cpu PRIVATE llm_model_cpu llm_host)
+
+  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
+    cucpu_add_executable(test_trainer ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
+    target_link_libraries(test_trainer PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
+    target_compile_definitions(test_trainer PRIVATE LLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
+                               TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
+    add_dependencies(test_trainer train_gpt2cu_cpu)
+    gtest_discover_tests(test_trainer DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                         PROPERTIES LABELS trainer TIMEOUT 600)
+  endif()
+endif()
+
+if(NOT LLM_WITH_CUDA OR NOT NVCC_EXECUTABLE)
+  return()
+endif()
+
+set(LLM_CUDA_ARCHS "80;90" CACHE STRING "GPU architectures (sm_XX) of build/train_gpt2cu")
+get_filename_component(LLM_CUDA_BIN ${NVCC_EXECUTABLE} DIRECTORY)
+find_library(LLM_CUDART_LIB cudart HINTS ${LLM_CUDA_BIN}/../lib64 ${LLM_CUDA_BIN}/../lib $ENV{CUDA_HOME}/lib64)
+find_library(LLM_CUBLASLT_LIB cublasLt HINTS ${LLM_CUDA_BIN}/../lib64 ${LLM_CUDA_BIN}/../lib $ENV{CUDA_HOME}/lib64)
+if(NOT LLM_CUDART_LIB OR NOT LLM_CUBLASLT_LIB)
+  message(WARNING "train_gpt2cu: cudart/cublasLt libraries not found; the nvcc trainer is not built")
+  return()
+endif()
+
+set(llm_gencode "")
+foreach(arch IN LISTS LLM_CUDA_ARCHS)
+  list(APPEND llm_gencode -gencode arch=compute_${arch},code=sm_${arch})
+endforeach()
+
+# nvcc compiles one .cu into an object; g++ links it with the host libraries (built with the same g++).
+function(llm_nvcc_object out src)
+  file(RELATIVE_PATH rel ${LLM_TRAINER_ROOT} ${src})
+  string(REGEX REPLACE "[/.]" "_" key ${rel})
+  set(obj ${CMAKE_BINARY_DIR}/nvcc_trainer/${key}.o)
+  add_custom_command(
+    OUTPUT ${obj}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/nvcc_trainer
+    COMMAND ${NVCC_EXECUTABLE} -std=c++17 -O3 ${llm_gencode} -Xcompiler=-fopenmp -I${LLM_TRAINER_ROOT}
+            ${ARGN} -MD -MF ${obj}.d -c ${src} -o ${obj}
+    DEPENDS ${src}
+    DEPFILE ${obj}.d
+    COMMENT "nvcc ${LLM_CUDA_ARCHS}: ${rel}"
+    VERBATIM)
+  set(${out} ${obj} PARENT_SCOPE)
+endfunction()
+
+llm_nvcc_object(train_obj ${LLM_TRAINER_ROOT}/train_gpt2.cu)
+add_executable(train_gpt2cu ${train_obj})
+set_source_files_properties(${train_obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+set_target_properties(train_gpt2cu PROPERTIES LINKER_LANGUAGE CXX)
+target_link_libraries(train_gpt2cu PRIVATE llm_model_cpu llm_host ${LLM_CUBLASLT_LIB} ${LLM_CUDART_LIB} dl rt)
+
+if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
+  llm_nvcc_object(test_obj ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu -DLLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
+                  -DTRAIN_GPT2CU_BIN="${CMAKE_BINARY_DIR}/train_gpt2cu")
+  add_executable(test_trainer_gpu EXCLUDE_FROM_ALL ${test_obj})
+  set_source_files_properties(${test_obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+  set_target_properties(test_trainer_gpu PROPERTIES LINKER_LANGUAGE CXX)
+  target_link_libraries(test_trainer_gpu PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main
+                        ${LLM_CUBLASLT_LIB} ${LLM_CUDART_LIB} dl rt)
+  add_dependencies(test_trainer_gpu train_gpt2cu)
+endif()

@@ -1,0 +1,480 @@
+// gpt2_gpu.cuh — GPT-2 on the device: parameters, activations, forward, backward, AdamW, built from kernels/.
+//
+// Why a header: train_gpt2.cu (the program) and the parity tests drive the same model code; the tests build it
+// through the CUDA-on-CPU layer and compare it with cpu/gpt2_model.h step by step.
+// Storage type floatX: float (fp32 mode: bit-for-bit the reference's math up to summation order) or
+// __nv_bfloat16 (mixed precision: bf16 params/grads/activations, fp32 master weights + AdamW state, fp32
+// LayerNorm statistics, logsumexp and losses; the optimizer writes the bf16 params from the fp32 master by
+// stochastic rounding).
+// The dataflow is the reference's (cpu/gpt2_model.cpp), with the same dropout sites and Philox streams:
+//   x_0 = drop(wte[inp] + wpe)                                 (embedding site, layer 0)
+//   per layer: r2 = x + drop(attproj(attn(ln1(x))))            (attention weights site + residual site)
+//              x' = r2 + drop(fcproj(gelu(fc(ln2(r2)))))       (MLP residual site)
+//   logits = lnf(x_L) · headᵀ, fused softmax + cross-entropy (+ dlogits in place)
+// Each residual add is fused with the LayerNorm that follows it. Activation recompute (recompute_gelu): the GELU
+// output (L·B·T·4C) is not kept; backward recomputes it from the stored pre-activation, bit for bit the same.
+// Memory is allocated once for a fixed (B, T); eval and sampling reuse those buffers.
+#pragma once
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cuda_cpu/compat.cuh"
+#include "host/comm.h"
+#include "host/error.h"
+#include "host/gpt2_config.h"
+#include "host/philox.h"
+#include "kernels/adamw.cuh"
+#include "kernels/attention.cuh"
+#include "kernels/classifier.cuh"
+#include "kernels/common.cuh"
+#include "kernels/dropout.cuh"
+#include "kernels/encoder.cuh"
+#include "kernels/gelu.cuh"
+#include "kernels/global_norm.cuh"
+#include "kernels/layernorm.cuh"
+#include "kernels/matmul.cuh"
+
+namespace gpu {
+
+using llm::GPT2Config;
+using llm::ParamTensor;
+
+// One device allocation (freed with the owner).
+template <class T>
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  explicit DeviceArray(size_t n) { resize(n); }
+  ~DeviceArray() { release(); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  void resize(size_t n) {
+    release();
+    n_ = n;
+    if (n) CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)));
+  }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  void release() {
+    if (p_) CUDA_CHECK(cudaFree(p_));
+    p_ = nullptr;
+    n_ = 0;
+  }
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Rounds the fp32 master weights into the floatX params: round-to-nearest when seed == 0 (initial weights),
+// else stochastic rounding with the bits adamw_kernel used at the step that produced them (exact resume).
+template <class T>
+__global__ void params_from_master_kernel(T* params, const float* master, size_t n, uint64_t seed) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    params[i] = seed ? kern::store_rounded<T>(master[i], kern::rounding_bits(seed, i)) : kern::from_float<T>(master[i]);
+}
+
+// Stochastic-rounding seed of tensor k at optimizer step t (1-based): independent per step and tensor.
+inline uint64_t rounding_seed(uint64_t run_seed, int64_t t, int k) {
+  const uint64_t s = llm::splitmix64(llm::splitmix64(run_seed ^ 0x5a17ed5eedull) ^ ((uint64_t)t << 8 | (uint64_t)k));
+  return s ? s : 1;  // 0 means "round to nearest" in params_from_master_kernel
+}
+
+struct AdamWSettings {
+  float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
+  std::array<bool, llm::kNumParamTensors> decay{};  // which tensors get weight decay (cpu/optimizer.h decay_mask)
+  uint64_t seed = 0;                                // run seed (stochastic rounding)
+};
+
+template <class floatX>
+class GPT2 {
+ public:
+  static constexpr bool kBf16 = !std::is_same<floatX, float>::value;
+
+  // B, T: the fixed batch shape of every forward. comm: gradient collectives (LocalComm for one process).
+  GPT2(const GPT2Config& cfg, int B, int T, bool recompute_gelu, llm::Comm* comm, cudaStream_t stream = 0)
+      : cfg_(cfg), B_(B), T_(T), recompute_(recompute_gelu), comm_(comm), stream_(stream) {
+    const int C = cfg.channels, NH = cfg.num_heads;
+    if (cfg.channels <= 0 || cfg.num_layers <= 0 || NH <= 0 || C % NH != 0 || cfg.padded_vocab_size < cfg.vocab_size)
+      llm::fail("model config: inconsistent sizes (C=", C, " NH=", NH, " L=", cfg.num_layers, ")");
+    if (T <= 0 || B <= 0 || T > cfg.max_seq_len) llm::fail("batch shape B=", B, " T=", T, " does not fit the model");
+    if (!(cfg.dropout >= 0.0f && cfg.dropout < 1.0f)) llm::fail("model config: dropout ", cfg.dropout, " outside [0,1)");
+    kern::attention_check_shape("GPT-2 attention", B, T, C, NH);
+    sizes_ = llm::param_sizes(cfg);
+    offsets_ = llm::param_offsets(cfg);
+    n_ = llm::num_parameters(cfg);
+    params_.resize(n_);
+    grads_.resize(n_);
+    m_.resize(n_);
+    v_.resize(n_);
+    if (kBf16) master_.resize(n_);
+    CUDA_CHECK(cudaMemset(grads_.get(), 0, n_ * sizeof(floatX)));
+    CUDA_CHECK(cudaMemset(m_.get(), 0, n_ * sizeof(float)));
+    CUDA_CHECK(cudaMemset(v_.get(), 0, n_ * sizeof(float)));
+    allocate_activations();
+  }
+
+  const GPT2Config& config() const { return cfg_; }
+  size_t num_params() const { return n_; }
+  int B() const { return B_; }
+  int T() const { return T_; }
+  size_t offset(ParamTensor k) const { return offsets_[k]; }
+  size_t size(ParamTensor k) const { return sizes_[k]; }
+  floatX* params() { return params_.get(); }
+  floatX* grads() { return grads_.get(); }
+
+  // ---- weights and optimizer state (host fp32 <-> device) ----
+  void set_weights(const float* w, int64_t step = 0, uint64_t run_seed = 0) {
+    if (kBf16) {
+      CUDA_CHECK(cudaMemcpy(master_.get(), w, n_ * sizeof(float), cudaMemcpyHostToDevice));
+      // the bf16 params of step t are the master rounded with step t's bits (t = 0: nearest)
+      for (int k = 0; k < llm::kNumParamTensors; k++) {
+        if (!sizes_[k]) continue;
+        const uint64_t seed = step > 0 ? rounding_seed(run_seed, step, k) : 0;
+        launch_kernel(params_from_master_kernel<floatX>, dim3(kern::grid_stride_blocks(sizes_[k], 256)), dim3(256), 0,
+                      stream_, params_.get() + offsets_[k], (const float*)master_.get() + offsets_[k], sizes_[k], seed);
+      }
+    } else {
+      CUDA_CHECK(cudaMemcpy(params_.get(), w, n_ * sizeof(float), cudaMemcpyHostToDevice));
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  void get_weights(float* w) const {
+    CUDA_CHECK(cudaMemcpy(w, kBf16 ? (const void*)master_.get() : (const void*)params_.get(), n_ * sizeof(float),
+                          cudaMemcpyDeviceToHost));
+  }
+  // The floatX params / grads widened to fp32 (what the model computes with).
+  void get_params_as_float(float* out) const { download_as_float(out, params_.get()); }
+  void get_grads_as_float(float* out) const { download_as_float(out, grads_.get()); }
+  void set_optimizer_state(const float* m, const float* v) {
+    CUDA_CHECK(cudaMemcpy(m_.get(), m, n_ * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(v_.get(), v, n_ * sizeof(float), cudaMemcpyHostToDevice));
+  }
+  void get_optimizer_state(float* m, float* v) const {
+    CUDA_CHECK(cudaMemcpy(m, m_.get(), n_ * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(v, v_.get(), n_ * sizeof(float), cudaMemcpyDeviceToHost));
+  }
+
+  // ---- forward / backward ----
+  // inputs, targets: host (B,T) ids (targets may be nullptr: no loss, logits only). training: dropout on with
+  // dropout_seed. with_grad: the classifier overwrites the logits with dlogits · loss_scale for backward().
+  // Returns the mean loss over non-ignored targets (-1 without targets). Synchronises (reads the loss).
+  float forward(const int* inputs, const int* targets, bool training, uint64_t dropout_seed, bool with_grad = false,
+                float loss_scale = 1.0f) {
+    const int L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads, V = cfg_.vocab_size;
+    const int Vp = cfg_.padded_vocab_size, B = B_, T = T_, BT = B * T;
+    const size_t btc = (size_t)BT * C;
+    for (int i = 0; i < BT; i++)
+      if (inputs[i] < 0 || inputs[i] >= V) llm::fail("forward: input token ", inputs[i], " at ", i, " not in [0,", V, ")");
+    if (targets)
+      for (int i = 0; i < BT; i++)
+        if (targets[i] != -100 && (targets[i] < 0 || targets[i] >= V))
+          llm::fail("forward: target ", targets[i], " at ", i, " not in [0,", V, ") or -100");
+    if (with_grad && !targets) llm::fail("forward: gradients need targets");
+    inputs_host_.assign(inputs, inputs + BT);
+    drop_p_ = training ? cfg_.dropout : 0.0f;
+    drop_seed_ = dropout_seed;
+    CUDA_CHECK(cudaMemcpyAsync(inputs_.get(), inputs, BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    if (targets) {
+      CUDA_CHECK(cudaMemcpyAsync(targets_.get(), targets, BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    } else {
+      targets_host_.assign(BT, -100);
+      CUDA_CHECK(cudaMemcpyAsync(targets_.get(), targets_host_.data(), BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    }
+
+    // embedding: x_0 = drop(wte[inp] + wpe)
+    floatX* x0 = act(residual_, 0, btc);
+    if (drop_p_ > 0.0f) {
+      kern::encoder_forward(branch_.get(), inputs_.get(), p(llm::kWte), p(llm::kWpe), B, T, C, stream_);
+      kern::dropout_forward(x0, branch_.get(), btc, spec(0, llm::kDropEmbed), stream_);
+    } else {
+      kern::encoder_forward(x0, inputs_.get(), p(llm::kWte), p(llm::kWpe), B, T, C, stream_);
+    }
+    kern::layernorm_forward(act(ln1_, 0, btc), stat(ln1_mean_, 0), stat(ln1_rstd_, 0), x0, p(llm::kLn1w),
+                            p(llm::kLn1b), BT, C, stream_);
+
+    for (int l = 0; l < L; l++) {
+      const LayerParams w = layer_params(l);
+      floatX* x = act(residual_, l, btc);
+      floatX* qkv = act(qkv_, l, 3 * btc);
+      floatX* atty = act(atty_, l, btc);
+      floatX* r2 = act(residual2_, l, btc);
+      floatX* fch = act(fch_, l, 4 * btc);
+      floatX* fch_gelu = recompute_ ? fch_gelu_.get() : act(fch_gelu_, l, 4 * btc);
+      // attention branch
+      kern::matmul_forward(qkv, (floatX*)nullptr, act(ln1_, l, btc), w.qkvw, w.qkvb, BT, C, 3 * C, stream_, backend_);
+      kern::attention_forward(atty, stat(lse_, l, (size_t)B * NH * T), qkv, B, T, C, NH, spec(l, llm::kDropAttn),
+                              stream_);
+      kern::matmul_forward(branch_.get(), (floatX*)nullptr, atty, w.attprojw, w.attprojb, BT, C, C, stream_, backend_);
+      if (drop_p_ > 0.0f) kern::dropout_forward(branch_.get(), branch_.get(), btc, spec(l, llm::kDropResidAttn), stream_);
+      kern::fused_residual_layernorm_forward(r2, act(ln2_, l, btc), stat(ln2_mean_, l), stat(ln2_rstd_, l), x,
+                                             branch_.get(), w.ln2w, w.ln2b, BT, C, stream_);
+      // MLP branch (GELU separate from the matmul so that recompute reproduces it bit for bit)
+      kern::matmul_forward(fch, (floatX*)nullptr, act(ln2_, l, btc), w.fcw, w.fcb, BT, C, 4 * C, stream_, backend_);
+      kern::gelu_forward(fch_gelu, fch, 4 * btc, stream_);
+      kern::matmul_forward(branch_.get(), (floatX*)nullptr, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C, stream_,
+                           backend_);
+      if (drop_p_ > 0.0f) kern::dropout_forward(branch_.get(), branch_.get(), btc, spec(l, llm::kDropResidMlp), stream_);
+      // x_{l+1} = r2 + branch, normalised by the next layer's ln1 (or lnf after the last layer)
+      const bool last = l == L - 1;
+      kern::fused_residual_layernorm_forward(
+          act(residual_, l + 1, btc), last ? lnf_.get() : act(ln1_, l + 1, btc),
+          last ? lnf_mean_.get() : stat(ln1_mean_, l + 1), last ? lnf_rstd_.get() : stat(ln1_rstd_, l + 1), r2,
+          branch_.get(), last ? p(llm::kLnfw) : w.next_ln1w, last ? p(llm::kLnfb) : w.next_ln1b, BT, C, stream_);
+    }
+    kern::matmul_forward(logits_.get(), (floatX*)nullptr, lnf_.get(), head(), (const floatX*)nullptr, BT, C, Vp,
+                         stream_, backend_);
+    kern::fused_classifier(logits_.get(), losses_.get(), targets_.get(), valid_.get(), BT, V, Vp, loss_scale, with_grad,
+                           stream_);
+    have_dlogits_ = with_grad;
+    if (!targets) return -1.0f;
+    kern::classifier_mean_loss(mean_loss_.get(), losses_.get(), valid_.get(), BT, stream_);
+    float loss = 0.0f;
+    CUDA_CHECK(cudaMemcpyAsync(&loss, mean_loss_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return loss;
+  }
+
+  // Logits (B,T,Vp) of the last forward without gradients, widened to fp32 on the host.
+  void get_logits(std::vector<float>* out) const {
+    if (have_dlogits_) llm::fail("get_logits: the last forward overwrote the logits with their gradient");
+    out->resize((size_t)B_ * T_ * cfg_.padded_vocab_size);
+    download_as_float(out->data(), logits_.get(), out->size());
+  }
+  // Row (b, t) of the logits only (sampling).
+  void get_logits_row(int b, int t, float* out) const {
+    if (have_dlogits_) llm::fail("get_logits_row: the last forward overwrote the logits with their gradient");
+    const size_t Vp = cfg_.padded_vocab_size;
+    download_as_float(out, logits_.get() + ((size_t)b * T_ + t) * Vp, Vp);
+  }
+
+  void zero_grad() { CUDA_CHECK(cudaMemsetAsync(grads_.get(), 0, n_ * sizeof(floatX), stream_)); }
+
+  // Accumulates (+=) the gradients of the last forward(..., with_grad = true) into grads().
+  void backward() {
+    if (!have_dlogits_) llm::fail("backward: the last forward did not prepare gradients");
+    have_dlogits_ = false;
+    const int L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads, Vp = cfg_.padded_vocab_size;
+    const int B = B_, T = T_, BT = B * T;
+    const size_t btc = (size_t)BT * C;
+    float* mm_scratch = mm_scratch_.get();
+    float* ln_scratch = ln_scratch_.get();
+    floatX* dres = dres_.get();   // dL/d(residual stream at the current point)
+    floatX* dln = dln_.get();     // dL/d(LayerNorm output)
+    floatX* dbr = dbranch_.get(); // dL/d(branch before dropout)
+
+    // head: dlnf = dlogits · head, dhead += dlogitsᵀ · lnf; then lnf backward into dres (cleared first)
+    kern::matmul_backward(dln, head_grad(), (floatX*)nullptr, logits_.get(), lnf_.get(), head(), (const floatX*)nullptr,
+                          mm_scratch, BT, C, Vp, stream_, backend_);
+    kern::fill_zero(dres, btc, stream_);
+    kern::layernorm_backward(dres, g(llm::kLnfw), g(llm::kLnfb), ln_scratch, dln, act(residual_, L, btc),
+                             p(llm::kLnfw), lnf_mean_.get(), lnf_rstd_.get(), BT, C, stream_);
+
+    for (int l = L - 1; l >= 0; l--) {
+      const LayerParams w = layer_params(l);
+      const LayerGrads dw = layer_grads(l);
+      floatX* fch = act(fch_, l, 4 * btc);
+      floatX* fch_gelu = recompute_ ? fch_gelu_.get() : act(fch_gelu_, l, 4 * btc);
+      // MLP branch: x_{l+1} = r2 + drop(fcproj(gelu(fch)))
+      const floatX* dproj = dres;
+      if (drop_p_ > 0.0f) {
+        kern::dropout_backward(dbr, dres, btc, spec(l, llm::kDropResidMlp), false, stream_);
+        dproj = dbr;
+      }
+      if (recompute_) kern::gelu_forward(fch_gelu, fch, 4 * btc, stream_);
+      kern::matmul_backward(dfch_.get(), dw.fcprojw, dw.fcprojb, dproj, fch_gelu, w.fcprojw, fch, mm_scratch, BT,
+                            4 * C, C, stream_, backend_);
+      kern::matmul_backward(dln, dw.fcw, dw.fcb, dfch_.get(), act(ln2_, l, btc), w.fcw, (const floatX*)nullptr,
+                            mm_scratch, BT, C, 4 * C, stream_, backend_);
+      kern::layernorm_backward(dres, dw.ln2w, dw.ln2b, ln_scratch, dln, act(residual2_, l, btc), w.ln2w,
+                               stat(ln2_mean_, l), stat(ln2_rstd_, l), BT, C, stream_);
+      // attention branch: r2 = x_l + drop(attproj(attn(ln1(x_l))))
+      dproj = dres;
+      if (drop_p_ > 0.0f) {
+        kern::dropout_backward(dbr, dres, btc, spec(l, llm::kDropResidAttn), false, stream_);
+        dproj = dbr;
+      }
+      kern::matmul_backward(datty_.get(), dw.attprojw, dw.attprojb, dproj, act(atty_, l, btc), w.attprojw,
+                            (const floatX*)nullptr, mm_scratch, BT, C, C, stream_, backend_);
+      kern::attention_backward(dqkv_.get(), att_scratch_.get(), datty_.get(), act(qkv_, l, 3 * btc),
+                               stat(lse_, l, (size_t)B * NH * T), B, T, C, NH, spec(l, llm::kDropAttn), stream_);
+      kern::matmul_backward(dln, dw.qkvw, dw.qkvb, dqkv_.get(), act(ln1_, l, btc), w.qkvw, (const floatX*)nullptr,
+                            mm_scratch, BT, C, 3 * C, stream_, backend_);
+      kern::layernorm_backward(dres, dw.ln1w, dw.ln1b, ln_scratch, dln, act(residual_, l, btc), w.ln1w,
+                               stat(ln1_mean_, l), stat(ln1_rstd_, l), BT, C, stream_);
+    }
+    // x_0 = drop(wte[inp] + wpe)
+    const floatX* demb = dres;
+    if (drop_p_ > 0.0f) {
+      kern::dropout_backward(dbr, dres, btc, spec(0, llm::kDropEmbed), false, stream_);
+      demb = dbr;
+    }
+    kern::encoder_backward(g(llm::kWte), g(llm::kWpe), enc_scratch_.get(), demb, inputs_host_.data(), B, T, C, stream_);
+  }
+
+  // Global gradient norm (after the data-parallel reduction), clipping folded into AdamW, the update itself.
+  // t: 1-based step; lr: this step's learning rate; grad_clip 0 = off. Returns the norm before clipping.
+  double update(float lr, int64_t t, float grad_clip, const AdamWSettings& hp) {
+    // Data parallel (ZeRO-0): sum the ranks' gradients; each rank's loss was a mean, so the mean gradient is
+    // sum / world, folded (with the clip factor) into the AdamW gradient scale instead of an extra pass.
+    const int world = comm_ ? comm_->world_size() : 1;
+    if (world > 1) comm_->all_reduce_sum(grads_.get(), n_, kBf16 ? llm::CommType::kBf16 : llm::CommType::kFp32,
+                                         (void*)stream_);
+    kern::global_norm(norm_.get(), norm_scratch_.get(), grads_.get(), n_, stream_);
+    float norm = 0.0f;
+    CUDA_CHECK(cudaMemcpyAsync(&norm, norm_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (world > 1) norm /= (float)world;
+    float scale = (grad_clip > 0.0f && norm > grad_clip) ? (float)((double)grad_clip / (double)norm) : 1.0f;
+    if (world > 1) scale /= (float)world;
+    for (int k = 0; k < llm::kNumParamTensors; k++) {
+      if (!sizes_[k]) continue;
+      const size_t o = offsets_[k];
+      kern::adamw_update(params_.get() + o, kBf16 ? master_.get() + o : (float*)nullptr, grads_.get() + o, m_.get() + o,
+                         v_.get() + o, sizes_[k], lr, hp.beta1, hp.beta2, hp.eps, hp.decay[k] ? hp.weight_decay : 0.0f,
+                         (int)t, rounding_seed(hp.seed, t, k), stream_, scale);
+    }
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return norm;
+  }
+
+ private:
+  struct LayerParams {
+    const floatX *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb, *ln1w, *next_ln1w,
+        *next_ln1b;
+  };
+  struct LayerGrads {
+    floatX *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
+  };
+
+  floatX* p(ParamTensor k) const { return params_.get() + offsets_[k]; }
+  floatX* g(ParamTensor k) const { return grads_.get() + offsets_[k]; }
+  const floatX* head() const { return cfg_.tied_head ? p(llm::kWte) : p(llm::kLmHead); }
+  floatX* head_grad() const { return cfg_.tied_head ? g(llm::kWte) : g(llm::kLmHead); }
+  static floatX* act(const DeviceArray<floatX>& a, int l, size_t per_layer) { return a.get() + (size_t)l * per_layer; }
+  float* stat(const DeviceArray<float>& a, int l, size_t per_layer = 0) const {
+    return a.get() + (size_t)l * (per_layer ? per_layer : (size_t)B_ * T_);
+  }
+  LayerParams layer_params(int l) const {
+    const size_t C = cfg_.channels, L = cfg_.num_layers;
+    LayerParams w;
+    w.qkvw = p(llm::kQkvw) + l * 3 * C * C;
+    w.qkvb = cfg_.qkv_bias ? p(llm::kQkvb) + l * 3 * C : nullptr;
+    w.attprojw = p(llm::kAttprojw) + l * C * C;
+    w.attprojb = p(llm::kAttprojb) + l * C;
+    w.ln2w = p(llm::kLn2w) + l * C;
+    w.ln2b = p(llm::kLn2b) + l * C;
+    w.fcw = p(llm::kFcw) + l * 4 * C * C;
+    w.fcb = p(llm::kFcb) + l * 4 * C;
+    w.fcprojw = p(llm::kFcprojw) + l * C * 4 * C;
+    w.fcprojb = p(llm::kFcprojb) + l * C;
+    w.ln1w = p(llm::kLn1w) + l * C;
+    w.next_ln1w = (size_t)l + 1 < L ? p(llm::kLn1w) + (l + 1) * C : nullptr;
+    w.next_ln1b = (size_t)l + 1 < L ? p(llm::kLn1b) + (l + 1) * C : nullptr;
+    return w;
+  }
+  LayerGrads layer_grads(int l) const {
+    const size_t C = cfg_.channels;
+    LayerGrads d;
+    d.ln1w = g(llm::kLn1w) + l * C;
+    d.ln1b = g(llm::kLn1b) + l * C;
+    d.qkvw = g(llm::kQkvw) + l * 3 * C * C;
+    d.qkvb = cfg_.qkv_bias ? g(llm::kQkvb) + l * 3 * C : nullptr;
+    d.attprojw = g(llm::kAttprojw) + l * C * C;
+    d.attprojb = g(llm::kAttprojb) + l * C;
+    d.ln2w = g(llm::kLn2w) + l * C;
+    d.ln2b = g(llm::kLn2b) + l * C;
+    d.fcw = g(llm::kFcw) + l * 4 * C * C;
+    d.fcb = g(llm::kFcb) + l * 4 * C;
+    d.fcprojw = g(llm::kFcprojw) + l * C * 4 * C;
+    d.fcprojb = g(llm::kFcprojb) + l * C;
+    return d;
+  }
+  llm::DropoutSpec spec(int layer, llm::DropoutSite site) const {
+    llm::DropoutSpec d;
+    d.p = drop_p_;
+    d.seed = drop_seed_;
+    d.stream = llm::dropout_stream(layer, site);
+    return d;
+  }
+
+  void download_as_float(float* out, const floatX* src, size_t n = 0) const {
+    if (!n) n = n_;
+    if (!kBf16) {
+      CUDA_CHECK(cudaMemcpy(out, src, n * sizeof(float), cudaMemcpyDeviceToHost));
+      return;
+    }
+    std::vector<floatX> tmp(n);
+    CUDA_CHECK(cudaMemcpy(tmp.data(), src, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < n; i++) out[i] = kern::to_float(tmp[i]);
+  }
+
+  void allocate_activations() {
+    const size_t L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads, Vp = cfg_.padded_vocab_size;
+    const size_t BT = (size_t)B_ * T_, btc = BT * C;
+    residual_.resize((L + 1) * btc);
+    ln1_.resize(L * btc);
+    ln1_mean_.resize(L * BT);
+    ln1_rstd_.resize(L * BT);
+    qkv_.resize(L * 3 * btc);
+    atty_.resize(L * btc);
+    lse_.resize(L * B_ * NH * T_);
+    residual2_.resize(L * btc);
+    ln2_.resize(L * btc);
+    ln2_mean_.resize(L * BT);
+    ln2_rstd_.resize(L * BT);
+    fch_.resize(L * 4 * btc);
+    fch_gelu_.resize((recompute_ ? 1 : L) * 4 * btc);
+    branch_.resize(btc);
+    lnf_.resize(btc);
+    lnf_mean_.resize(BT);
+    lnf_rstd_.resize(BT);
+    logits_.resize(BT * Vp);
+    losses_.resize(BT);
+    dres_.resize(btc);
+    dln_.resize(btc);
+    dbranch_.resize(btc);
+    datty_.resize(btc);
+    dqkv_.resize(3 * btc);
+    dfch_.resize(4 * btc);
+    inputs_.resize(BT);
+    targets_.resize(BT);
+    valid_.resize(1);
+    mean_loss_.resize(1);
+    norm_.resize(1);
+    norm_scratch_.resize(kern::global_norm_scratch_floats());
+    const size_t mm = std::max(kern::matmul_backward_scratch_floats((int)BT, (int)(4 * C)),
+                               kern::matmul_backward_scratch_floats((int)BT, (int)Vp));
+    mm_scratch_.resize(mm);
+    ln_scratch_.resize(kern::layernorm_backward_scratch_floats((int)BT, (int)C));
+    att_scratch_.resize((size_t)B_ * NH * T_);
+    enc_scratch_.resize(kern::encoder_backward_scratch_ints(B_, T_));
+  }
+
+  GPT2Config cfg_;
+  int B_, T_;
+  bool recompute_;
+  llm::Comm* comm_;
+  cudaStream_t stream_;
+  kern::MatmulBackend backend_ = kern::MatmulBackend::Auto;
+  std::array<size_t, llm::kNumParamTensors> sizes_{}, offsets_{};
+  size_t n_ = 0;
+  DeviceArray<floatX> params_, grads_;
+  DeviceArray<float> master_, m_, v_;
+  // activations, stacked per layer
+  DeviceArray<floatX> residual_, ln1_, qkv_, atty_, residual2_, ln2_, fch_, fch_gelu_, branch_, lnf_, logits_;
+  DeviceArray<float> ln1_mean_, ln1_rstd_, ln2_mean_, ln2_rstd_, lnf_mean_, lnf_rstd_, lse_, losses_;
+  // gradients of activations (one layer's worth) and scratch
+  DeviceArray<floatX> dres_, dln_, dbranch_, datty_, dqkv_, dfch_;
+  DeviceArray<float> mean_loss_, norm_, norm_scratch_, mm_scratch_, ln_scratch_, att_scratch_;
+  DeviceArray<int> inputs_, targets_, valid_, enc_scratch_;
+  std::vector<int> inputs_host_, targets_host_;
+  float drop_p_ = 0.0f;
+  uint64_t drop_seed_ = 0;
+  bool have_dlogits_ = false;
+};
+
+}  // namespace gpu

@@ -1,0 +1,166 @@
+// train_model.cuh — the device GPT-2 (gpu/gpt2_gpu.cuh) behind the shared driver's llm::TrainModel interface,
+// plus device detection and the MFU estimate.
+//
+// Why separate from gpt2_gpu.cuh: this is the glue between the host training loop (host/train_loop.h) and the
+// device model: fp32 weights in/out for checkpoints, the llm.c-style AdamW settings from the flags, sampling
+// through the fixed (B, T) buffers, and the progress line's MFU. Tests use it to run exactly the program's step.
+#pragma once
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu/gpt2_model.h"  // GPT2Model::init_gpt2: the same random init as the CPU reference
+#include "cpu/optimizer.h"   // decay_mask
+#include "gpu/gpt2_gpu.cuh"
+#include "host/cli.h"
+#include "host/comm.h"
+#include "host/train_loop.h"
+
+namespace gpu {
+
+enum class Precision { kFp32, kBf16 };
+inline const char* precision_name(Precision p) { return p == Precision::kBf16 ? "bf16" : "fp32"; }
+
+// Peak dense tensor-core throughput (bf16) or plain fp32 throughput of the device, in FLOP/s; 0 if unknown.
+// Datasheet numbers (dense, no sparsity): A100 312 / 19.5 TFLOPS; H100 SXM and H200 989 / 67; H100 PCIe 756 / 51.
+inline double peak_flops(const std::string& device_name, Precision p) {
+  const bool bf16 = p == Precision::kBf16;
+  auto has = [&](const char* s) { return device_name.find(s) != std::string::npos; };
+  if (has("H200")) return bf16 ? 989.4e12 : 66.9e12;
+  if (has("H100")) return has("PCIe") ? (bf16 ? 756.0e12 : 51.2e12) : (bf16 ? 989.4e12 : 66.9e12);
+  if (has("A100")) return bf16 ? 312.0e12 : 19.5e12;
+  return 0.0;
+}
+
+// Model FLOPs per trained token (forward + backward): 6 per parameter (each weight does a multiply-add
+// forward and two backward) plus attention's QKᵀ and AV, 12·L·C·T (nanoGPT / PaLM appendix B estimate).
+inline double flops_per_token(const llm::GPT2Config& c, int T) {
+  return 6.0 * (double)llm::num_parameters(c) + 12.0 * c.num_layers * (double)c.channels * T;
+}
+
+struct DeviceInfo {
+  std::string name;
+  bool real_gpu = false;  // false on the CUDA-on-CPU layer
+};
+
+inline DeviceInfo device_info() {
+  DeviceInfo d;
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  d.name = prop.name;
+#ifdef __CUDACC__
+  d.real_gpu = true;
+#endif
+  return d;
+}
+
+template <class floatX>
+class GpuTrainModel final : public llm::TrainModel {
+ public:
+  static constexpr Precision kPrecision = std::is_same<floatX, float>::value ? Precision::kFp32 : Precision::kBf16;
+
+  GpuTrainModel(const llm::GPT2Config& cfg, const llm::TrainOptions& o, bool recompute, const DeviceInfo& dev)
+      : cfg_(cfg), recompute_(recompute), dev_(dev), model_(cfg, o.batch_size, o.seq_len, recompute, &comm_) {
+    hp_.beta1 = o.beta1;
+    hp_.beta2 = o.beta2;
+    hp_.eps = o.eps;
+    hp_.weight_decay = o.weight_decay;
+    hp_.decay = llm::decay_mask(o.weight_decay_all ? llm::DecayMode::kAll : llm::DecayMode::kMatrices);
+    hp_.seed = o.seed;
+    peak_ = dev.real_gpu ? peak_flops(dev.name, kPrecision) : 0.0;
+    flops_per_token_ = flops_per_token(cfg, o.seq_len);
+  }
+
+  GPT2<floatX>& model() { return model_; }
+
+  size_t num_params() const override { return model_.num_params(); }
+  std::string describe() const override {
+    std::string s = std::string("precision ") + precision_name(kPrecision) + " | device " + dev_.name;
+    if (peak_ > 0) s += " (peak " + std::to_string((int)std::lround(peak_ / 1e12)) + " TFLOPS)";
+    s += recompute_ ? " | recompute gelu" : "";
+    return s;
+  }
+  std::string fingerprint_extra() const override { return std::string("precision=") + precision_name(kPrecision); }
+
+  void init_random(uint64_t seed) override {
+    llm::GPT2Config c = cfg_;
+    c.dropout = 0.0f;
+    llm::GPT2Model host(c);
+    host.init_gpt2(seed);
+    model_.set_weights(host.params());
+  }
+  void set_weights(const std::vector<float>& w) override { model_.set_weights(w.data()); }
+  void get_weights(std::vector<float>* w) override {
+    w->resize(model_.num_params());
+    model_.get_weights(w->data());
+  }
+  void set_optimizer_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step) override {
+    model_.set_optimizer_state(m.data(), v.data());
+    if (kPrecision == Precision::kBf16 && step > 0) {  // re-derive the bf16 params exactly as step `step` rounded them
+      std::vector<float> w;
+      get_weights(&w);
+      model_.set_weights(w.data(), step, hp_.seed);
+    }
+  }
+  void get_optimizer_state(std::vector<float>* m, std::vector<float>* v) override {
+    m->resize(model_.num_params());
+    v->resize(model_.num_params());
+    model_.get_optimizer_state(m->data(), v->data());
+  }
+
+  float eval_loss(const int* x, const int* y, int B, int T) override {
+    check_shape(B, T);
+    return model_.forward(x, y, false, 0);
+  }
+  void zero_grad() override { model_.zero_grad(); }
+  float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed, float loss_scale) override {
+    check_shape(B, T);
+    const float loss = model_.forward(x, y, true, dropout_seed, true, loss_scale);
+    model_.backward();
+    return loss;
+  }
+  double update(float lr, int64_t t, float grad_clip) override { return model_.update(lr, t, grad_clip, hp_); }
+
+  // Row 0 of the fixed (B, T) batch holds the context (the rest is padding that causal attention never sees).
+  const float* next_token_logits(const int* ids, int len) override {
+    const int B = model_.B(), T = model_.T();
+    if (len < 1 || len > T) llm::fail("sampling: context length ", len, " not in [1, ", T, "]");
+    ctx_.assign((size_t)B * T, 0);
+    std::copy(ids, ids + len, ctx_.begin());
+    model_.forward(ctx_.data(), nullptr, false, 0);
+    row_.resize(cfg_.padded_vocab_size);
+    model_.get_logits_row(0, len - 1, row_.data());
+    return row_.data();
+  }
+
+  double mfu_percent(double ms, int64_t tokens) const override {
+    if (peak_ <= 0 || ms <= 0) return -1.0;  // unknown device / the CPU layer: "n/a"
+    return 100.0 * flops_per_token_ * (double)tokens / (ms / 1000.0) / peak_;
+  }
+
+ private:
+  void check_shape(int B, int T) const {
+    if (B != model_.B() || T != model_.T())
+      llm::fail("batch shape ", B, "x", T, " differs from the allocated ", model_.B(), "x", model_.T());
+  }
+
+  llm::GPT2Config cfg_;
+  bool recompute_;
+  DeviceInfo dev_;
+  llm::LocalComm comm_;  // one process; the multi-GPU backends replace this
+  GPT2<floatX> model_;
+  AdamWSettings hp_;
+  double peak_ = 0.0, flops_per_token_ = 0.0;
+  std::vector<int> ctx_;
+  std::vector<float> row_;
+};
+
+inline std::unique_ptr<llm::TrainModel> make_train_model(Precision p, const llm::GPT2Config& cfg,
+                                                         const llm::TrainOptions& o, bool recompute,
+                                                         const DeviceInfo& dev) {
+  if (p == Precision::kBf16) return std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, recompute, dev);
+  return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev);
+}
+
+}  // namespace gpu

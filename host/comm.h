@@ -1,0 +1,50 @@
+// comm.h — the data-parallel communication interface of the trainers (header only).
+//
+// Why an interface: the training loop is written once against these few collectives; a single process uses
+// LocalComm (every collective is the identity), and the multi-GPU / multi-node backends (NCCL on the GPU, MPI
+// on the CPU) slot in behind the same calls without touching the loop:
+//   ZeRO-0: all_reduce_sum(grads) after the last micro-step, scale by 1/world, every rank updates everything.
+//   ZeRO-1: reduce_scatter_sum(grads) -> each rank updates only its shard [shard_begin, shard_end) of the
+//           parameters / AdamW state, then all_gather(params) gives everyone the new weights.
+// Buffers live wherever the backend computes (device memory for the GPU trainer, host memory for gpt2_cpu);
+// the element type is passed explicitly. Scalars (loss, val loss) go through all_reduce_sum_host.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace llm {
+
+enum class CommType { kFp32, kBf16 };
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  // In place: buf (n elements) becomes the element-wise sum over ranks. `stream` is a cudaStream_t or nullptr.
+  virtual void all_reduce_sum(void* buf, size_t n, CommType type, void* stream) = 0;
+  // In place on a buffer of n elements (n % world == 0): this rank's shard [rank·n/world, (rank+1)·n/world)
+  // becomes the sum over ranks; the rest of buf is unspecified afterwards.
+  virtual void reduce_scatter_sum(void* buf, size_t n, CommType type, void* stream) = 0;
+  // In place: every rank's shard of buf (layout as above) is copied to every other rank.
+  virtual void all_gather(void* buf, size_t n, CommType type, void* stream) = 0;
+  // Host scalars, e.g. the mean loss: x becomes the sum over ranks.
+  virtual double all_reduce_sum_host(double x) = 0;
+
+  // The shard of n elements this rank owns under ZeRO-1 (the whole range when world == 1).
+  size_t shard_begin(size_t n) const { return n / world_size() * rank(); }
+  size_t shard_end(size_t n) const { return rank() + 1 == world_size() ? n : n / world_size() * (rank() + 1); }
+};
+
+// One process, one device: every collective is the identity.
+class LocalComm final : public Comm {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  void all_reduce_sum(void*, size_t, CommType, void*) override {}
+  void reduce_scatter_sum(void*, size_t, CommType, void*) override {}
+  void all_gather(void*, size_t, CommType, void*) override {}
+  double all_reduce_sum_host(double x) override { return x; }
+};
+
+}  // namespace llm

@@ -1,0 +1,288 @@
+// train_loop.cpp — the shared training driver (see train_loop.h).
+#include "host/train_loop.h"
+
+#include <dirent.h>
+#include <omp.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "host/binary_io.h"
+#include "host/checkpoint.h"
+#include "host/error.h"
+#include "host/progress.h"
+#include "host/sampling.h"
+#include "host/tokenizer.h"
+
+namespace llm {
+
+namespace {
+
+double now_ms() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir, int vocab_size) {
+  try {
+    auto tok = std::make_unique<Tokenizer>(dir.empty() ? Tokenizer::from_default()
+                                                       : Tokenizer::from_files(dir + "/encoder.json",
+                                                                               dir + "/vocab.bpe"));
+    if (tok->vocab_size() != vocab_size) {
+      std::printf("note: the GPT-2 vocabulary has %d tokens but the model %d; samples are printed as ids\n",
+                  tok->vocab_size(), vocab_size);
+      return nullptr;
+    }
+    return tok;
+  } catch (const Error& e) {
+    std::printf("note: no tokenizer (%s); samples are printed as token ids\n", e.what());
+    return nullptr;
+  }
+}
+
+void print_sample(const std::vector<int>& ids, const Tokenizer* tok) {
+  std::printf("sample:\n---\n");
+  if (tok) {
+    std::printf("%s\n", tok->decode(ids).c_str());
+  } else {
+    for (int id : ids) std::printf("%d ", id);
+    std::printf("\n");
+  }
+  std::printf("---\n");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+std::string step_file(const std::string& dir, const char* prefix, int64_t step, const char* ext) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "/%s_%08lld%s", prefix, static_cast<long long>(step), ext);
+  return dir + buf;
+}
+
+int64_t latest_done_step(const std::string& dir) {
+  int64_t best = -1;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return -1;
+  while (dirent* e = readdir(d)) {
+    long long s;
+    char tail;
+    if (std::sscanf(e->d_name, "DONE_%lld%c", &s, &tail) == 1 && s > best) best = s;
+  }
+  closedir(d);
+  return best;
+}
+
+void make_dirs(const std::string& dir) {
+  std::string partial;
+  std::stringstream ss(dir);
+  for (std::string part; std::getline(ss, part, '/');) {
+    partial += part + "/";
+    if (part.empty() || part == ".") continue;
+    if (mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) fail(dir, ": cannot create directory");
+  }
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail(dir, ": not a directory");
+}
+
+ModelSource resolve_model(const TrainOptions& o) {
+  ModelSource src;
+  std::string name = !o.init.empty() ? o.init : (!o.preset.empty() ? o.preset : "d6");
+  if (!o.init.empty() && (file_exists(o.init) || o.init.find(".bin") != std::string::npos)) {
+    src.checkpoint = o.init;
+    src.config = read_checkpoint_header(o.init).config;
+    src.describe = "checkpoint " + o.init;
+  } else {
+    if (name.rfind("gpt2:", 0) == 0) name = name.substr(5);  // llm.c descriptor "gpt2:d12"
+    src.config = preset_config(name);
+    src.describe = "preset " + name + " (random init, seed " + std::to_string(o.seed) + ")";
+  }
+  if (o.dropout >= 0.0f) src.config.dropout = o.dropout;
+  return src;
+}
+
+std::string run_fingerprint(const TrainOptions& o, const GPT2Config& c, int accum, int64_t max_steps,
+                            const std::string& extra) {
+  std::ostringstream s;
+  s << "model maxT=" << c.max_seq_len << " V=" << c.vocab_size << " Vp=" << c.padded_vocab_size
+    << " L=" << c.num_layers << " NH=" << c.num_heads << " C=" << c.channels << " qkv_bias=" << c.qkv_bias
+    << " tied=" << c.tied_head << " dropout=" << c.dropout << " | "
+    << "data " << o.train_data << " B=" << o.batch_size << " T=" << o.seq_len << " accum=" << accum << " | "
+    << "steps=" << max_steps << " schedule=" << o.lr_schedule << " lr=" << o.lr << " warmup=" << o.warmup
+    << " min_lr_frac=" << o.min_lr_frac << " | "
+    << "adamw wd=" << o.weight_decay << " wd_all=" << o.weight_decay_all << " betas=" << o.beta1 << "," << o.beta2
+    << " eps=" << o.eps << " clip=" << o.grad_clip << " seed=" << o.seed;
+  if (!extra.empty()) s << " | " << extra;
+  return s.str();
+}
+
+float evaluate(TrainModel& model, DataLoader& loader, int max_batches) {
+  const int B = loader.B(), T = loader.T();
+  int64_t n = loader.windows_per_epoch();
+  if (max_batches > 0 && max_batches < n) n = max_batches;
+  std::vector<int> x(static_cast<size_t>(B) * T), y(x.size());
+  loader.reset();
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) {
+    loader.next_batch(x.data(), y.data());
+    sum += model.eval_loss(x.data(), y.data(), B, T);
+  }
+  return static_cast<float>(sum / static_cast<double>(n));
+}
+
+std::vector<int> generate(TrainModel& model, const GPT2Config& c, int n, int T, float temperature, uint64_t seed) {
+  const int V = c.vocab_size;
+  const int start = V > Tokenizer::kEot ? Tokenizer::kEot : 0;
+  SamplingParams sp;
+  sp.temperature = temperature;
+  sp.seed = seed;
+  Sampler sampler(sp);
+  std::vector<int> ids = {start};
+  for (int i = 0; i < n; i++) {
+    const int len = std::min<int>(static_cast<int>(ids.size()), T);
+    ids.push_back(sampler.sample(model.next_token_logits(ids.data() + ids.size() - len, len), V));
+  }
+  return std::vector<int>(ids.begin() + 1, ids.end());
+}
+
+int run_training_impl(const TrainOptions& o, const TrainProgram& program,
+                      const std::function<float(const LRSchedule&, int)>& lr_at) {
+  validate_train_options(o);
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+
+  // ---- model config and data (all inputs are validated before anything is written) ----
+  ModelSource src = resolve_model(o);
+  const GPT2Config& cfg = src.config;
+  const int B = o.batch_size, T = o.seq_len;
+  if (T > cfg.max_seq_len)
+    fail("-t/--seq-len ", T, " exceeds the context length ", cfg.max_seq_len, " of the model (", src.describe, ")");
+  DataLoader train(o.train_data, B, T, cfg.vocab_size);
+  std::unique_ptr<DataLoader> val;
+  if (!o.val_data.empty() && o.val_every > 0) val = std::make_unique<DataLoader>(o.val_data, B, T, cfg.vocab_size);
+  const int64_t bt = static_cast<int64_t>(B) * T;
+  const int accum = static_cast<int>(o.total_batch == -1 ? 1 : o.total_batch / bt);
+  int64_t max_steps = o.max_steps;
+  if (max_steps == -1) {
+    max_steps = train.windows_per_epoch() / accum;
+    if (max_steps == 0)
+      fail(o.train_data, ": one epoch (", train.windows_per_epoch(), " batches of B*T=", bt,
+           ") is shorter than one optimizer step of ", accum, " micro-batches; lower -d or give -x");
+  }
+
+  // ---- model + optimizer ----
+  std::unique_ptr<TrainModel> model = program.make_model(cfg, o);
+  const std::string fp = run_fingerprint(o, cfg, accum, max_steps, model->fingerprint_extra());
+  const LRSchedule sched = make_schedule(o, max_steps);
+
+  int64_t start_step = 0;
+  const int64_t resume_step = o.resume ? latest_done_step(o.output_dir) : -1;
+  if (resume_step >= 0) {
+    const std::string mpath = step_file(o.output_dir, "model", resume_step, ".bin");
+    const std::string spath = step_file(o.output_dir, "state", resume_step, ".bin");
+    std::vector<float> w;
+    CheckpointInfo info = load_checkpoint(mpath, &w);
+    GPT2Config saved = info.config;
+    saved.dropout = cfg.dropout;
+    if (num_parameters(saved) != model->num_params() || saved.max_seq_len != cfg.max_seq_len ||
+        saved.vocab_size != cfg.vocab_size || saved.num_heads != cfg.num_heads)
+      fail(mpath, ": model shape differs from the one this command line asks for (", src.describe, ")");
+    TrainState st = load_train_state(spath, model->num_params());
+    if (st.fingerprint != fp)
+      fail(spath, ": was written with different settings; resume needs the same model, data, batch and optimizer "
+                  "flags.\n  saved:   ",
+           st.fingerprint, "\n  current: ", fp);
+    if (st.step != resume_step) fail(spath, ": holds step ", st.step, " but its name says ", resume_step);
+    if (info.dtype == CheckpointDtype::kBf16)
+      std::printf("warning: resuming from bf16 weights; the continuation is not bit-exact\n");
+    model->set_weights(w);
+    model->set_optimizer_state(st.m, st.v, st.step);
+    train.set_position(st.loader);
+    start_step = st.step;
+  } else if (!src.checkpoint.empty()) {
+    std::vector<float> w;
+    load_checkpoint(src.checkpoint, &w);
+    model->set_weights(w);
+  } else {
+    model->init_random(o.seed);
+  }
+
+  // ---- outputs (created only now that every input has been checked) ----
+  std::string log_path;
+  if (!o.output_dir.empty()) {
+    make_dirs(o.output_dir);
+    log_path = o.output_dir + "/main.log";
+  }
+  Progress progress(max_steps, log_path);
+  std::printf("%s train | model %s | L=%d NH=%d C=%d maxT=%d V=%d | %zu parameters\n", program.name.c_str(),
+              src.describe.c_str(), cfg.num_layers, cfg.num_heads, cfg.channels, cfg.max_seq_len, cfg.vocab_size,
+              model->num_params());
+  const std::string dev = model->describe();
+  if (!dev.empty()) std::printf("%s\n", dev.c_str());
+  std::printf("data %s: %lld tokens, %lld batches/epoch | B=%d T=%d accum=%d -> %lld tokens/step | %lld steps | "
+              "threads %d\n",
+              o.train_data.c_str(), static_cast<long long>(train.total_tokens()),
+              static_cast<long long>(train.windows_per_epoch()), B, T, accum, static_cast<long long>(bt * accum),
+              static_cast<long long>(max_steps), omp_get_max_threads());
+  if (resume_step >= 0) std::printf("resumed from %s at step %lld\n", o.output_dir.c_str(), (long long)start_step);
+  else if (o.resume) std::printf("note: no complete checkpoint in %s; starting from scratch\n", o.output_dir.c_str());
+  if (o.output_dir.empty()) std::printf("note: no -o/--output-dir: no checkpoints and no log file\n");
+  auto tok = o.sample_every > 0 ? load_tokenizer(o.tokenizer_dir, cfg.vocab_size) : nullptr;
+  std::fflush(stdout);
+
+  std::vector<int> x(bt), y(bt);
+  std::vector<float> w, m, v;
+  for (int64_t step = start_step; step <= max_steps; step++) {
+    const bool last = step == max_steps;
+    const bool resumed_here = resume_step >= 0 && step == start_step;  // already done before the checkpoint
+    if (val && !resumed_here && (step % o.val_every == 0 || last))
+      progress.val(step, evaluate(*model, *val, o.val_max_batches));
+    if (o.sample_every > 0 && !resumed_here && step > 0 && (step % o.sample_every == 0 || last))
+      print_sample(generate(*model, cfg, o.gen_tokens, T, o.temperature, o.seed + static_cast<uint64_t>(step)),
+                   tok.get());
+    if (!o.output_dir.empty() && !resumed_here && step > start_step &&
+        (last || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0))) {
+      model->get_weights(&w);
+      save_checkpoint(step_file(o.output_dir, "model", step, ".bin"), cfg, w.data(),
+                      o.checkpoint_bf16 ? CheckpointDtype::kBf16 : CheckpointDtype::kFp32);
+      TrainState st;
+      st.step = step;
+      st.seed = o.seed;
+      st.loader = train.position();
+      st.fingerprint = fp;
+      model->get_optimizer_state(&st.m, &st.v);
+      save_train_state(step_file(o.output_dir, "state", step, ".bin"), st);
+      AtomicFile done(step_file(o.output_dir, "DONE", step, ""));
+      done.commit();
+      std::printf("checkpoint: %s\n", step_file(o.output_dir, "model", step, ".bin").c_str());
+    }
+    if (last) break;
+
+    const double t0 = now_ms();
+    model->zero_grad();
+    double loss = 0;
+    for (int micro = 0; micro < accum; micro++) {
+      train.next_batch(x.data(), y.data());
+      loss += model->train_micro_step(x.data(), y.data(), B, T,
+                                      dropout_step_seed(o.seed, static_cast<uint64_t>(step), micro),
+                                      1.0f / static_cast<float>(accum));
+    }
+    loss /= accum;
+    const float lr = lr_at(sched, static_cast<int>(step));
+    const double norm = model->update(lr, step + 1, o.grad_clip);
+    if (!std::isfinite(loss)) fail("training diverged: loss is ", loss, " at step ", step + 1, " (lower -l/--lr?)");
+    const double ms = now_ms() - t0;
+    progress.train_step(step + 1, static_cast<float>(loss), lr, static_cast<float>(norm), ms, bt * accum,
+                        model->mfu_percent(ms, bt * accum));
+  }
+  std::printf("done: %lld steps in %s, %.0f tok/s average (excluding each session's first step)\n",
+              static_cast<long long>(max_steps - start_step),
+              Progress::format_duration(progress.total_ms() / 1000.0).c_str(), progress.mean_tok_per_s());
+  return 0;
+}
+
+}  // namespace llm

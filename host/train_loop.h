@@ -1,0 +1,122 @@
+// train_loop.h — the training driver shared by gpt2_cpu (fp32 reference) and train_gpt2cu (CUDA).
+//
+// Why one driver: both programs must read the same flags, the same data in the same order, write the same
+// checkpoints/logs and resume the same way, so everything that is not "run the model" lives here once:
+// model resolution (checkpoint / preset), the settings fingerprint, gradient accumulation, the LR schedule,
+// clipping, val loss, sampling, checkpoint cadence and exact resume, progress output.
+// A program implements TrainModel (forward/backward/update on its device) and calls run_training().
+//
+// One optimizer step (llm.c's loop; accum = total_batch / (B·T) micro-batches):
+//   zero_grad; for each micro-batch: train_micro_step(x, y, dropout seed of (seed, step, micro), 1/accum)
+//   norm = update(lr(step), t = step+1, grad_clip)   (clipping happens inside, llm.c style: scale = clip/norm)
+// Resume: a checkpoint at step s is model_s.bin (fp32 master weights unless --checkpoint-bf16), state_s.bin
+// (AdamW m/v, loader position, seed, fingerprint) and an empty DONE_s written last; -y 1 continues from the
+// highest DONE_s, bit for bit equal to the uninterrupted run.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu/optimizer.h"  // LRSchedule (header only here; programs link llm_model_cpu)
+#include "host/cli.h"
+#include "host/data_loader.h"
+#include "host/gpt2_config.h"
+#include "host/train_state.h"
+
+namespace llm {
+
+// The model side of a training run.
+class TrainModel {
+ public:
+  virtual ~TrainModel() = default;
+  virtual size_t num_params() const = 0;
+  virtual std::string describe() const = 0;  // one line for the banner, e.g. "precision bf16 | NVIDIA H200"
+  // Settings beyond the shared flags that a resume must also share (e.g. "precision=bf16"); "" if none.
+  virtual std::string fingerprint_extra() const { return ""; }
+
+  virtual void init_random(uint64_t seed) = 0;                  // GPT-2 init (GPT2Model::init_gpt2's numbers)
+  virtual void set_weights(const std::vector<float>& w) = 0;    // fp32 (master) weights, gpt2_config.h order
+  virtual void get_weights(std::vector<float>* w) = 0;          // the weights a checkpoint stores
+  // AdamW moments after `step` optimizer steps (resume) / for saving.
+  virtual void set_optimizer_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step) = 0;
+  virtual void get_optimizer_state(std::vector<float>* m, std::vector<float>* v) = 0;
+
+  // Mean loss of one batch, no dropout, no gradients.
+  virtual float eval_loss(const int* x, const int* y, int B, int T) = 0;
+  virtual void zero_grad() = 0;
+  // Forward + backward of one micro-batch, gradients accumulated with weight loss_scale; returns the mean loss.
+  virtual float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed,
+                                 float loss_scale) = 0;
+  // Clip (llm.c: grads *= clip/norm when norm > clip; clip 0 = off) and AdamW with lr; t is 1-based.
+  // Returns the global gradient norm before clipping.
+  virtual double update(float lr, int64_t t, float grad_clip) = 0;
+  // Logits (host, >= vocab_size floats) of the last position of ids[0..len), len <= T of the run.
+  virtual const float* next_token_logits(const int* ids, int len) = 0;
+  // Model FLOPs utilisation in percent of this step; < 0: unknown device ("n/a"); NaN: not printed at all.
+  virtual double mfu_percent(double /*ms*/, int64_t /*tokens*/) const { return std::nan(""); }
+};
+
+// Program hooks: its name (banner, messages) and how to build its model for a config.
+struct TrainProgram {
+  std::string name;  // "gpt2_cpu", "train_gpt2cu"
+  std::function<std::unique_ptr<TrainModel>(const GPT2Config&, const TrainOptions&)> make_model;
+};
+
+// The full `train` subcommand: validates every input before writing anything, trains, checkpoints.
+// Throws llm::Error on bad input (main prints "error: ..." and exits 2). (Defined inline below.)
+int run_training(const TrainOptions& o, const TrainProgram& program);
+// The same, with the schedule evaluated through lr_at (see the note at the end of this header).
+int run_training_impl(const TrainOptions& o, const TrainProgram& program,
+                      const std::function<float(const LRSchedule&, int)>& lr_at);
+
+// ---- building blocks (also used by tests and the eval subcommands) ----
+
+// The model a run starts from: an llm.c checkpoint (-e file), or a preset (random init). --dropout applied.
+struct ModelSource {
+  GPT2Config config;
+  std::string checkpoint;  // "" = preset
+  std::string describe;
+};
+ModelSource resolve_model(const TrainOptions& o);
+
+// Canonical text of everything a resume must share with the run that wrote the checkpoint.
+std::string run_fingerprint(const TrainOptions& o, const GPT2Config& c, int accum, int64_t max_steps,
+                            const std::string& extra);
+
+// The LR schedule of the flags (-k, -l, -u, -q) over max_steps steps, llm.c warmup.
+LRSchedule make_schedule(const TrainOptions& o, int64_t max_steps);
+
+// Mean loss over up to max_batches windows from the start of `loader` (-1 = all).
+float evaluate(TrainModel& model, DataLoader& loader, int max_batches);
+
+// n sampled tokens after <|endoftext|> (context slides when longer than T).
+std::vector<int> generate(TrainModel& model, const GPT2Config& c, int n, int T, float temperature, uint64_t seed);
+
+// "<dir>/<prefix>_<step 8 digits><ext>", highest step with a DONE_ marker (-1 if none), mkdir -p.
+std::string step_file(const std::string& dir, const char* prefix, int64_t step, const char* ext);
+int64_t latest_done_step(const std::string& dir);
+void make_dirs(const std::string& dir);
+
+}  // namespace llm
+
+// LRSchedule::operator() lives in cpu/optimizer.cpp (llm_model_cpu), which itself links llm_host; keeping that
+// symbol out of llm_host avoids a link cycle, so the schedule is built and called from inline code here.
+inline llm::LRSchedule llm::make_schedule(const TrainOptions& o, int64_t max_steps) {
+  LRSchedule s;
+  s.kind = o.lr_schedule == "cosine" ? ScheduleKind::kCosine
+           : o.lr_schedule == "linear" ? ScheduleKind::kLinear
+                                       : ScheduleKind::kConstant;
+  s.warmup_style = WarmupStyle::kLlmc;
+  s.max_lr = o.lr;
+  s.min_lr = o.lr * o.min_lr_frac;
+  s.warmup_steps = o.warmup;
+  s.total_steps = static_cast<int>(max_steps);
+  return s;
+}
+
+inline int llm::run_training(const TrainOptions& o, const TrainProgram& program) {
+  return run_training_impl(o, program, [](const LRSchedule& s, int step) { return s(step); });
+}

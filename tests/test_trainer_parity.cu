@@ -1,0 +1,387 @@
+// test_trainer_parity.cu — the GPU trainer (gpu/, train_gpt2.cu) against the fp32 CPU reference (cpu/).
+//
+// Built through the CUDA-on-CPU layer for CI (label trainer) and by nvcc for scripts/gpu_check.sh; the same
+// source checks the emulated and the real GPU. Every test starts both sides from identical weights
+// (GPT2Model::init_gpt2) and runs the llm.c step on both: 2 accumulated micro-batches, llm.c clipping, cosine LR
+// with warmup, AdamW with weight decay, for 10 optimizer steps, comparing at every step
+//   * the logits of an eval forward (no dropout), every loss, the grad norm,
+//   * every one of the 16/17 gradient tensors, and at the end every parameter tensor.
+// Error of a tensor: max|gpu − ref| / max|ref| (fp32 tests) — a per-tensor relative error that does not blow up
+// on individual elements that happen to be near 0 — and ‖gpu − ref‖₂ / ‖ref‖₂ for bf16 (bf16 errors are
+// random-walk like; the norm-wise error is the stable statistic).
+// fp32 bound 1e-5: both sides compute in fp32 and differ only in summation order (GEMM blocking, online
+// softmax, fixed-tree reductions), a few ulp (1.2e-7) per op, amplified by at most ~10 through 10 AdamW steps
+// (Adam normalises gradients, so relative gradient differences become relative update differences).
+// The worst errors are printed (the report's figures).
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "cpu/gpt2_model.h"
+#include "cpu/optimizer.h"
+#include "gpu/train_model.cuh"
+#include "host/checkpoint.h"
+#include "host/train_loop.h"
+
+namespace {
+
+const char* kTensorNames[llm::kNumParamTensors] = {"wte",  "wpe",  "ln1w",     "ln1b",     "qkvw", "qkvb",
+                                                  "attprojw", "attprojb", "ln2w", "ln2b", "fcw",  "fcb",
+                                                  "fcprojw", "fcprojb", "lnfw", "lnfb", "lm_head"};
+
+double max_rel(const float* got, const float* ref, size_t n) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < n; i++) {
+    diff = std::max(diff, (double)std::fabs(got[i] - ref[i]));
+    scale = std::max(scale, (double)std::fabs(ref[i]));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+double norm_rel(const float* got, const float* ref, size_t n) {
+  double d2 = 0, r2 = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double d = (double)got[i] - ref[i];
+    d2 += d * d;
+    r2 += (double)ref[i] * ref[i];
+  }
+  return r2 > 0 ? std::sqrt(d2 / r2) : std::sqrt(d2);
+}
+
+// One run's settings (shared by both sides).
+struct Setup {
+  std::string preset = "tiny";
+  float dropout = 0.0f;
+  int B = 2, T = 16, accum = 2, steps = 10;
+};
+
+llm::TrainOptions options(const Setup& s) {
+  llm::TrainOptions o;
+  o.batch_size = s.B;
+  o.seq_len = s.T;
+  o.lr = 3e-3f;
+  o.warmup = 2;
+  o.min_lr_frac = 0.1f;
+  o.weight_decay = 0.1f;
+  o.grad_clip = 1.0f;
+  o.seed = 1234;
+  return o;
+}
+
+// Deterministic batch of step/micro: token ids < V, a few ignored (-100) targets.
+void make_batch(int step, int micro, int B, int T, int V, std::vector<int>* x, std::vector<int>* y) {
+  std::mt19937 rng(1000u * step + micro + 7);
+  x->resize(B * T);
+  y->resize(B * T);
+  for (int i = 0; i < B * T; i++) {
+    (*x)[i] = (int)(rng() % (V - 6));  // not every token appears: untouched wte rows get only the head gradient
+    (*y)[i] = (i % 13 == 5) ? -100 : (int)(rng() % V);
+  }
+}
+
+// Worst errors over the run, per tensor, plus losses / logits / norms.
+struct Worst {
+  double logits = 0, loss = 0, norm = 0;
+  double grad[llm::kNumParamTensors] = {}, param[llm::kNumParamTensors] = {};
+  float loss_first_ref = 0, loss_last_ref = 0, loss_last_gpu = 0;
+  void print(const char* what) const {
+    std::printf("[%s] logits %.3g | loss %.3g | grad norm %.3g | ref loss %.4f -> %.4f (gpu %.4f)\n", what, logits, loss,
+                norm, loss_first_ref, loss_last_ref, loss_last_gpu);
+    for (int k = 0; k < llm::kNumParamTensors; k++)
+      if (grad[k] > 0 || param[k] > 0)
+        std::printf("[%s]   %-9s grad %.3g  param %.3g\n", what, kTensorNames[k], grad[k], param[k]);
+  }
+};
+
+// Runs both trainers side by side. rel: the per-tensor error function. Returns the worst errors.
+template <class floatX>
+Worst run_parity(const Setup& s, double (*rel)(const float*, const float*, size_t)) {
+  llm::GPT2Config cfg = llm::preset_config(s.preset);
+  cfg.dropout = s.dropout;
+  const llm::TrainOptions o = options(s);
+  const int V = cfg.vocab_size, Vp = cfg.padded_vocab_size, BT = s.B * s.T;
+
+  // reference
+  llm::GPT2Model ref(cfg);
+  ref.init_gpt2(o.seed);
+  llm::AdamWConfig hp;
+  hp.beta1 = o.beta1;
+  hp.beta2 = o.beta2;
+  hp.eps = o.eps;
+  hp.weight_decay = o.weight_decay;
+  llm::AdamW opt(cfg, hp);
+  const llm::LRSchedule sched = llm::make_schedule(o, s.steps);
+
+  // device
+  gpu::GpuTrainModel<floatX> dev(cfg, o, /*recompute=*/false, gpu::device_info());
+  dev.init_random(o.seed);
+
+  Worst w;
+  std::vector<int> x, y;
+  std::vector<float> logits, grads(ref.num_params()), params(ref.num_params());
+  for (int step = 0; step < s.steps; step++) {
+    // eval forward: logits
+    make_batch(step, 99, s.B, s.T, V, &x, &y);
+    ref.forward(x.data(), nullptr, s.B, s.T);
+    dev.model().forward(x.data(), nullptr, false, 0);
+    dev.model().get_logits(&logits);
+    w.logits = std::max(w.logits, rel(logits.data(), ref.logits(), (size_t)BT * Vp));
+
+    // training step with accumulation
+    ref.zero_grad();
+    dev.zero_grad();
+    double ref_loss = 0, dev_loss = 0;
+    for (int micro = 0; micro < s.accum; micro++) {
+      make_batch(step, micro, s.B, s.T, V, &x, &y);
+      const uint64_t seed = llm::dropout_step_seed(o.seed, step, micro);
+      ref_loss += ref.forward(x.data(), y.data(), s.B, s.T, {true, seed});
+      ref.backward(1.0f / s.accum);
+      dev_loss += dev.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f / s.accum);
+    }
+    ref_loss /= s.accum;
+    dev_loss /= s.accum;
+    if (step == 0) w.loss_first_ref = (float)ref_loss;
+    w.loss_last_ref = (float)ref_loss;
+    w.loss_last_gpu = (float)dev_loss;
+    w.loss = std::max(w.loss, std::fabs(dev_loss - ref_loss) / std::fabs(ref_loss));
+    dev.model().get_grads_as_float(grads.data());
+    for (int k = 0; k < llm::kNumParamTensors; k++) {
+      const auto t = (llm::ParamTensor)k;
+      if (ref.param_size(t) == 0) continue;
+      w.grad[k] = std::max(w.grad[k], rel(grads.data() + ref.param_offset(t), ref.grad(t), ref.param_size(t)));
+    }
+
+    // update
+    const double ref_norm = llm::clip_grad_norm(ref, o.grad_clip, llm::ClipStyle::kLlmc);
+    const float lr = sched(step);
+    opt.step(ref, lr, step + 1);
+    const double dev_norm = dev.update(lr, step + 1, o.grad_clip);
+    w.norm = std::max(w.norm, std::fabs(dev_norm - ref_norm) / ref_norm);
+  }
+  std::vector<float> master;
+  dev.get_weights(&master);
+  for (int k = 0; k < llm::kNumParamTensors; k++) {
+    const auto t = (llm::ParamTensor)k;
+    if (ref.param_size(t) == 0) continue;
+    w.param[k] = rel(master.data() + ref.param_offset(t), ref.param(t), ref.param_size(t));
+  }
+  return w;
+}
+
+void expect_all_below(const Worst& w, double tol, const char* what) {
+  EXPECT_LT(w.logits, tol) << what << " logits";
+  EXPECT_LT(w.loss, tol) << what << " loss";
+  EXPECT_LT(w.norm, tol) << what << " grad norm";
+  for (int k = 0; k < llm::kNumParamTensors; k++) {
+    EXPECT_LT(w.grad[k], tol) << what << " grad " << kTensorNames[k];
+    EXPECT_LT(w.param[k], tol) << what << " param " << kTensorNames[k];
+  }
+}
+
+}  // namespace
+
+// fp32: 10 steps of the emulated GPU trainer equal the reference to 1e-5 (logits, losses, every gradient).
+TEST(TrainerParity, Fp32TenStepsMatchReference) {
+  Setup s;
+  const Worst w = run_parity<float>(s, max_rel);
+  w.print("fp32 tiny");
+  expect_all_below(w, 1e-5, "fp32");
+  EXPECT_LT(w.loss_last_ref, w.loss_first_ref - 0.05f) << "the run should learn something";
+}
+
+// Untied head + no qkv bias (the book's layout): lm_head gets its own gradient, qkvb does not exist.
+TEST(TrainerParity, Fp32UntiedHeadNoQkvBias) {
+  Setup s;
+  s.preset = "tiny-book";
+  s.steps = 4;
+  const Worst w = run_parity<float>(s, max_rel);
+  w.print("fp32 tiny-book");
+  expect_all_below(w, 1e-5, "fp32 tiny-book");
+  EXPECT_GT(w.grad[llm::kLmHead], 0.0) << "lm_head was not compared";
+}
+
+// Dropout on every site: the device kernels draw the reference's Philox masks, so fp32 parity still holds.
+// (A different mask on any element would change the loss and the gradients far beyond 1e-5.)
+TEST(TrainerParity, Fp32DropoutSameMasks) {
+  Setup s;
+  s.dropout = 0.1f;
+  const Worst w = run_parity<float>(s, max_rel);
+  w.print("fp32 dropout");
+  expect_all_below(w, 1e-5, "fp32 dropout");
+}
+
+// bf16 mixed precision. Bounds (norm-wise relative error per tensor, worst over 10 steps):
+// bf16 keeps 8 significant bits, so every stored activation/gradient carries a relative rounding error up to
+// 2^-9 = 0.2% (round to nearest), and the weights differ from the fp32 reference by the stochastic rounding of
+// every update (≤ 2^-8 = 0.4% each). A weight gradient is a sum over B·T rows of products of a backpropagated
+// gradient (rounded once per op on its way down: ~6 ops per layer, 2 layers, plus the head) and an activation
+// (rounded ~4 times on its way up). Errors of independent roundings add in quadrature: sqrt(~30)·0.2% ≈ 1.1%
+// for the deepest tensors, before the growing weight difference over 10 steps; the bounds are 5% for the
+// weight/bias gradients of the layers and 10% for the LayerNorm gradients (their dweight = Σ xhat·dy sums
+// terms of both signs, i.e. cancellation, which raises the relative error of the result). Losses: within 2%.
+TEST(TrainerParity, Bf16TenStepsWithinBounds) {
+  Setup s;
+  const Worst w = run_parity<__nv_bfloat16>(s, norm_rel);
+  w.print("bf16 tiny");
+  EXPECT_LT(w.loss, 0.02);
+  EXPECT_LT(w.logits, 0.05);
+  EXPECT_LT(w.norm, 0.05);
+  for (int k = 0; k < llm::kNumParamTensors; k++) {
+    const bool ln = k == llm::kLn1w || k == llm::kLn1b || k == llm::kLn2w || k == llm::kLn2b || k == llm::kLnfw ||
+                    k == llm::kLnfb;
+    EXPECT_LT(w.grad[k], ln ? 0.10 : 0.05) << "bf16 grad " << kTensorNames[k];
+    EXPECT_LT(w.param[k], 0.02) << "bf16 master weights " << kTensorNames[k];
+  }
+}
+
+// Activation recompute (-r 1) recomputes GELU from the stored pre-activation: bit for bit the same training.
+template <class floatX>
+void expect_recompute_identical() {
+  Setup s;
+  llm::GPT2Config cfg = llm::preset_config(s.preset);
+  cfg.dropout = 0.1f;
+  const llm::TrainOptions o = options(s);
+  gpu::GpuTrainModel<floatX> a(cfg, o, false, gpu::device_info()), b(cfg, o, true, gpu::device_info());
+  a.init_random(o.seed);
+  b.init_random(o.seed);
+  std::vector<int> x, y;
+  for (int step = 0; step < 3; step++) {
+    a.zero_grad();
+    b.zero_grad();
+    make_batch(step, 0, s.B, s.T, cfg.vocab_size, &x, &y);
+    const uint64_t seed = llm::dropout_step_seed(o.seed, step, 0);
+    EXPECT_EQ(a.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f),
+              b.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f));
+    EXPECT_EQ(a.update(1e-3f, step + 1, 1.0f), b.update(1e-3f, step + 1, 1.0f));
+  }
+  std::vector<float> wa, wb;
+  a.get_weights(&wa);
+  b.get_weights(&wb);
+  EXPECT_TRUE(wa == wb);
+}
+TEST(TrainerParity, RecomputeIsBitIdenticalFp32) { expect_recompute_identical<float>(); }
+TEST(TrainerParity, RecomputeIsBitIdenticalBf16) { expect_recompute_identical<__nv_bfloat16>(); }
+
+// ---------------------------------------------------------------------------------------------------------
+// The program itself (train_gpt2cu[_cpu]) as a subprocess.
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+std::vector<char> bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+Result run(const std::string& dir, const std::string& args) {
+  const std::string cmd = "cd '" + dir + "' && '" TRAIN_GPT2CU_BIN "' " + args + " > stdout.txt 2> stderr.txt";
+  const int status = std::system(cmd.c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(dir + "/stdout.txt");
+  r.err = slurp(dir + "/stderr.txt");
+  return r;
+}
+
+// llm.c token shard (header 20240520, version 1, count; uint16 tokens), written byte by byte here.
+void write_shard(const std::string& path, int n, uint32_t seed) {
+  std::vector<int32_t> header(256, 0);
+  header[0] = 20240520;
+  header[1] = 1;
+  header[2] = n;
+  std::vector<uint16_t> tok(n);
+  uint32_t s = seed;
+  for (int i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    tok[i] = (uint16_t)((i * 7 + (s >> 29)) % 200);
+  }
+  std::ofstream f(path, std::ios::binary);
+  f.write((const char*)header.data(), 1024);
+  f.write((const char*)tok.data(), 2 * n);
+}
+
+std::string temp_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string dir = ::testing::TempDir() + "llm_trainer_" + std::to_string(getpid()) + "_" + info->name();
+  EXPECT_EQ(std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str()), 0);
+  write_shard(dir + "/train.bin", 3000, 1);
+  write_shard(dir + "/val.bin", 400, 2);
+  return dir;
+}
+
+const char* kTrain = "train --preset tiny -i train.bin -j val.bin -b 2 -t 16 -d 64 -s 0 -v 3 -m 2 -l 3e-3 -u 2 ";
+
+}  // namespace
+
+// 6 steps in one go == 3 steps, checkpoint, resume, 3 more: model and state files identical, byte for byte.
+// bf16 with dropout: the resumed run must re-derive the stochastically rounded bf16 weights and the masks.
+TEST(TrainerProgram, ResumeIsBitExactBf16WithDropout) {
+  const std::string dir = temp_dir();
+  const std::string flags = std::string(kTrain) + "-x 6 -n 3 --dropout 0.1 --precision bf16 ";
+  Result a = run(dir, flags + "-o full");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_NE(a.out.find("step     6/6 | loss "), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find("n/a MFU"), std::string::npos) << "the CPU layer has no peak: MFU must read n/a\n" << a.out;
+  ASSERT_EQ(std::system(("mkdir '" + dir + "/cut' && cp '" + dir + "'/full/*_00000003* '" + dir + "/cut/'").c_str()), 0);
+  Result b = run(dir, flags + "-o cut -y 1");
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_NE(b.out.find("resumed from cut at step 3"), std::string::npos) << b.out;
+  EXPECT_EQ(b.out.find("step     3/6"), std::string::npos);
+  const auto full = bytes(dir + "/full/model_00000006.bin");
+  ASSERT_GT(full.size(), 1024u);
+  EXPECT_TRUE(full == bytes(dir + "/cut/model_00000006.bin")) << "resumed weights differ";
+  EXPECT_TRUE(bytes(dir + "/full/state_00000006.bin") == bytes(dir + "/cut/state_00000006.bin"));
+  EXPECT_FALSE(full == bytes(dir + "/full/model_00000003.bin"));
+  // a resume with another precision is refused (its fingerprint differs)
+  ASSERT_EQ(std::system(("rm '" + dir + "'/cut/*_00000006*").c_str()), 0);
+  Result c = run(dir, std::string(kTrain) + "-x 6 -n 3 --dropout 0.1 --precision fp32 -o cut -y 1");
+  EXPECT_EQ(c.code, 2);
+  EXPECT_NE(c.err.find("was written with different settings"), std::string::npos) << c.err;
+}
+
+TEST(TrainerProgram, ResumeIsBitExactFp32) {
+  const std::string dir = temp_dir();
+  const std::string flags = std::string(kTrain) + "-x 4 -n 2 --precision fp32 -r 1 ";
+  ASSERT_EQ(run(dir, flags + "-o full").code, 0);
+  ASSERT_EQ(std::system(("mkdir '" + dir + "/cut' && cp '" + dir + "'/full/*_00000002* '" + dir + "/cut/'").c_str()), 0);
+  Result b = run(dir, flags + "-o cut --resume");
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_TRUE(bytes(dir + "/full/model_00000004.bin") == bytes(dir + "/cut/model_00000004.bin"));
+  EXPECT_TRUE(bytes(dir + "/full/state_00000004.bin") == bytes(dir + "/cut/state_00000004.bin"));
+}
+
+TEST(TrainerProgram, BadInputsExitWithTwo) {
+  const std::string dir = temp_dir();
+  struct Case {
+    std::string args, needle;
+  } cases[] = {
+      {std::string(kTrain) + "-x 1 --precision fp16", "--precision must be bf16 or fp32"},
+      {std::string(kTrain) + "-x 1 -r 2", "-r/--recompute must be 0 or 1"},
+      {"train --preset tiny -i missing.bin -x 1", "missing.bin"},
+      {"train --preset tiny -i train.bin -t 100 -x 1", "exceeds the context length"},
+  };
+  for (const Case& c : cases) {
+    Result r = run(dir, c.args);
+    EXPECT_EQ(r.code, 2) << c.args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << ": " << r.err;
+  }
+}
