@@ -370,11 +370,16 @@ void softmax_crossentropy_backward(float* dlogits, const float* probs, const int
 
 void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int t) {
+  adamw_update_scaled(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t, 1.0f);
+}
+
+void adamw_update_scaled(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
+                         float beta2, float eps, float weight_decay, int t, float grad_scale) {
   const float bc1 = 1.0f - std::pow(beta1, (float)t);  // bias corrections
   const float bc2 = 1.0f - std::pow(beta2, (float)t);
 #pragma omp parallel for simd schedule(static) if(parallel: n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
-    const float g = grads[i];
+    const float g = grad_scale == 1.0f ? grads[i] : grads[i] * grad_scale;
     const float mi = beta1 * m[i] + (1.0f - beta1) * g;
     const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
     m[i] = mi;

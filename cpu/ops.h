@@ -78,6 +78,9 @@ double global_grad_norm(const float* grads, size_t n);
 void clip_gradients(float* grads, size_t n, float max_norm, double norm);
 
 // ---- additions beyond the agreed list ----
+// adamw_update on grads·grad_scale (clipping fused into the update; bit-identical to scaling grads first).
+void adamw_update_scaled(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
+                         float beta2, float eps, float weight_decay, int t, float grad_scale);
 // grads *= scale (used for PyTorch-style clipping, scale = max_norm / (norm + 1e-6)).
 void scale_inplace(float* x, size_t n, float scale);
 

@@ -33,9 +33,10 @@ class AdamW {
  public:
   AdamW(const GPT2Config& config, const AdamWConfig& hp);
 
-  // One update of all parameters from model.grads() with learning rate lr; t is the 1-based update count
-  // (bias correction uses βᵗ). Gradients are not modified.
-  void step(GPT2Model& model, float lr, int t);
+  // One update of all parameters from model.grads() · grad_scale with learning rate lr; t is the 1-based update
+  // count (bias correction uses βᵗ). Gradients are not modified. grad_scale = clip_scale(...) fuses clipping
+  // into the update (one pass less over the gradients; same bits as clip_grad_norm + step).
+  void step(GPT2Model& model, float lr, int t, float grad_scale = 1.0f);
 
   const AdamWConfig& hyperparams() const { return hp_; }
   // First and second moments, same layout as the parameters (zero-initialised, allocated at construction).
@@ -60,6 +61,8 @@ enum class ClipStyle {
 double clip_grad_norm(GPT2Model& model, float max_norm, ClipStyle style = ClipStyle::kTorch);
 // The norm alone (no clipping).
 double grad_norm(const GPT2Model& model);
+// The factor clip_grad_norm would multiply the gradients by (1 when no clipping is needed).
+float clip_scale(double norm, float max_norm, ClipStyle style = ClipStyle::kTorch);
 
 // Learning-rate schedules. step is 0-based; lr(step) is set BEFORE that step's forward/backward.
 //   warmup (step < warmup_steps), kBook:  initial_lr + step·(max_lr − initial_lr)/warmup_steps   (book appendix D)

@@ -69,8 +69,8 @@ int main(int argc, char** argv) {
       const double t2 = now_ms();
       model.backward();
       const double t3 = now_ms();
-      const double norm = llm::clip_grad_norm(model, 1.0f);
-      opt.step(model, 1e-4f, s + 1);
+      const double norm = llm::grad_norm(model);  // clipping fused into the update
+      opt.step(model, 1e-4f, s + 1, llm::clip_scale(norm, 1.0f));
       const double t4 = now_ms();
       const double c1 = cpu_ms();
       std::printf("step %d loss %.6f norm %.4f  %.1f ms (fwd %.1f zero %.1f bwd %.1f norm+adamw %.1f) cpu %.1f ms%s\n",

@@ -2,6 +2,7 @@
 // determinism, gradient accumulation, dropout reproducibility.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -152,6 +153,36 @@ TEST(ModelGradAccumulation, TwoHalfBatchesEqualOneBatch) {
     ref = std::max(ref, (double)std::fabs(g_full[i]));
   }
   EXPECT_LT(err / ref, 1e-5);
+}
+
+TEST(ModelOptimizer, FusedClipScaleEqualsClipThenStep) {
+  for (auto style : {llm::ClipStyle::kTorch, llm::ClipStyle::kLlmc}) {
+    auto cfg = tiny(false);
+    llm::GPT2Model a(cfg), b(cfg);
+    a.init_gpt2(9);
+    b.init_gpt2(9);
+    llm::AdamW oa(cfg, {}), ob(cfg, {});
+    std::vector<int> inp, tgt;
+    batch(2, 8, cfg.vocab_size, inp, tgt);
+    for (int step = 0; step < 3; step++) {
+      a.zero_grad();
+      a.forward(inp.data(), tgt.data(), 2, 8);
+      a.backward();
+      const double na = llm::clip_grad_norm(a, 0.5f, style);
+      oa.step(a, 1e-2f, step + 1);
+      b.zero_grad();
+      b.forward(inp.data(), tgt.data(), 2, 8);
+      b.backward();
+      const double nb = llm::grad_norm(b);
+      EXPECT_LT(llm::clip_scale(nb, 0.5f, style), 1.0f);  // clipping is active in this test
+      ob.step(b, 1e-2f, step + 1, llm::clip_scale(nb, 0.5f, style));
+      EXPECT_EQ(na, nb);
+    }
+    EXPECT_TRUE(std::equal(a.params(), a.params() + a.num_params(), b.params()));
+    EXPECT_TRUE(oa.m() == ob.m() && oa.v() == ob.v());
+  }
+  EXPECT_EQ(llm::clip_scale(0.5, 1.0f), 1.0f);
+  EXPECT_FLOAT_EQ(llm::clip_scale(5.0, 1.0f, llm::ClipStyle::kLlmc), 0.2f);
 }
 
 TEST(ModelErrors, BadInputsThrowLlmError) {
