@@ -75,12 +75,93 @@ std::map<const void*, int>& smem_optin() {
 }
 
 namespace {
+
+// ---------------------------------------------------------------- context switch
+// x86-64: an own 16-instruction switch. Boost's jump_fcontext also saves and reloads MXCSR and the x87
+// control word on every switch (ldmxcsr/fldcw serialise the pipeline: 2/3 of its samples in perf here);
+// kernels never change the FP environment, so all fibers share it. Like Boost it returns with an indirect
+// jmp, not ret: a ret into another stack mispredicts every time (measured 2.4x slower per switch). Elsewhere (or with
+// -DCUCPU_BOOST_SWITCH) Boost.Context's make_fcontext/jump_fcontext are used unchanged.
+struct Transfer {
+  void* fctx;
+  void* data;
+};
+using EntryFn = void (*)(Transfer);
+#if defined(__x86_64__) && !defined(CUCPU_BOOST_SWITCH)
+}  // namespace
+}  // namespace cucpu
+extern "C" {
+cucpu::Transfer cucpu_jump(void* to, void* data);  // saves callee-saved registers, switches stacks
+void cucpu_trampoline();                           // first frame of a fiber: calls the entry (in r12)
+}
+asm(R"(
+  .text
+  .p2align 4
+  .globl cucpu_jump
+  .hidden cucpu_jump
+  .type cucpu_jump, @function
+cucpu_jump:
+  pushq %rbp
+  pushq %rbx
+  pushq %r15
+  pushq %r14
+  pushq %r13
+  pushq %r12
+  movq %rsp, %rax
+  movq %rdi, %rsp
+  popq %r12
+  popq %r13
+  popq %r14
+  popq %r15
+  popq %rbx
+  popq %rbp
+  popq %r8
+  movq %rsi, %rdx
+  jmp *%r8
+  .size cucpu_jump, .-cucpu_jump
+
+  .p2align 4
+  .globl cucpu_trampoline
+  .hidden cucpu_trampoline
+  .type cucpu_trampoline, @function
+cucpu_trampoline:
+  movq %rax, %rdi
+  movq %rdx, %rsi
+  callq *%r12
+  ud2
+  .size cucpu_trampoline, .-cucpu_trampoline
+)");
+namespace cucpu {
+namespace {
+inline Transfer jump_to(void* to, void* data) { return cucpu_jump(to, data); }
+// Initial frame, as cucpu_jump pops it: r12 = entry, r13..rbp = 0, return address = trampoline; the
+// trampoline then runs with a 16-byte aligned stack, as the ABI wants at a call.
+inline void* make_context(char* top, size_t, EntryFn fn) {
+  uintptr_t t = reinterpret_cast<uintptr_t>(top) & ~uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(t - 72);
+  sp[0] = reinterpret_cast<void*>(fn);
+  for (int i = 1; i < 6; ++i) sp[i] = nullptr;
+  sp[6] = reinterpret_cast<void*>(&cucpu_trampoline);
+  return sp;
+}
+#else
 namespace bctx = boost::context::detail;
+inline Transfer jump_to(void* to, void* data) {
+  bctx::transfer_t t = bctx::jump_fcontext(to, data);
+  return Transfer{t.fctx, t.data};
+}
+void (*g_entry)(Transfer) = nullptr;
+inline void boost_entry(bctx::transfer_t t) { g_entry(Transfer{t.fctx, t.data}); }
+inline void* make_context(char* top, size_t size, EntryFn fn) {
+  g_entry = fn;
+  return bctx::make_fcontext(top, size, boost_entry);
+}
+#endif
 
 enum State : uint8_t { kReady, kAtBar, kAtWarp, kDone };
 
 struct Fiber {
-  bctx::fcontext_t ctx = nullptr;
+  void* ctx = nullptr;
   State state = kReady;
   uint3 tid{0, 0, 0};
   unsigned lane = 0, warp = 0;
@@ -103,6 +184,10 @@ struct Fiber {
 struct Warp {
   unsigned exists = 0, arrived = 0, exited = 0;
   unsigned first = 0;  // linear index of lane 0
+  // pending warp operations: disjoint lane groups; cover = union of their masks, gmask[l] = l's group
+  unsigned cover = 0;
+  unsigned gmask[32];
+  uint8_t gclass[32];
 };
 
 struct Stack {
@@ -115,7 +200,7 @@ struct Worker {
   size_t stack_kb = 0;
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
-  bctx::fcontext_t sched_ctx = nullptr;
+  void* sched_ctx = nullptr;
   Fiber* cur = nullptr;
   const LaunchDesc* launch = nullptr;
   std::string name;  // kernel name for messages
@@ -260,7 +345,7 @@ void shuffle_order(Worker& w, unsigned count) {
 }
 
 // ---------------------------------------------------------------- fiber switching
-void fiber_entry(bctx::transfer_t t);
+void fiber_entry(Transfer t);
 
 // scheduler -> fiber
 inline void resume(Worker& w, Fiber* f) {
@@ -273,7 +358,7 @@ inline void resume(Worker& w, Fiber* f) {
 #ifdef CUCPU_TSAN
   __tsan_switch_to_fiber(f->tsan, __tsan_switch_to_fiber_no_sync);
 #endif
-  bctx::transfer_t t = bctx::jump_fcontext(f->ctx, f);
+  Transfer t = jump_to(f->ctx, f);
   f->ctx = t.fctx;
 #ifdef CUCPU_ASAN
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
@@ -289,7 +374,7 @@ inline void yield(Worker& w, Fiber* f) {
 #ifdef CUCPU_TSAN
   __tsan_switch_to_fiber(w.tsan_main, __tsan_switch_to_fiber_no_sync);
 #endif
-  bctx::transfer_t t = bctx::jump_fcontext(w.sched_ctx, nullptr);
+  Transfer t = jump_to(w.sched_ctx, nullptr);
   w.sched_ctx = t.fctx;
 #ifdef CUCPU_ASAN
   __sanitizer_finish_switch_fiber(f->asan_fake, &w.sched_stack_lo, &w.sched_stack_size);
@@ -303,16 +388,15 @@ void on_exit(Worker& w, Fiber* f) {
   f->state = kDone;
   ++w.n_done;
   W.exited |= bit;
-  for (unsigned a = W.arrived; a; a &= a - 1) {
-    Fiber& g = w.fibers[W.first + __builtin_ctz(a)];
-    if (g.mask & bit)
-      fail("thread (%u,%u,%u) (warp %u lane %u) exited while lane %u waits at %s (%s:%d) with mask 0x%08x, which "
+  if (W.cover & bit) {
+    Fiber& g = w.fibers[W.first + __builtin_ctz(W.gmask[f->lane] & W.arrived)];
+    fail("thread (%u,%u,%u) (warp %u lane %u) exited while lane %u waits at %s (%s:%d) with mask 0x%08x, which "
            "includes the exited lane",
            f->tid.x, f->tid.y, f->tid.z, f->warp, f->lane, g.lane, op_name(g.op), g.file, g.line, g.mask);
   }
 }
 
-void fiber_entry(bctx::transfer_t t) {
+void fiber_entry(Transfer t) {
   Worker& w = *tw;
   w.sched_ctx = t.fctx;
   Fiber* f = static_cast<Fiber*>(t.data);
@@ -331,7 +415,7 @@ void fiber_entry(bctx::transfer_t t) {
 #ifdef CUCPU_ASAN
   __sanitizer_start_switch_fiber(nullptr, w.sched_stack_lo, w.sched_stack_size);  // this fiber is finished
 #endif
-  bctx::jump_fcontext(w.sched_ctx, nullptr);
+  jump_to(w.sched_ctx, nullptr);
   abort();  // a finished fiber is never resumed
 }
 
@@ -388,13 +472,13 @@ void check_config(Worker& w, const LaunchDesc& d) {
 }
 
 // ---------------------------------------------------------------- one block
-void run_warp(Worker& w, unsigned wi) {
+void run_warp(Worker& w, unsigned wi, bool shuffle) {
   const Warp& W = w.warps[wi];
   unsigned lanes = (unsigned)__builtin_popcount(W.exists);
   bool progressed = true;
   while (progressed) {
     progressed = false;
-    if (config().shuffle) {
+    if (shuffle) {
       shuffle_order(w, lanes);
       for (unsigned k = 0; k < lanes; ++k) {
         Fiber* f = &w.fibers[W.first + w.order[k]];
@@ -444,7 +528,7 @@ void finish_round(Worker& w) {
   for (unsigned i = 0; i < w.n; ++i) {
     Fiber& f = w.fibers[i];
     if (f.state != kAtBar) continue;
-    if (f.line != first->line || strcmp(f.file, first->file) != 0)
+    if (f.line != first->line || (f.file != first->file && strcmp(f.file, first->file) != 0))
       fail("divergent __syncthreads: thread (%u,%u,%u) waits at %s:%d while thread (%u,%u,%u) waits at %s:%d",
            first->tid.x, first->tid.y, first->tid.z, first->file, first->line, f.tid.x, f.tid.y, f.tid.z, f.file,
            f.line);
@@ -463,7 +547,10 @@ void run_block(Worker& w, unsigned bx, unsigned by, unsigned bz) {
   if (w.launch->smem) memset(w.smem, 0xFF, w.launch->smem);  // fresh poison: uninitialised reads give NaN
   for (unsigned i = 0; i < w.n; ++i) {
     Fiber& f = w.fibers[i];
-    f.ctx = bctx::make_fcontext(f.stack_lo + f.stack_size, f.stack_size, fiber_entry);
+    // Cache colouring: the stacks are page-aligned, so without an offset every fiber's hot top-of-stack
+    // lines would fall into the same L1 sets and evict each other at every switch.
+    size_t colour = (i % 64) * 64;
+    f.ctx = make_context(f.stack_lo + f.stack_size - colour, f.stack_size - colour, fiber_entry);
     f.state = kReady;
 #ifdef CUCPU_TSAN
     snprintf(f.tsan_name, sizeof f.tsan_name, "cuda block (%u,%u,%u) thread (%u,%u,%u)", bx, by, bz, f.tid.x,
@@ -471,19 +558,21 @@ void run_block(Worker& w, unsigned bx, unsigned by, unsigned bz) {
     __tsan_set_fiber_name(f.tsan, f.tsan_name);
 #endif
   }
-  for (Warp& W : w.warps) W.arrived = W.exited = 0;
+  for (Warp& W : w.warps) W.arrived = W.exited = W.cover = 0;
   w.n_done = w.n_bar = 0;
 #ifdef CUCPU_TSAN
   __tsan_release(&w.tsan_block);
 #endif
   unsigned nw = (unsigned)w.warps.size();
+  const bool shuffle = config().shuffle;
+  std::vector<unsigned> wo;
   while (true) {
-    if (config().shuffle) {
+    if (shuffle) {
       shuffle_order(w, nw);
-      std::vector<unsigned> wo = w.order;  // run_warp reuses w.order for lanes
-      for (unsigned k = 0; k < nw; ++k) run_warp(w, wo[k]);
+      wo = w.order;  // run_warp reuses w.order for lanes
+      for (unsigned k = 0; k < nw; ++k) run_warp(w, wo[k], true);
     } else {
-      for (unsigned k = 0; k < nw; ++k) run_warp(w, k);
+      for (unsigned k = 0; k < nw; ++k) run_warp(w, k, false);
     }
     if (w.n_done == w.n) break;
     finish_round(w);
@@ -538,12 +627,20 @@ uint64_t warp_op(WarpOp op, unsigned mask, uint64_t val, int arg, int width, con
          mask & W.exited);
   if (width < 1 || width > 32 || (width & (width - 1)))
     fail("%s (%s:%d): width %d is not a power of two in 1..32", op_name(op), file, line, width);
-  for (unsigned a = W.arrived; a; a &= a - 1) {
-    const Fiber& g = w.fibers[W.first + __builtin_ctz(a)];
-    if (!(g.mask & mask)) continue;
-    if (g.mask != mask || op_class(g.op) != op_class(op))
+  const uint8_t cls = (uint8_t)op_class(op);
+  if (unsigned hit = mask & W.cover) {  // joins a pending group: it must be the same mask and kind of op
+    unsigned k = __builtin_ctz(hit);
+    if (W.gmask[k] != mask || W.gclass[k] != cls) {
+      const Fiber& g = w.fibers[W.first + __builtin_ctz(W.gmask[k] & W.arrived)];
       fail("lane %u waits at %s (%s:%d) with mask 0x%08x while lane %u arrives at %s (%s:%d) with mask 0x%08x",
            g.lane, op_name(g.op), g.file, g.line, g.mask, lane, op_name(op), file, line, mask);
+    }
+  } else {  // opens a new group
+    W.cover |= mask;
+    for (unsigned a = mask; a; a &= a - 1) {
+      W.gmask[__builtin_ctz(a)] = mask;
+      W.gclass[__builtin_ctz(a)] = cls;
+    }
   }
   const int seg = (int)lane & ~(width - 1), in_seg = (int)lane - seg;
   int src = -1;
@@ -586,6 +683,7 @@ uint64_t warp_op(WarpOp op, unsigned mask, uint64_t val, int arg, int width, con
       g.state = kReady;
     }
     W.arrived &= ~mask;
+    W.cover &= ~mask;
   }
 #ifdef CUCPU_TSAN
   void* token = &w.tsan_warp[f->warp % 32 * 32 + __builtin_ctz(mask)];
