@@ -18,6 +18,7 @@ namespace {
 class BoxMuller {
  public:
   explicit BoxMuller(uint64_t seed) : rng_(seed) {}
+  double uniform() { return (double)(rng_() >> 40) * 0x1.0p-24; }  // [0, 1)
   double next() {
     if (have_spare_) { have_spare_ = false; return spare_; }
     const double u1 = ((rng_() >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]: log(u1) is finite
@@ -71,6 +72,33 @@ void GPT2Model::init_gpt2(uint64_t seed) {
         std::fill(p, p + n, 1.0f);
         break;
       default:  // biases
+        break;
+    }
+  }
+}
+
+void GPT2Model::init_book(uint64_t seed) {
+  const int C = config_.channels, V = config_.vocab_size;
+  BoxMuller rng(seed);
+  fill_zero(params_);
+  for (int k = 0; k < kNumParamTensors; k++) {
+    const auto t = (ParamTensor)k;
+    float* p = param(t);
+    size_t n = sizes_[k];
+    const double fan_in = (t == kFcprojw || t == kFcprojb) ? 4.0 * C : (double)C;
+    const double bound = 1.0 / std::sqrt(fan_in);
+    switch (t) {
+      case kWte: case kLmHead: n = n ? (size_t)V * C : 0; [[fallthrough]];  // padded rows stay zero
+      case kWpe:
+        for (size_t i = 0; i < n; i++) p[i] = (float)rng.next();
+        break;
+      case kLn1w: case kLn2w: case kLnfw:
+        std::fill(p, p + n, 1.0f);
+        break;
+      case kLn1b: case kLn2b: case kLnfb:
+        break;
+      default:  // Linear weights and biases
+        for (size_t i = 0; i < n; i++) p[i] = (float)((2.0 * rng.uniform() - 1.0) * bound);
         break;
     }
   }

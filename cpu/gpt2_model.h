@@ -59,6 +59,11 @@ class GPT2Model {
   // identical on every platform and thread count.
   void init_gpt2(uint64_t seed);
 
+  // The book's initialisation (PyTorch defaults): wte, wpe, lm_head ~ N(0, 1); every Linear weight and bias
+  // ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (qkv, attproj, fc: fan_in C; fcproj: 4C); LayerNorm 1/0; padded rows 0.
+  // Same generator and order as init_gpt2 (uniforms: top 24 bits of one mt19937_64 draw).
+  void init_book(uint64_t seed);
+
   // Runs the model on inputs (B,T) (token ids in [0,V), T <= max_seq_len). When targets (B,T) is given
   // (-100 = ignore) returns the mean cross-entropy over non-ignored targets and prepares backward();
   // otherwise returns -1. logits() and probs() (B,T,Vp; padding columns of probs 0) are always filled.

@@ -27,7 +27,8 @@ AdamW::AdamW(const GPT2Config& config, const AdamWConfig& hp)
 }
 
 void AdamW::step(GPT2Model& model, float lr, int t, float grad_scale) {
-  if (model.num_params() != m_.size()) fail("AdamW: model has ", model.num_params(), " parameters, optimizer ", m_.size());
+  if (model.num_params() != m_.size() || model.num_params() != v_.size())
+    fail("AdamW: model has ", model.num_params(), " parameters, optimizer state m ", m_.size(), " / v ", v_.size());
   if (!model.grads()) fail("AdamW: the model has no gradients (call zero_grad/backward first)");
   if (t < 1) fail("AdamW: step count t must be >= 1, got ", t);
   for (int k = 0; k < kNumParamTensors; k++) {

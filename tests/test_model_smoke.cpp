@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -48,6 +49,34 @@ TEST(ModelSmoke, InitialLossNearLogV) {
   for (int v = 0; v < 64; v++) s += m.probs()[v];
   EXPECT_NEAR(s, 1.0, 1e-5);
   EXPECT_EQ(m.probs()[63], 0.0f);
+}
+
+TEST(ModelSmoke, InitStatistics) {
+  auto cfg = tiny(true);
+  cfg.channels = 64;
+  cfg.num_heads = 4;
+  llm::GPT2Model m(cfg);
+  auto stats = [&](llm::ParamTensor t, size_t n_used) {
+    const float* p = m.param(t);
+    double s = 0, s2 = 0, mx = 0;
+    for (size_t i = 0; i < n_used; i++) { s += p[i]; s2 += (double)p[i] * p[i]; mx = std::max(mx, (double)std::fabs(p[i])); }
+    return std::array<double, 3>{s / n_used, std::sqrt(s2 / n_used), mx};
+  };
+  const size_t VC = (size_t)cfg.vocab_size * cfg.channels;
+  m.init_gpt2(1);
+  EXPECT_NEAR(stats(llm::kWte, VC)[1], 0.02, 0.002);
+  EXPECT_NEAR(stats(llm::kFcprojw, m.param_size(llm::kFcprojw))[1], 0.02 / std::sqrt(4.0), 0.002);
+  EXPECT_EQ(stats(llm::kLn1w, m.param_size(llm::kLn1w))[0], 1.0);
+  EXPECT_EQ(m.param(llm::kWte)[VC], 0.0f);  // padded rows stay zero
+  m.init_book(1);
+  EXPECT_NEAR(stats(llm::kWte, VC)[1], 1.0, 0.05);
+  const auto fc = stats(llm::kFcw, m.param_size(llm::kFcw));
+  EXPECT_LE(fc[2], 1.0 / 8.0);                      // U(-1/sqrt(64), 1/sqrt(64))
+  EXPECT_NEAR(fc[1], 1.0 / 8.0 / std::sqrt(3.0), 0.005);  // sd of a uniform
+  EXPECT_EQ(m.param(llm::kLmHead)[VC], 0.0f);
+  llm::GPT2Model m2(cfg);
+  m2.init_book(1);
+  EXPECT_TRUE(std::equal(m.params(), m.params() + m.num_params(), m2.params()));  // seeded: reproducible
 }
 
 // Central finite differences (double-checked in float with a large-ish step) on a few entries of every tensor.
