@@ -12,7 +12,8 @@ using namespace ktest;
 // Row-wise inputs like the residual stream: non-zero mean, spread ~1.
 static std::vector<float> rows_input(size_t n, uint64_t seed) { return random_vec(n, seed, -1.5f, 2.5f); }
 
-// Scale of each LN output: |x̂·w| + |b|.
+// Scale of each LN output y = (x − mean)·rstd·w + b: the terms are x and mean (their difference cancels), then
+// ·rstd·w, plus b. So (|x| + |mean|)·rstd·|w| + |b|: a few-ulp error in mean shifts every output of the row.
 static std::vector<float> ln_out_scale(const std::vector<float>& x, const std::vector<float>& w,
                                        const std::vector<float>& b, const std::vector<float>& mean,
                                        const std::vector<float>& rstd, int N, int C) {
@@ -20,7 +21,7 @@ static std::vector<float> ln_out_scale(const std::vector<float>& x, const std::v
   for (int n = 0; n < N; n++)
     for (int c = 0; c < C; c++) {
       const size_t i = (size_t)n * C + c;
-      s[i] = std::fabs((x[i] - mean[n]) * rstd[n] * w[c]) + std::fabs(b[c]);
+      s[i] = (std::fabs(x[i]) + std::fabs(mean[n])) * rstd[n] * std::fabs(w[c]) + std::fabs(b[c]);
     }
   return s;
 }
