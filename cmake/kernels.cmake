@@ -7,7 +7,7 @@ if(NOT COMMAND llm_add_kernel_test)
 endif()
 
 # ---- kern1: elementwise, LayerNorm, encoder, optimizer kernels -------------------------------------------
-foreach(op gelu residual dropout layernorm encoder adamw global_norm)
+foreach(op common gelu residual dropout layernorm encoder adamw global_norm)
   if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu)
     llm_add_kernel_test(test_kernel_${op} ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu
                         LIBS llm_model_cpu TIMEOUT 120)
