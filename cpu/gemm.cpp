@@ -78,6 +78,11 @@ void pack_a_panel(float* Ap, const MatView& A, int i0, int mr, int k0, int kc) {
 template <class APanel>
 void micro_kernel(float* C, size_t ldc, const APanel a, const float* Bp, int kc, int mr, int nr) {
   v16 c00{}, c01{}, c10{}, c11{}, c20{}, c21{}, c30{}, c31{}, c40{}, c41{}, c50{}, c51{}, c60{}, c61{}, c70{}, c71{};
+  // the C block is read and written after the k loop: start fetching it now (it usually lives in L2)
+  for (int i = 0; i < mr; i++) {
+    __builtin_prefetch(C + (size_t)i * ldc, 1);
+    __builtin_prefetch(C + (size_t)i * ldc + 16, 1);
+  }
   for (int k = 0; k < kc; k++) {
     const v16 b0 = load16(Bp), b1 = load16(Bp + 16);  // row k of the B panel
     // rank-1 update: C[i, :] += A[i, k] · B[k, :]
