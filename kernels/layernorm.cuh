@@ -8,11 +8,10 @@
 //   same pass, saving one full read of the residual. The LN is computed from the STORED (floatX-rounded)
 //   residual, so the fused op equals residual_forward followed by layernorm_forward bit for bit.
 // * Backward: dweight/dbias must be deterministic, so no float atomics. Each block owns a fixed set of rows
-//   (row = block, block + grid, ...) and each thread owns fixed columns, accumulating its columns' partial
-//   dweight/dbias in shared memory over the block's rows. Blocks write their partials to an fp32 scratch
+//   (TY rows in flight, then the next TY·grid rows, ...) and each thread owns fixed columns of its row lane,
+//   accumulating their partial dweight/dbias in shared memory. Blocks write their partials to an fp32 scratch
 //   (grid, 2C); a second kernel sums the blocks in order and adds into dweight/dbias. The per-row reductions
-//   for dinp are block reductions with a fixed tree. Grid size depends only on N, so results are bitwise
-//   reproducible for a given shape.
+//   for dinp use a fixed tree. The geometry depends only on (N, C, packing): bitwise reproducible.
 // mean/rstd are fp32 (N) whatever floatX is. eps = 1e-5, biased variance, as in ref::layernorm_forward.
 #pragma once
 #include "kernels/common.cuh"
@@ -84,51 +83,75 @@ __global__ void fused_residual_layernorm_forward_kernel(T* residual, T* out, flo
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Backward, pass 1: dinp += rstd·(w·dy − mean(w·dy) − x̂·mean(w·dy·x̂)) for the block's rows, and the block's
-// partial dweight (Σ x̂·dy) / dbias (Σ dy) over those rows into partials[blockIdx.x] = [dweight(C) | dbias(C)].
-// Dynamic shared memory: 2·C floats. Thread t owns columns t·VEC + j·blockDim·VEC (+0..VEC-1).
+// Backward, pass 1. Block = (TX, TY): TX threads (whole warps) span one row's C/VEC chunks, TY rows are in flight
+// at once (row = (blockIdx.x + k·gridDim.x)·TY + threadIdx.y). Per row: dinp += rstd·(w·dy − mean(w·dy) −
+// x̂·mean(w·dy·x̂)). Each (threadIdx.y, column) has its own fp32 accumulator of dweight (Σ x̂·dy) and dbias (Σ dy)
+// in shared memory, touched by one thread only; at the end the TY accumulators are summed in y order into
+// partials[blockIdx.x] = [dweight(C) | dbias(C)]. Dynamic shared memory: TY·2·C floats.
 template <class T, int VEC>
 __global__ void layernorm_backward_kernel(T* dinp, float* partials, const T* dout, const T* inp, const T* weight,
                                           const float* mean, const float* rstd, int N, int C) {
-  DYNAMIC_SHARED(float, acc);  // [dweight partial (C) | dbias partial (C)], each entry touched by one thread only
-  const int stride = blockDim.x * VEC;
-  for (int c = threadIdx.x * VEC; c < C; c += stride)
-    for (int k = 0; k < VEC; k++) acc[c + k] = acc[C + c + k] = 0.0f;
+  DYNAMIC_SHARED(float, acc);             // [TY][dweight (C) | dbias (C)]
+  __shared__ float group_partial[2][32];  // per-warp sums of the two row reductions
+  const int TX = blockDim.x, TY = blockDim.y, x = threadIdx.x, y = threadIdx.y;
+  const int warps_per_row = TX / WARP_SIZE, warp = (y * TX + x) / WARP_SIZE, lane = x % WARP_SIZE;
+  float* my_acc = acc + (size_t)y * 2 * C;
+  const int stride = TX * VEC;
+  for (int c = x * VEC; c < C; c += stride)
+    for (int k = 0; k < VEC; k++) my_acc[c + k] = my_acc[C + c + k] = 0.0f;
 
-  for (int row = blockIdx.x; row < N; row += gridDim.x) {
+  // Every thread runs the same number of iterations (rows past N just contribute nothing), so the block
+  // barriers inside are reached uniformly.
+  for (int row0 = blockIdx.x * TY; row0 < N; row0 += gridDim.x * TY) {
+    const int row = row0 + y;
+    const bool valid = row < N;
     const size_t off = (size_t)row * C;
-    const float m = mean[row], s = rstd[row];
+    const float m = valid ? mean[row] : 0.0f, s = valid ? rstd[row] : 0.0f;
     float sum_dnorm = 0.0f, sum_dnorm_xhat = 0.0f;
-    for (int c = threadIdx.x * VEC; c < C; c += stride) {
-      const Packed<T, VEC> dy = load_packed<VEC>(dout + off + c), x = load_packed<VEC>(inp + off + c);
+    for (int c = x * VEC; valid && c < C; c += stride) {
+      const Packed<T, VEC> dy = load_packed<VEC>(dout + off + c), xv = load_packed<VEC>(inp + off + c);
       const Packed<T, VEC> w = load_packed<VEC>(weight + c);
       for (int k = 0; k < VEC; k++) {
         const float dnorm = to_float(w[k]) * to_float(dy[k]);
         sum_dnorm += dnorm;
-        sum_dnorm_xhat += dnorm * ((to_float(x[k]) - m) * s);
+        sum_dnorm_xhat += dnorm * ((to_float(xv[k]) - m) * s);
       }
     }
-    const float dnorm_mean = block_sum(sum_dnorm) / C;
-    const float dnorm_xhat_mean = block_sum(sum_dnorm_xhat) / C;
-    for (int c = threadIdx.x * VEC; c < C; c += stride) {
-      const Packed<T, VEC> dy = load_packed<VEC>(dout + off + c), x = load_packed<VEC>(inp + off + c);
+    // sum over the TX threads of this row: warp tree, then this row's warps in order
+    sum_dnorm = warp_sum(sum_dnorm);
+    sum_dnorm_xhat = warp_sum(sum_dnorm_xhat);
+    if (lane == 0) {
+      group_partial[0][warp] = sum_dnorm;
+      group_partial[1][warp] = sum_dnorm_xhat;
+    }
+    __syncthreads();
+    sum_dnorm = sum_dnorm_xhat = 0.0f;
+    for (int w = y * warps_per_row; w < (y + 1) * warps_per_row; w++) {
+      sum_dnorm += group_partial[0][w];
+      sum_dnorm_xhat += group_partial[1][w];
+    }
+    __syncthreads();  // group_partial is rewritten in the next iteration
+    const float dnorm_mean = sum_dnorm / C, dnorm_xhat_mean = sum_dnorm_xhat / C;
+    for (int c = x * VEC; valid && c < C; c += stride) {
+      const Packed<T, VEC> dy = load_packed<VEC>(dout + off + c), xv = load_packed<VEC>(inp + off + c);
       const Packed<T, VEC> w = load_packed<VEC>(weight + c);
       Packed<T, VEC> dx = load_packed<VEC>(dinp + off + c);
       for (int k = 0; k < VEC; k++) {
-        const float xhat = (to_float(x[k]) - m) * s, g = to_float(dy[k]);
+        const float xhat = (to_float(xv[k]) - m) * s, g = to_float(dy[k]);
         dx[k] = from_float<T>(to_float(dx[k]) + s * (to_float(w[k]) * g - dnorm_mean - xhat * dnorm_xhat_mean));
-        acc[c + k] += xhat * g;
-        acc[C + c + k] += g;
+        my_acc[c + k] += xhat * g;
+        my_acc[C + c + k] += g;
       }
       store_packed<VEC>(dinp + off + c, dx);
     }
   }
+  __syncthreads();  // all TY accumulators complete
   float* mine = partials + (size_t)blockIdx.x * 2 * C;
-  for (int c = threadIdx.x * VEC; c < C; c += stride)
-    for (int k = 0; k < VEC; k++) {
-      mine[c + k] = acc[c + k];
-      mine[C + c + k] = acc[C + c + k];
-    }
+  for (int j = y * TX + x; j < 2 * C; j += TX * TY) {
+    float sum = 0.0f;
+    for (int r = 0; r < TY; r++) sum += acc[(size_t)r * 2 * C + j];
+    mine[j] = sum;
+  }
 }
 
 // Backward, pass 2: dweight[c] += Σ_blocks partials[blk][c], dbias[c] += Σ_blocks partials[blk][C + c], summed in
@@ -178,40 +201,56 @@ void fused_residual_layernorm_forward(T* residual, T* out, float* mean, float* r
   CUDA_CHECK(cudaGetLastError());
 }
 
-// Backward geometry: at most kLayerNormBwdMaxBlocks blocks (each loops over N/blocks rows); threads cover one
-// row's C/VEC chunks, rounded up to whole warps. Fixed for a given (N, C): deterministic.
+// Backward geometry, fixed for a given (N, C, packing), hence deterministic: TX = the row's C/VEC chunks rounded up
+// to whole warps (at most 512; threads then loop), TY = rows in flight per block (~512 threads per block, TY·2·C
+// floats of shared memory within 48 KiB), at most kLayerNormBwdMaxBlocks blocks looping over the rows.
 constexpr int kLayerNormBwdMaxBlocks = 1024;
-inline int layernorm_backward_blocks(int N) { return N < kLayerNormBwdMaxBlocks ? N : kLayerNormBwdMaxBlocks; }
-// fp32 scratch the backward needs (partials of every block).
-inline size_t layernorm_backward_scratch_floats(int N, int C) { return (size_t)layernorm_backward_blocks(N) * 2 * C; }
+struct LayerNormBwdGeometry {
+  int tx, ty, blocks;
+};
+inline LayerNormBwdGeometry layernorm_backward_geometry(int N, int C, int vec, int max_blocks) {
+  LayerNormBwdGeometry g;
+  g.tx = CEIL_DIV(CEIL_DIV(C, vec), WARP_SIZE) * WARP_SIZE;
+  if (g.tx > 512) g.tx = 512;
+  g.ty = 512 / g.tx;
+  const int smem_rows = (48 * 1024) / (2 * C * (int)sizeof(float));
+  if (g.ty > smem_rows) g.ty = smem_rows;
+  if (g.ty < 1) g.ty = 1;
+  g.blocks = CEIL_DIV(N, g.ty);
+  if (g.blocks > max_blocks) g.blocks = max_blocks;
+  return g;
+}
+// fp32 scratch the backward needs (partials of every block; an upper bound for any packing).
+inline size_t layernorm_backward_scratch_floats(int N, int C) {
+  return (size_t)(N < kLayerNormBwdMaxBlocks ? N : kLayerNormBwdMaxBlocks) * 2 * C;
+}
 
 // dinp += ..., dweight += ..., dbias += ... (all accumulate, like ref::layernorm_backward).
-// scratch: layernorm_backward_scratch_floats(N, C) fp32 device floats.
+// scratch: layernorm_backward_scratch_floats(N, C) fp32 device floats. max_blocks (1..kLayerNormBwdMaxBlocks): lower
+// it only to make tests exercise blocks that loop over many rows.
 template <class T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, float* scratch, const T* dout, const T* inp, const T* weight,
-                        const float* mean, const float* rstd, int N, int C, cudaStream_t stream) {
+                        const float* mean, const float* rstd, int N, int C, cudaStream_t stream,
+                        int max_blocks = kLayerNormBwdMaxBlocks) {
   if (N == 0 || C == 0) return;
   constexpr int P = Packed128<T>::size;
   const bool packed = can_pack<T>(C, {dinp, dout, inp, weight});
-  const int vec = packed ? P : 1;
-  int threads = CEIL_DIV(CEIL_DIV(C, vec), WARP_SIZE) * WARP_SIZE;
-  threads = threads < 512 ? threads : 512;
-  const int blocks = layernorm_backward_blocks(N);
-  const size_t smem = (size_t)2 * C * sizeof(float);
+  const LayerNormBwdGeometry g = layernorm_backward_geometry(N, C, packed ? P : 1, max_blocks < 1 ? 1 : max_blocks < kLayerNormBwdMaxBlocks ? max_blocks : kLayerNormBwdMaxBlocks);
+  const size_t smem = (size_t)g.ty * 2 * C * sizeof(float);
   if (smem > 48 * 1024) {
     fprintf(stderr, "layernorm_backward: C=%d needs %zu bytes of shared memory (max 48 KiB)\n", C, smem);
     abort();
   }
   if (packed)
-    launch_kernel(layernorm_backward_kernel<T, P>, dim3(blocks), dim3(threads), smem, stream, dinp, scratch, dout, inp,
-                  weight, mean, rstd, N, C);
+    launch_kernel(layernorm_backward_kernel<T, P>, dim3(g.blocks), dim3(g.tx, g.ty), smem, stream, dinp, scratch, dout,
+                  inp, weight, mean, rstd, N, C);
   else
-    launch_kernel(layernorm_backward_kernel<T, 1>, dim3(blocks), dim3(threads), smem, stream, dinp, scratch, dout, inp,
-                  weight, mean, rstd, N, C);
+    launch_kernel(layernorm_backward_kernel<T, 1>, dim3(g.blocks), dim3(g.tx, g.ty), smem, stream, dinp, scratch, dout,
+                  inp, weight, mean, rstd, N, C);
   CUDA_CHECK(cudaGetLastError());
   const int reduce_block = 256;
   launch_kernel(layernorm_backward_reduce_kernel<T>, dim3(CEIL_DIV(2 * C, reduce_block)), dim3(reduce_block), 0,
-                stream, dweight, dbias, (const float*)scratch, blocks, C);
+                stream, dweight, dbias, (const float*)scratch, g.blocks, C);
   CUDA_CHECK(cudaGetLastError());
 }
 

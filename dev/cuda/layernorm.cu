@@ -4,13 +4,17 @@
 //   1  forward, one warp per row, row re-read from L1/L2 for each pass; production (kernels/layernorm.cuh)
 //   2  forward, one block per row, row cached in dynamic shared memory as fp32, block reductions
 //   3  fused residual + LayerNorm forward (production)
-//   4  backward (production): dinp per row + deterministic dweight/dbias (per-block partials, ordered 2nd pass)
+//   4  backward (production): TY rows in flight per block, dinp per row + deterministic dweight/dbias
+//      (per-block partials, ordered 2nd pass)
+//   5  backward with one row in flight per block (same partials + 2nd pass): fewer threads per block
 // Precision (argv[2], optional): fp32 | bf16 (default: both).
 // CPU layer (cmake target dev_layernorm): validation only. GPU: nvcc -O3 -std=c++17 -arch=sm_90 -I.
 //   dev/cuda/layernorm.cu cpu/ops.cpp cpu/gemm.cpp -Xcompiler -fopenmp -o layernorm && ./layernorm 1
 #include "dev/cuda/common.cuh"
 #include "kernels/layernorm.cuh"
 #include "cpu/ops.h"
+
+#include <algorithm>
 
 // Version 2: one block per row. Each thread touches only its own columns of the cached row, so the block
 // reductions' barriers are the only synchronisation needed.
@@ -35,6 +39,54 @@ __global__ void layernorm_forward_kernel2(T* out, float* mean, float* rstd, cons
     mean[blockIdx.x] = m;
     rstd[blockIdx.x] = s;
   }
+}
+
+// Version 5: one row in flight per block (blockDim.x threads span the row), the pre-2-D production kernel.
+// dinp += rstd·(w·dy − mean(w·dy) − x̂·mean(w·dy·x̂)) for the block's rows, and the block's
+// partial dweight (Σ x̂·dy) / dbias (Σ dy) over those rows into partials[blockIdx.x] = [dweight(C) | dbias(C)].
+// Dynamic shared memory: 2·C floats. Thread t owns columns t·VEC + j·blockDim·VEC (+0..VEC-1).
+template <class T, int VEC>
+__global__ void layernorm_backward_kernel5(T* dinp, float* partials, const T* dout, const T* inp, const T* weight,
+                                          const float* mean, const float* rstd, int N, int C) {
+  DYNAMIC_SHARED(float, acc);  // [dweight partial (C) | dbias partial (C)], each entry touched by one thread only
+  const int stride = blockDim.x * VEC;
+  for (int c = threadIdx.x * VEC; c < C; c += stride)
+    for (int k = 0; k < VEC; k++) acc[c + k] = acc[C + c + k] = 0.0f;
+
+  for (int row = blockIdx.x; row < N; row += gridDim.x) {
+    const size_t off = (size_t)row * C;
+    const float m = mean[row], s = rstd[row];
+    float sum_dnorm = 0.0f, sum_dnorm_xhat = 0.0f;
+    for (int c = threadIdx.x * VEC; c < C; c += stride) {
+      const kern::Packed<T, VEC> dy = kern::load_packed<VEC>(dout + off + c), x = kern::load_packed<VEC>(inp + off + c);
+      const kern::Packed<T, VEC> w = kern::load_packed<VEC>(weight + c);
+      for (int k = 0; k < VEC; k++) {
+        const float dnorm = kern::to_float(w[k]) * kern::to_float(dy[k]);
+        sum_dnorm += dnorm;
+        sum_dnorm_xhat += dnorm * ((kern::to_float(x[k]) - m) * s);
+      }
+    }
+    const float dnorm_mean = kern::block_sum(sum_dnorm) / C;
+    const float dnorm_xhat_mean = kern::block_sum(sum_dnorm_xhat) / C;
+    for (int c = threadIdx.x * VEC; c < C; c += stride) {
+      const kern::Packed<T, VEC> dy = kern::load_packed<VEC>(dout + off + c), x = kern::load_packed<VEC>(inp + off + c);
+      const kern::Packed<T, VEC> w = kern::load_packed<VEC>(weight + c);
+      kern::Packed<T, VEC> dx = kern::load_packed<VEC>(dinp + off + c);
+      for (int k = 0; k < VEC; k++) {
+        const float xhat = (kern::to_float(x[k]) - m) * s, g = kern::to_float(dy[k]);
+        dx[k] = kern::from_float<T>(kern::to_float(dx[k]) + s * (kern::to_float(w[k]) * g - dnorm_mean - xhat * dnorm_xhat_mean));
+        acc[c + k] += xhat * g;
+        acc[C + c + k] += g;
+      }
+      kern::store_packed<VEC>(dinp + off + c, dx);
+    }
+  }
+  float* mine = partials + (size_t)blockIdx.x * 2 * C;
+  for (int c = threadIdx.x * VEC; c < C; c += stride)
+    for (int k = 0; k < VEC; k++) {
+      mine[c + k] = acc[c + k];
+      mine[C + c + k] = acc[C + c + k];
+    }
 }
 
 template <class T>
@@ -102,7 +154,18 @@ void run(int version) {
     T *d_dw = dev::device_alloc<T>(C), *d_db = dev::device_alloc<T>(C);
     float* d_scratch = dev::device_alloc<float>(kern::layernorm_backward_scratch_floats(N, C));
     auto launch = [&] {
-      kern::layernorm_backward(d_out, d_dw, d_db, d_scratch, d_other, d_x, d_w, d_mean_ref, d_rstd_ref, N, C, nullptr);
+      if (version == 4) {
+        kern::layernorm_backward(d_out, d_dw, d_db, d_scratch, d_other, d_x, d_w, d_mean_ref, d_rstd_ref, N, C, nullptr);
+        return;
+      }
+      constexpr int P = kern::Packed128<T>::size;  // dev shapes: C % P == 0, cudaMalloc'd pointers
+      const int threads = std::min(512, CEIL_DIV(CEIL_DIV(C, P), WARP_SIZE) * WARP_SIZE);
+      const int blocks = std::min(N, kern::kLayerNormBwdMaxBlocks);
+      launch_kernel(layernorm_backward_kernel5<T, P>, dim3(blocks), dim3(threads), 2 * C * sizeof(float), nullptr,
+                    d_out, d_scratch, (const T*)d_other, (const T*)d_x, (const T*)d_w, (const float*)d_mean_ref,
+                    (const float*)d_rstd_ref, N, C);
+      launch_kernel(kern::layernorm_backward_reduce_kernel<T>, dim3(CEIL_DIV(2 * C, 256)), dim3(256), 0, nullptr,
+                    d_dw, d_db, (const float*)d_scratch, blocks, C);
     };
     CUDA_CHECK(cudaMemset(d_out, 0, n * sizeof(T)));
     CUDA_CHECK(cudaMemset(d_dw, 0, C * sizeof(T)));
@@ -128,8 +191,8 @@ void run(int version) {
 
 int main(int argc, char** argv) {
   const int version = dev::kernel_version(argc, argv, 1);
-  if (version < 1 || version > 4) {
-    std::fprintf(stderr, "usage: %s [1|2|3|4] [fp32|bf16]\n", argv[0]);
+  if (version < 1 || version > 5) {
+    std::fprintf(stderr, "usage: %s [1|2|3|4|5] [fp32|bf16]\n", argv[0]);
     return 2;
   }
   if (dev::want_precision(argc, argv, "fp32")) run<float>(version);

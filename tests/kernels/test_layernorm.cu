@@ -70,7 +70,7 @@ void check_fused_residual(const Shape& s, const std::string& tag) {
 }
 
 template <class T>
-void check_backward(const Shape& s, const std::string& tag) {
+void check_backward(const Shape& s, const std::string& tag, int max_blocks = kern::kLayerNormBwdMaxBlocks) {
   SCOPED_TRACE(tag);
   const int N = s.B * s.T, C = s.C;
   const size_t n = (size_t)N * C;
@@ -112,7 +112,7 @@ void check_backward(const Shape& s, const std::string& tag) {
   DeviceArray<T> d_x(x), d_dout(dout), d_w(w), d_dinp(dinp0), d_dw(dw0), d_db(db0);
   DeviceArray<float> d_mean(mean), d_rstd(rstd), d_scratch(kern::layernorm_backward_scratch_floats(N, C));
   kern::layernorm_backward(d_dinp.ptr, d_dw.ptr, d_db.ptr, d_scratch.ptr, d_dout.ptr, d_x.ptr, d_w.ptr, d_mean.ptr,
-                           d_rstd.ptr, N, C, 0);
+                           d_rstd.ptr, N, C, 0, max_blocks);
   compare(tag + " layernorm_backward dinp", d_dinp.download(), dinp_ref, tolerance<T>(1.0), &s_dinp);
   compare(tag + " layernorm_backward dweight", d_dw.download(), dw_ref, tolerance<T>(1.0), &s_dw);
   compare(tag + " layernorm_backward dbias", d_db.download(), db_ref, tolerance<T>(1.0), &s_db);
@@ -124,7 +124,7 @@ void check_backward(const Shape& s, const std::string& tag) {
   d_dinp.upload(dinp0);
   d_scratch.poison();
   kern::layernorm_backward(d_dinp.ptr, d_dw.ptr, d_db.ptr, d_scratch.ptr, d_dout.ptr, d_x.ptr, d_w.ptr, d_mean.ptr,
-                           d_rstd.ptr, N, C, 0);
+                           d_rstd.ptr, N, C, 0, max_blocks);
   const auto dw_second = d_dw.download_raw();
   EXPECT_EQ(0, std::memcmp(dw_first.data(), dw_second.data(), dw_first.size() * sizeof(T))) << "not deterministic";
 }
@@ -142,10 +142,15 @@ void check_all_shapes() {
 TEST(KernelLayerNorm, Fp32) { check_all_shapes<float>(); }
 TEST(KernelLayerNorm, Bf16) { check_all_shapes<__nv_bfloat16>(); }
 
-// More rows than the backward's block cap (each block then loops over several rows), and a tiny C.
-TEST(KernelLayerNorm, ManyRowsSmallC) {
-  const Shape s{2, 550, 8, "rows 1100 C8"};
-  check_forward<float>(s, "fp32 rows 1100 C8");
-  check_backward<float>(s, "fp32 rows 1100 C8");
-  check_backward<__nv_bfloat16>(s, "bf16 rows 1100 C8");
+// Backward blocks that loop over many rows (grid capped at 3 blocks; the last iteration partly past N), and a tiny C
+// where many rows are in flight per block.
+TEST(KernelLayerNorm, BackwardLoopingBlocks) {
+  for (const Shape& s : test_shapes()) {
+    check_backward<float>(s, std::string("fp32 3 blocks ") + s.name, 3);
+    check_backward<__nv_bfloat16>(s, std::string("bf16 3 blocks ") + s.name, 3);
+  }
+  const Shape small_c{2, 37, 8, "rows 74 C8"};
+  check_forward<float>(small_c, "fp32 rows 74 C8");
+  check_backward<float>(small_c, "fp32 rows 74 C8");
+  check_backward<float>(small_c, "fp32 rows 74 C8 2 blocks", 2);
 }
