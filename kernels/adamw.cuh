@@ -34,8 +34,9 @@ __global__ void adamw_kernel(T* params, float* master, const T* grads, float* m,
   }
 }
 
-// t is the 1-based step. `seed` keys the stochastic rounding (derive it from the run seed and t, e.g. with
-// llm::splitmix64, so each step rounds independently yet reproducibly); unused for fp32.
+// t is the 1-based step. `seed` keys the stochastic rounding (derive it from the run seed, t and — when tensors are
+// updated by separate launches — the tensor id, e.g. with llm::splitmix64, so each step/tensor rounds independently
+// yet reproducibly; element i of a launch uses rounding_bits(seed, i)); unused for fp32.
 template <class T>
 void adamw_update(T* params, float* master, const T* grads, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int t, uint64_t seed, cudaStream_t stream,

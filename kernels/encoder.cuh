@@ -18,7 +18,8 @@
 
 namespace kern {
 
-// out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]. One thread per chunk of VEC channels; VEC | C.
+// out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]. One thread per chunk of VEC channels; VEC | C. Token ids must be valid
+// rows of wte (the data loader validates them; a kernel cannot report bad input).
 template <class T, int VEC>
 __global__ void encoder_forward_kernel(T* out, const int* inp, const T* wte, const T* wpe, int B, int Tn, int C) {
   const size_t idx = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) * VEC;
