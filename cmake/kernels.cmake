@@ -1,5 +1,5 @@
-# kernels.cmake — CPU-executed kernel tests (label `kernels`), dev/cuda microbenchmarks built through the
-# CUDA-on-CPU layer (their validation run is a test too), and nvcc compile-only checks of the dev files.
+# kernels.cmake — CPU-executed kernel tests (label `kernels`) and dev/cuda microbenchmarks built through the
+# CUDA-on-CPU layer (their validation run is a test too, labels `kernels;dev`).
 # Needs cmake/cuda_cpu.cmake (llm_add_kernel_test, cucpu_add_executable).
 if(NOT COMMAND llm_add_kernel_test)
   message(WARNING "kernels: the CUDA-on-CPU layer is not available; kernel tests are disabled")
@@ -27,20 +27,15 @@ foreach(entry IN LISTS LLM_KERN1_DEV_VERSIONS)
   endif()
   cucpu_add_executable(dev_${op} ${src})
   target_link_libraries(dev_${op} PRIVATE llm_model_cpu)
+  add_dependencies(kernel_tests dev_${op})  # `ctest -L kernels` runs them: build them with the kernel tests
   string(REPLACE "," ";" versions ${versions})
   foreach(v IN LISTS versions)
     add_test(NAME dev_${op}_v${v} COMMAND dev_${op} ${v})
     set_tests_properties(dev_${op}_v${v} PROPERTIES LABELS "kernels;dev" TIMEOUT 120)
   endforeach()
-  if(LLM_WITH_CUDA AND NVCC_EXECUTABLE)
-    foreach(arch 80 90)
-      add_test(NAME nvcc_dev_${op}_sm${arch}
-               COMMAND ${NVCC_EXECUTABLE} -std=c++17 -arch=sm_${arch} -I${CMAKE_SOURCE_DIR} -c -x cu ${src}
-                       -o ${CMAKE_BINARY_DIR}/nvcc_dev_${op}_sm${arch}.o)
-      set_tests_properties(nvcc_dev_${op}_sm${arch} PROPERTIES LABELS "nvcc" TIMEOUT 300)
-    endforeach()
-  endif()
 endforeach()
+# nvcc compile-only checks (sm_80, sm_90) of these dev files, the tests and every kernel header: cmake/cuda.cmake
+# (target nvcc_check).
 # ---- end kern1 ---------------------------------------------------------------------------------------------
 
 # ---- kern2 appends its lines below -------------------------------------------------------------------------
