@@ -111,6 +111,56 @@ while read -r op versions; do
   done
 done < "$BUILD/gpu_dev_versions.txt"
 
+# ---- 3b. trainer (engineer "trainer"): parity tests on the GPU + GPT-2 124M throughput ---------------------------
+# test_trainer_gpu is tests/test_trainer_parity.cu built by nvcc: the CPU-layer parity tests (fp32 1e-5, bf16
+# bounds, dropout masks, recompute, bit-exact resume of build/train_gpt2cu) on the real GPU. Then train_gpt2cu
+# trains GPT-2 124M from random init (d12, T=1024, B=$TRAIN_B, bf16) for a few steps on a synthetic shard and
+# reports the mean tok/s (steps after the first) and the last step's MFU. Target on one H200: >= 600K tok/s.
+TRAIN_B=${TRAIN_B:-32}
+TRAINER_ROWS=()
+if (( $(left) > 60 )); then
+  cmake -S . -B "$BUILD" -DLLM_CUDA_ARCHS="${CUDA_ARCH/native/90}" >> "$LOGS/configure.log" 2>&1 || true
+  build_target train_gpt2cu || true
+  build_target test_trainer_gpu || true
+  if [[ -x "$BUILD/test_trainer_gpu" ]]; then
+    set +e
+    timeout 180 "$BUILD/test_trainer_gpu" --gtest_brief=1 > "$LOGS/test_trainer_gpu.log" 2>&1
+    rc=$?
+    set -e
+    grep -E "^\[(fp32|bf16)" "$LOGS/test_trainer_gpu.log" | head -n 8 || true
+    summary=$(grep -E "^\[  (PASSED|FAILED)  \]" "$LOGS/test_trainer_gpu.log" | head -n 2 | tr '\n' ' ')
+    if [[ $rc -eq 0 ]]; then TRAINER_ROWS+=("trainer parity on GPU: ok $summary"); else
+      TRAINER_ROWS+=("trainer parity on GPU: FAIL rc=$rc $summary"); FAILURES+=("test test_trainer_gpu")
+      grep -E "FAIL|Failure|actual" "$LOGS/test_trainer_gpu.log" | head -n 20 || true
+    fi
+  fi
+  if [[ -x "$BUILD/train_gpt2cu" ]] && (( $(left) > 40 )); then
+    shard="$BUILD/gpu_check_tokens.bin"
+    ntok=$(( TRAIN_B * 1024 * 12 + 1 ))
+    # llm.c token shard: 256 int32 header (magic 20240520, version 1, count), then uint16 tokens < 50257
+    perl -e 'my $n = shift; srand(1); print pack("l<256", 20240520, 1, $n, (0) x 253);
+             print pack("S<*", map { int(rand(50257)) } 1 .. $n);' "$ntok" > "$shard"
+    lim=$(( $(left) - 10 )); (( lim > 240 )) && lim=240
+    set +e
+    timeout "$lim" "$BUILD/train_gpt2cu" train --preset d12 -i "$shard" -j '' -b "$TRAIN_B" -t 1024 -x 10 -v 0 -s 0 \
+      --precision bf16 -l 6e-4 > "$LOGS/train_gpt2cu_124m.log" 2>&1
+    rc=$?
+    set -e
+    grep -E "^(train_gpt2cu|precision|step|done)" "$LOGS/train_gpt2cu_124m.log" | sed 's/^/   /' || true
+    toks=$(grep -E "^done:" "$LOGS/train_gpt2cu_124m.log" | sed -E 's/.* ([0-9]+) tok\/s average.*/\1/' || true)
+    mfu=$(grep -E "^step" "$LOGS/train_gpt2cu_124m.log" | tail -n 1 | grep -oE "[0-9.]+% MFU|n/a MFU" || true)
+    if [[ $rc -eq 0 && -n "$toks" ]]; then
+      verdict=$([[ $toks -ge 600000 ]] && echo "meets" || echo "BELOW")
+      TRAINER_ROWS+=("GPT-2 124M bf16 B=$TRAIN_B T=1024: $toks tok/s, $mfu ($verdict the 600K tok/s target)")
+    else
+      TRAINER_ROWS+=("GPT-2 124M throughput run: FAIL rc=$rc (see $LOGS/train_gpt2cu_124m.log)")
+      FAILURES+=("train_gpt2cu 124M rc=$rc"); tail -n 5 "$LOGS/train_gpt2cu_124m.log" || true
+    fi
+  fi
+else
+  FAILURES+=("skipped trainer checks (budget)")
+fi
+
 # ---- 4. summary table (last) ----------------------------------------------------------------------------------
 echo
 echo "================================ gpu_check summary: $GPU_NAME ================================"
@@ -146,6 +196,7 @@ awk -F'|' '
       else if (o > 0) printf "  attention fwd+bwd %s: own %.3f ms (no cuDNN SDPA timing to compare)\n", ps[i], o
     }
   }' "$LOGS/bench_all.log"
+for row in "${TRAINER_ROWS[@]}"; do echo "  $row"; done
 echo "  elapsed $(elapsed)s of ${BUDGET_S}s budget; logs in $LOGS"
 if (( ${#FAILURES[@]} )); then
   echo "  FAILURES (${#FAILURES[@]}):"

@@ -433,7 +433,11 @@ TEST(TrainerProgram, ResumeIsBitExactBf16WithDropout) {
   Result a = run(dir, flags + "-o full");
   ASSERT_EQ(a.code, 0) << a.err;
   EXPECT_NE(a.out.find("step     6/6 | loss "), std::string::npos) << a.out;
+#ifdef __CUDACC__
+  EXPECT_NE(a.out.find("MFU"), std::string::npos) << a.out;  // a number on A100/H100/H200, n/a elsewhere
+#else
   EXPECT_NE(a.out.find("n/a MFU"), std::string::npos) << "the CPU layer has no peak: MFU must read n/a\n" << a.out;
+#endif
   ASSERT_EQ(std::system(("mkdir '" + dir + "/cut' && cp '" + dir + "'/full/*_00000003* '" + dir + "/cut/'").c_str()), 0);
   Result b = run(dir, flags + "-o cut -y 1");
   ASSERT_EQ(b.code, 0) << b.err;
