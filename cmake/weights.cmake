@@ -11,7 +11,9 @@ if(LLM_WEIGHTS_TEST_SOURCES AND TARGET llm_model_cpu)
     target_compile_definitions(test_weights PRIVATE GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")
     add_dependencies(test_weights gpt2_cpu)
   endif()
-  gtest_discover_tests(test_weights PROPERTIES LABELS weights TIMEOUT 300 DISCOVERY_TIMEOUT 60)
+  # Tiny models: one OpenMP thread (2 spinning threads on a busy 2-core box are far slower, not faster).
+  gtest_discover_tests(test_weights PROPERTIES LABELS weights TIMEOUT 300 DISCOVERY_TIMEOUT 60
+                       ENVIRONMENT "OMP_NUM_THREADS=1")
 endif()
 
 if(EXISTS ${CMAKE_SOURCE_DIR}/dev/bench_decode.cpp AND TARGET llm_model_cpu)

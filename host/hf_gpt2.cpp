@@ -104,10 +104,14 @@ struct TensorTable {
   SafetensorsReader& st;
   std::string prefix;
   std::map<std::string, const StTensor*> by_name;  // un-prefixed name -> tensor
+  mutable std::set<std::string> used;              // names get() has handed out
+
+  std::string full(const std::string& name) const { return name == "lm_head.weight" ? name : prefix + name; }
 
   const StTensor& get(const std::string& name, std::vector<int64_t> shape) const {
     auto it = by_name.find(name);
-    if (it == by_name.end()) fail(st.name(), ": missing tensor '", prefix, name, "'");
+    if (it == by_name.end()) fail(st.name(), ": missing tensor '", full(name), "'");
+    used.insert(name);
     const StTensor& t = *it->second;
     if (t.shape != shape) {
       std::ostringstream os;
@@ -158,7 +162,7 @@ void load_hf_gpt2(SafetensorsReader& st, const GPT2Config* from_json, GPT2Config
   const bool bare = h.find("wte.weight") != nullptr, prefixed = h.find("transformer.wte.weight") != nullptr;
   if (bare && prefixed) fail(src, ": has both 'wte.weight' and 'transformer.wte.weight'; ambiguous");
   if (!bare && !prefixed) fail(src, ": missing tensor 'wte.weight' (not a GPT-2 safetensors file?)");
-  TensorTable tt{st, prefixed ? "transformer." : "", {}};
+  TensorTable tt{st, prefixed ? "transformer." : "", {}, {}};
   int max_layer = -1;
   for (const StTensor& t : h.tensors) {
     std::string n = t.name;
@@ -231,6 +235,8 @@ void load_hf_gpt2(SafetensorsReader& st, const GPT2Config* from_json, GPT2Config
   tt.copy("ln_f.bias", {C}, p + off[kLnfb]);
   if (!c.tied_head) tt.copy("lm_head.weight", {V, C}, p + off[kLmHead]);
   else if (tt.by_name.count("lm_head.weight")) tt.get("lm_head.weight", {V, C});  // tied: HF ignores it; shape-check only
+  for (const auto& kv : tt.by_name)  // anything we did not map means this is not the GPT-2 we think it is
+    if (!tt.used.count(kv.first)) fail(src, ": unexpected tensor '", kv.second->name, "' (not part of a GPT-2 of this config)");
   *config = c;
 }
 
@@ -267,9 +273,9 @@ LoadedModel load_model(const std::string& path) {
     const std::string beside = dir_of(path) + "/config.json";
     if (file_exists(beside)) config_json = beside;
   }
+  SafetensorsReader st(file);  // the model file is validated first, so its errors are reported before config.json's
   GPT2Config from_json;
   if (!config_json.empty()) from_json = read_hf_config(config_json);
-  SafetensorsReader st(file);
   load_hf_gpt2(st, config_json.empty() ? nullptr : &from_json, &m.config, &m.params);
   m.format = "safetensors";
   return m;
@@ -350,7 +356,9 @@ void export_hf_gpt2(const std::string& dir, const GPT2Config& c, const float* p)
   j["scale_attn_by_inverse_layer_idx"] = false;
   j["reorder_and_upcast_attn"] = false;
   j["tie_word_embeddings"] = c.tied_head;
+  // GPT-2's <|endoftext|>; null for smaller vocabularies (transformers' default 50256 would be out of range).
   if (V > 50256) { j["bos_token_id"] = 50256; j["eos_token_id"] = 50256; }
+  else { j["bos_token_id"] = nullptr; j["eos_token_id"] = nullptr; }
   const std::string text = j.dump(2) + "\n";
   AtomicFile out(dir + "/config.json");
   out.write(text.data(), text.size());
