@@ -45,9 +45,16 @@ void StreamingEncoder::encode_prefix(size_t n, std::vector<int>& out) {
 void StreamingEncoder::feed(std::string_view chunk, std::vector<int>& out) {
   pending_.append(chunk.data(), chunk.size());
   if (pending_.size() < kEncodeBatch) return;
-  // the last safe point before the final byte (is_safe_split needs the byte after the cut)
-  size_t p = find_safe_split(pending_, 0, pending_.size() - 1);
-  if (p > 0) encode_prefix(p, out);
+  // the last safe point before the final byte (is_safe_split needs the byte after the cut); the
+  // text before scanned_ was already searched (a point's safety depends on 4 bytes either side)
+  size_t lo = scanned_ > 8 ? scanned_ - 8 : 0;
+  size_t p = find_safe_split(pending_, lo, pending_.size() - 1);
+  if (p > 0) {
+    encode_prefix(p, out);
+    scanned_ = 0;
+  } else {
+    scanned_ = pending_.size();
+  }
 }
 
 void StreamingEncoder::finish(std::vector<int>& out) {

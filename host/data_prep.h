@@ -16,8 +16,10 @@
 //   Each split is written as shards of at most shard_tokens tokens named <prefix>_<split>.bin when it
 //   fits in one shard, else <prefix>_<split>_000000.bin, _000001.bin, ... All shards are written to
 //   temporary files and renamed only after the whole run succeeded, so an error leaves no output.
-// Memory: one read chunk (1 MiB) plus the text since the last safe split point (tokenizer.h), plus one
-// JSONL line; independent of shard and input sizes.
+// Memory: one read chunk (1 MiB) plus the text since the last safe split point (tokenizer.h: a newline
+// between two non-space characters, or an ASCII letter/digit/punctuation boundary), plus one JSONL
+// line; independent of shard and input sizes. (Text with no such point at all, e.g. megabytes of one
+// whitespace run, is held whole.)
 #pragma once
 #include <cstddef>
 #include <ostream>
@@ -68,7 +70,8 @@ class StreamingEncoder {
   SpecialMode mode_;
   int threads_;
   std::string pending_;
-  size_t base_ = 0;  // byte offset of pending_[0] in the whole text (for error messages)
+  size_t base_ = 0;     // byte offset of pending_[0] in the whole text (for error messages)
+  size_t scanned_ = 0;  // pending_ bytes already searched for a safe split point
 };
 
 }  // namespace llm

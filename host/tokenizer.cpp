@@ -475,13 +475,43 @@ inline int ascii_class(unsigned char c) {  // 0 unusable, 1 letter, 2 digit, 3 o
   if (c >= '0' && c <= '9') return 2;
   return 3;
 }
-inline bool ascii_nonspace(unsigned char c) { return c < 0x80 && c != ' ' && !(c >= 9 && c <= 13); }
+// Unicode White_Space (what \s means in tiktoken's regex and in our pattern).
+inline bool is_white_space(uint32_t c) {
+  return (c >= 9 && c <= 13) || c == ' ' || c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
+         c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+inline size_t seq_len(unsigned char lead) {
+  return lead < 0x80 ? 1 : (lead >= 0xC2 && lead <= 0xDF) ? 2 : (lead >= 0xE0 && lead <= 0xEF) ? 3
+                                                         : (lead >= 0xF0 && lead <= 0xF4) ? 4 : 0;
+}
+// True when the valid character occupying exactly s[i, i+len) is White_Space; false for invalid bytes.
+inline bool ws_char(const unsigned char* s, size_t i, size_t len) {
+  if (seq_len(s[i]) != len || tok::valid_utf8_end(s, i, i + len) != i + len) return false;
+  uint32_t c = len == 1 ? s[i] : len == 2 ? (s[i] & 0x1Fu) << 6 | (s[i + 1] & 0x3Fu)
+                        : len == 3 ? (s[i] & 0x0Fu) << 12 | (s[i + 1] & 0x3Fu) << 6 | (s[i + 2] & 0x3Fu)
+                                   : (s[i] & 0x07u) << 18 | (s[i + 1] & 0x3Fu) << 12 | (s[i + 2] & 0x3Fu) << 6 | (s[i + 3] & 0x3Fu);
+  return is_white_space(c);
+}
 }  // namespace
 
 bool is_safe_split(std::string_view text, size_t p) {
   if (p == 0 || p >= text.size()) return false;
   const unsigned char* s = reinterpret_cast<const unsigned char*>(text.data());
-  if (s[p - 1] == '\n') return p >= 2 && ascii_nonspace(s[p - 2]) && ascii_nonspace(s[p]);
+  const size_t n = text.size();
+  if (s[p - 1] == '\n') {
+    if (p < 2) return false;
+    // the character (or invalid byte) ending at p-1 must not be white space
+    for (size_t k = 1; k <= 4 && k <= p - 1; ++k) {
+      size_t i = p - 1 - k;
+      if (seq_len(s[i]) == k && tok::valid_utf8_end(s, i, p - 1) == p - 1) {
+        if (ws_char(s, i, k)) return false;
+        break;
+      }
+    }
+    // and neither may the character (or invalid byte) starting at p
+    size_t len = seq_len(s[p]);
+    return !(len && p + len <= n && ws_char(s, p, len));
+  }
   int a = ascii_class(s[p - 1]), b = ascii_class(s[p]);
   return a && b && a != b;
 }

@@ -82,11 +82,12 @@ class Tokenizer {
 };
 
 // True when cutting `text` before byte p cannot change the tokens: encode(text[:p]) + encode(text[p:])
-// == encode(text) in every special mode. Used for parallel and streaming encoding. Only ASCII bytes
-// qualify: (a) text[p-1] == '\n', text[p-2] an ASCII non-space byte and text[p] an ASCII non-space
-// byte; or (b) text[p-1] and text[p] are ASCII, neither a space, an apostrophe nor '|', and of
-// different classes among {letter, digit, other}. (No piece of the pattern spans such a point, and
-// the '|' exclusion keeps every cut out of the "<|endoftext|>" literal.)
+// == encode(text) in every special mode. Used for parallel and streaming encoding. Either
+// (a) text[p-1] == '\n' and neither the character before it nor the one at p is Unicode White_Space
+//     (an invalid byte counts as non-space); or
+// (b) text[p-1] and text[p] are ASCII, neither a space, an apostrophe nor '|', and of different
+//     classes among {letter, digit, other}.
+// No piece of the pattern spans such a point, and no cut can fall inside "<|endoftext|>".
 bool is_safe_split(std::string_view text, size_t p);
 // The last safe split point p with lo < p <= hi (hi <= text.size()), or 0 when there is none.
 size_t find_safe_split(std::string_view text, size_t lo, size_t hi);

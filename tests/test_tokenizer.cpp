@@ -153,9 +153,9 @@ TEST(Tokenizer, RandomBytesRoundTrip) {
 TEST(Tokenizer, SafeSplitPointsDoNotChangeTokens) {
   std::mt19937 rng(11);
   const char* frags[] = {"word", " ", "\n", "\n\n", "42", "!?", ".", "'s", "\t", "é", "<|endoftext|>", "|", "x", "\r\n",
-                         "  ", "A", "9", "--", "\xff"};
+                         "  ", "A", "9", "--", "\xff", "\xc3", "中文", "\u3000", "\u00a0", "\u0085", "😀", "\xe2\x80"};
   int checked = 0;
-  for (int it = 0; it < 400; ++it) {
+  for (int it = 0; it < 800; ++it) {
     std::string s;
     int len = 2 + int(rng() % 25);
     for (int k = 0; k < len; ++k) s += frags[rng() % (sizeof frags / sizeof *frags)];
@@ -171,7 +171,7 @@ TEST(Tokenizer, SafeSplitPointsDoNotChangeTokens) {
       }
     }
   }
-  EXPECT_GT(checked, 1000);
+  EXPECT_GT(checked, 1500);
 }
 
 TEST(Tokenizer, TokenizerBinRoundTrip) {

@@ -204,6 +204,22 @@ TEST(Prepare, StreamingEncoderEqualsWholeEncode) {
   }
 }
 
+TEST(Prepare, StreamingMemoryStaysBoundedOnNonAsciiLines) {
+  std::string line = "这是一个没有任何ASCII标点的中文句子，用来测试流式编码";
+  std::string text;
+  while (text.size() < (6u << 20)) text += line + "\n";
+  llm::StreamingEncoder enc(tokt::gpt2(), llm::SpecialMode::kAsText);
+  std::vector<int> got;
+  size_t max_pending = 0;
+  for (size_t i = 0; i < text.size(); i += 65536) {
+    enc.feed(std::string_view(text).substr(i, 65536), got);
+    max_pending = std::max(max_pending, enc.pending_bytes());
+  }
+  enc.finish(got);
+  EXPECT_LT(max_pending, 2u << 20);  // cut at newlines between non-space characters
+  EXPECT_EQ(got, tokt::gpt2().encode(text, llm::SpecialMode::kAsText));
+}
+
 TEST(Cli, EncodeDecodeCountAndExitCodes) {
   std::string dir = tokt::temp_dir("cli");
   std::string in = dir + "/in.txt";
