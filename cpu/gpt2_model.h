@@ -12,6 +12,11 @@
 //   }
 //   double norm = clip_grad_norm(model, 1.0f);      // cpu/optimizer.h
 //   opt.step(model, schedule(step), step + 1);
+// or, with clipping fused into the update (same bits, one pass less over the gradients):
+//   double norm = grad_norm(model);
+//   opt.step(model, schedule(step), step + 1, clip_scale(norm, 1.0f));
+// Exact resume needs only parameters, AdamW m/v, the step and the run seed: dropout masks are a pure function
+// of (run seed, step, micro-step, site, element) — see host/philox.h.
 #pragma once
 #include <array>
 #include <cstddef>

@@ -352,7 +352,6 @@ float softmax_crossentropy_forward(float* losses, float* probs, const float* log
 
 void softmax_crossentropy_backward(float* dlogits, const float* probs, const int* targets, int N, int V, int Vp,
                                    float dloss) {
-  (void)Vp;
 #pragma omp parallel for schedule(static) if((size_t)N * V >= kParallelMin)
   for (int n = 0; n < N; n++) {
     const int tgt = targets[n];
