@@ -298,8 +298,16 @@ void dropout_forward(float* out, const float* inp, size_t n, const llm::DropoutS
     return;
   }
   const float keep_scale = llm::dropout_scale(drop);
+  // one Philox call yields the uniforms of 4 consecutive elements (host/philox.h mapping)
 #pragma omp parallel for schedule(static) if(n >= kParallelMin / 8)
-  for (size_t i = 0; i < n; i++) out[i] = llm::dropout_keep(drop, i) ? inp[i] * keep_scale : 0.0f;
+  for (size_t q = 0; q < (n + 3) / 4; q++) {
+    float u[4];
+    llm::dropout_uniform4(drop.seed, drop.stream, q, u);
+    for (size_t j = 0; j < 4 && 4 * q + j < n; j++) {
+      const size_t i = 4 * q + j;
+      out[i] = u[j] >= drop.p ? inp[i] * keep_scale : 0.0f;
+    }
+  }
 }
 
 void dropout_backward(float* dinp, const float* dout, size_t n, const llm::DropoutSpec& drop) {
@@ -310,8 +318,14 @@ void dropout_backward(float* dinp, const float* dout, size_t n, const llm::Dropo
   }
   const float keep_scale = llm::dropout_scale(drop);
 #pragma omp parallel for schedule(static) if(n >= kParallelMin / 8)
-  for (size_t i = 0; i < n; i++)
-    if (llm::dropout_keep(drop, i)) dinp[i] += dout[i] * keep_scale;
+  for (size_t q = 0; q < (n + 3) / 4; q++) {
+    float u[4];
+    llm::dropout_uniform4(drop.seed, drop.stream, q, u);
+    for (size_t j = 0; j < 4 && 4 * q + j < n; j++) {
+      const size_t i = 4 * q + j;
+      if (u[j] >= drop.p) dinp[i] += dout[i] * keep_scale;
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -61,6 +61,13 @@ LLM_HD inline float dropout_uniform(uint64_t seed, uint32_t stream, uint64_t ind
   return uniform_from_u32(r.v[index & 3]);
 }
 
+// The uniforms of the four elements 4q .. 4q+3 from one Philox call (same values as dropout_uniform).
+LLM_HD inline void dropout_uniform4(uint64_t seed, uint32_t stream, uint64_t q, float u[4]) {
+  Philox4 ctr = {{(uint32_t)q, (uint32_t)(q >> 32), stream, 0u}};
+  Philox4 r = philox4x32_10(ctr, (uint32_t)seed, (uint32_t)(seed >> 32));
+  for (int j = 0; j < 4; j++) u[j] = uniform_from_u32(r.v[j]);
+}
+
 // One dropout site's parameters. p == 0 means identity (no RNG is drawn at all).
 struct DropoutSpec {
   float p = 0.0f;       // drop probability

@@ -145,6 +145,12 @@ TEST(Philox, MatchesNumpyReference) {
   ASSERT_EQ(want.size(), seed.size());
   for (size_t i = 0; i < want.size(); i++)
     EXPECT_EQ(llm::dropout_uniform((uint64_t)seed[i], (uint32_t)stream[i], (uint64_t)index[i]), want[i]) << i;
+  // the 4-at-a-time form gives the same numbers
+  for (size_t i = 0; i < want.size(); i++) {
+    float u[4];
+    llm::dropout_uniform4((uint64_t)seed[i], (uint32_t)stream[i], (uint64_t)index[i] >> 2, u);
+    EXPECT_EQ(u[index[i] & 3], want[i]) << i;
+  }
   const auto args = fx.i64("step_seed_args");
   EXPECT_EQ(llm::dropout_step_seed(args[0], args[1], (uint32_t)args[2]), (uint64_t)fx.i64("step_seed")[0]);
 }
@@ -167,6 +173,10 @@ TEST(Dropout, RateScaleAndIdentity) {
   std::vector<float> y2(n);
   ref::dropout_forward(y2.data(), x.data(), n, d2);
   EXPECT_NE(y, y2);
+  // odd lengths: the 4-element grouping agrees with dropout_keep element by element
+  std::vector<float> z(7, 2.0f), zo(7);
+  ref::dropout_forward(zo.data(), z.data(), 7, d);
+  for (size_t i = 0; i < 7; i++) EXPECT_EQ(zo[i], llm::dropout_keep(d, i) ? 2.0f / 0.75f : 0.0f) << i;
   // p = 0 is the identity
   ref::dropout_forward(y2.data(), x.data(), n, llm::DropoutSpec{});
   EXPECT_EQ(y2, x);
