@@ -15,7 +15,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdarg>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -251,6 +253,36 @@ void watchdog_handler(int) {
   abort();
 }
 
+#ifdef CUCPU_TSAN
+// TSan defers asynchronous signals until the program calls into libc, so a kernel spinning in a loop would
+// never see SIGALRM: under TSan a polling thread (started per process: fork() does not copy threads) aborts.
+std::atomic<long long> g_wd_deadline_ns{0};  // 0 = disarmed
+long long now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+void arm_watchdog(Worker& w, double seconds) {
+  if (seconds <= 0) return;
+  static pid_t started_in = 0;
+  if (started_in != getpid()) {
+    started_in = getpid();
+    std::thread([] {
+      for (;;) {
+        usleep(20000);
+        long long d = g_wd_deadline_ns.load();
+        if (d && now_ns() > d) watchdog_handler(0);
+      }
+    }).detach();
+  }
+  g_wd_name = w.name.c_str();
+  g_wd_file = w.launch->file;
+  g_wd_line = w.launch->line;
+  g_wd_seconds = seconds;
+  g_wd_deadline_ns.store(now_ns() + (long long)(seconds * 1e9));
+}
+void disarm_watchdog(double) { g_wd_deadline_ns.store(0); }
+#else
 void arm_watchdog(Worker& w, double seconds) {
   if (seconds <= 0) return;
   static bool installed = false;
@@ -280,6 +312,7 @@ void disarm_watchdog(double seconds) {
   memset(&it, 0, sizeof it);
   setitimer(ITIMER_REAL, &it, nullptr);
 }
+#endif
 
 // ---------------------------------------------------------------- messages
 [[noreturn]] void vfail(const char* fmt, va_list ap) {
@@ -438,15 +471,18 @@ void ensure_stacks(Worker& w, unsigned n) {
     s.map = static_cast<char*>(p);
     w.stacks.push_back(s);
   }
-  if (w.fibers.size() < n) {
-    size_t old = w.fibers.size();
-    w.fibers.resize(n);
+  if (w.fibers.size() < n) w.fibers.resize(n);
 #ifdef CUCPU_TSAN
-    for (size_t i = old; i < n; ++i) w.fibers[i].tsan = __tsan_create_fiber(0);
-#else
-    (void)old;
-#endif
+  // TSan fibers made before a fork() (gtest death tests) are dead threads in the child: make new ones
+  static pid_t fibers_of = 0;
+  if (fibers_of != getpid()) {
+    fibers_of = getpid();
+    for (Fiber& f : w.fibers) f.tsan = nullptr;
+    w.tsan_main = __tsan_get_current_fiber();
   }
+  for (unsigned i = 0; i < n; ++i)
+    if (!w.fibers[i].tsan) w.fibers[i].tsan = __tsan_create_fiber(0);
+#endif
   for (unsigned i = 0; i < n; ++i) {
     w.fibers[i].stack_lo = w.stacks[i].map + pg;
     w.fibers[i].stack_size = w.stacks[i].total - pg;
@@ -759,9 +795,6 @@ void run_grid(const LaunchDesc& d) {
   const unsigned long long nblocks = (unsigned long long)d.grid.x * d.grid.y * d.grid.z;
   st.blocks += nblocks;
   st.threads += nblocks * n;
-#ifdef CUCPU_TSAN
-  if (!w.tsan_main) w.tsan_main = __tsan_get_current_fiber();
-#endif
   w.running = true;
   blockDim = d.block;
   gridDim = d.grid;

@@ -58,7 +58,9 @@ if [[ "$tsan" != 0 ]]; then
   step "TSan build of the kernel tests"
   configure "$prefix-tsan" -DLLM_SANITIZE=thread -DLLM_WITH_CUDA=OFF
   cmake --build "$prefix-tsan" -j "$jobs" --target kernel_tests
-  TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 ctest_kernels "$prefix-tsan" --timeout 900
+  # threadsafe death tests: TSan ignores everything in a child forked from a multi-threaded process
+  GTEST_DEATH_TEST_STYLE=threadsafe TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0:die_after_fork=0 \
+    ctest_kernels "$prefix-tsan" --timeout 900
 fi
 
 step "done in $(($(date +%s) - t_start)) s"

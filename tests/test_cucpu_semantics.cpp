@@ -251,7 +251,7 @@ __global__ void atomics_kernel(int* i, unsigned* u, unsigned long long* ull, flo
   atomicAdd(d, 0.5);
   atomicMax(mx, (gid * 7919) % 10007);
   atomicMin(mn, (gid * 7919) % 10007 + 5);
-  int old = *cas_counter, assumed;  // increment through a CAS loop
+  int old = atomicOr(cas_counter, 0), assumed;  // increment through a CAS loop (an atomic first read: TSan)
   do {
     assumed = old;
     old = atomicCAS(cas_counter, assumed, assumed + 1);
