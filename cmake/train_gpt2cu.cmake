@@ -17,6 +17,10 @@ if(COMMAND cucpu_add_executable AND TARGET llm_model_cpu)
     target_compile_definitions(test_trainer PRIVATE LLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
                                TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
     add_dependencies(test_trainer train_gpt2cu_cpu)
+    if(TARGET gpt2_cpu)  # end-to-end: same log as the CPU program
+      target_compile_definitions(test_trainer PRIVATE GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")
+      add_dependencies(test_trainer gpt2_cpu)
+    endif()
     gtest_discover_tests(test_trainer DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                          PROPERTIES LABELS trainer TIMEOUT 600)
   endif()

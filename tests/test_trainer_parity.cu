@@ -466,6 +466,34 @@ TEST(TrainerProgram, ResumeIsBitExactFp32) {
   EXPECT_TRUE(bytes(dir + "/full/state_00000004.bin") == bytes(dir + "/cut/state_00000004.bin"));
 }
 
+// The two programs on the same command line: train_gpt2cu --precision fp32 logs the same train losses, grad
+// norms and val losses as gpt2_cpu (main.log, 1e-5 relative), i.e. same data order, schedule and step.
+#ifdef GPT2_CPU_BIN
+TEST(TrainerProgram, SameLogAsGpt2Cpu) {
+  const std::string dir = temp_dir();
+  const std::string flags = std::string(kTrain) + "-x 6 -c 0.1 -q 0.1 -k cosine --dropout 0.1 ";
+  ASSERT_EQ(run(dir, flags + "--precision fp32 -o gpu").code, 0);
+  const std::string cmd = "cd '" + dir + "' && '" GPT2_CPU_BIN "' " + flags + "--threads 2 -o cpu > cpu.txt 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << slurp(dir + "/cpu.txt");
+  auto numbers = [](const std::string& log) {  // every value after "train", "norm" and "val"
+    std::vector<double> v;
+    std::istringstream in(log);
+    std::string word;
+    while (in >> word)
+      if (word == "train" || word == "norm" || word == "val") {
+        double x;
+        in >> x;
+        v.push_back(x);
+      }
+    return v;
+  };
+  const std::vector<double> g = numbers(slurp(dir + "/gpu/main.log")), c = numbers(slurp(dir + "/cpu/main.log"));
+  ASSERT_EQ(g.size(), c.size());
+  ASSERT_EQ(g.size(), 6u * 2 + 3);  // 6 steps × (loss, norm) + val at steps 0, 3, 6
+  for (size_t i = 0; i < g.size(); i++) EXPECT_NEAR(g[i], c[i], 1e-5 * std::fabs(c[i])) << "value " << i;
+}
+#endif
+
 TEST(TrainerProgram, BadInputsExitWithTwo) {
   const std::string dir = temp_dir();
   struct Case {
