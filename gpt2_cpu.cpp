@@ -17,6 +17,7 @@
 #include <memory>
 #include <new>
 
+#include "cpu/finetune_main.h"  // finetune: finetune-classify, classify, finetune-instruct
 #include "cpu/gpt2_infer.h"  // weights: generate subcommand
 #include "cpu/gpt2_model.h"
 #include "cpu/optimizer.h"
@@ -114,6 +115,10 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "generate")
     return llm::generate_main(argc - 1, argv + 1, llm::make_cpu_logits_model);
   if (argc > 1 && std::string(argv[1]) == "export") return llm::export_main(argc - 1, argv + 1);
+  // fine-tuning subcommands (finetune component: cpu/finetune_main.h)
+  if (argc > 1 && std::string(argv[1]) == "finetune-classify") return llm::finetune_classify_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "classify") return llm::classify_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "finetune-instruct") return llm::finetune_instruct_main(argc - 1, argv + 1);
   CLI::App app("gpt2_cpu — train and evaluate GPT-2 on the CPU (fp32 reference, llm.c file formats)");
   app.require_subcommand(1);
   llm::TrainOptions train_opts;

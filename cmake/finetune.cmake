@@ -1,0 +1,12 @@
+# finetune.cmake — tests of the fine-tuning component (label "finetune"). The code itself is built by the
+# existing globs: host/finetune_data.cpp into llm_host, cpu/classifier.cpp + cpu/finetune_main.cpp into
+# llm_model_cpu; the subcommands are dispatched from gpt2_cpu.cpp.
+file(GLOB LLM_FINETUNE_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_finetune_*.cpp)
+if(LLM_FINETUNE_TEST_SOURCES AND TARGET llm_model_cpu AND TARGET gpt2_cpu)
+  add_executable(test_finetune ${LLM_FINETUNE_TEST_SOURCES})
+  target_link_libraries(test_finetune PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_finetune PRIVATE LLM_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
+                             GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")
+  add_dependencies(test_finetune gpt2_cpu)
+  gtest_discover_tests(test_finetune PROPERTIES LABELS finetune TIMEOUT 300 DISCOVERY_TIMEOUT 60)
+endif()
