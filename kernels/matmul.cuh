@@ -20,6 +20,7 @@
 
 #include "cuda_cpu/compat.cuh"
 #include "kernels/common.cuh"
+#include "kernels/gelu.cuh"  // gelu_value / gelu_grad (same fp32 formula as the reference)
 
 #if defined(__CUDACC__) && !defined(LLM_NO_CUBLASLT)
 #include <cublasLt.h>  // GPU-only backend; the CPU layer never sees it
@@ -31,19 +32,6 @@
 namespace kern {
 
 enum class MatmulBackend { Auto, Own, CublasLt };
-
-// ---------------------------------------------------------------------------------------------------------------
-// GELU (tanh approximation) and its derivative, fp32.
-__device__ __forceinline__ float matmul_gelu(float x) {
-  const float s = 0.7978845608028654f;  // sqrt(2/pi)
-  return 0.5f * x * (1.0f + tanhf(s * (x + 0.044715f * x * x * x)));
-}
-__device__ __forceinline__ float matmul_gelu_grad(float x) {
-  const float s = 0.7978845608028654f;
-  const float th = tanhf(s * (x + 0.044715f * x * x * x));
-  const float dth = (1.0f - th * th) * s * (1.0f + 3.0f * 0.044715f * x * x);  // d tanh(u)/dx
-  return 0.5f * (1.0f + th) + 0.5f * x * dth;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Own GEMM: D(M,N) (+)= A(M,K)·B(K,N) with arbitrary strides, then an epilogue per output element.
@@ -107,9 +95,9 @@ __global__ void __launch_bounds__(kMmThreads)
       if (ep.bias) v += to_float(ep.bias[n]);
       if (ep.pre_gelu_out) {
         ep.pre_gelu_out[o] = from_float<floatX>(v);
-        v = matmul_gelu(v);
+        v = gelu_value(v);
       }
-      if (ep.dgelu_pre) v *= matmul_gelu_grad(to_float(ep.dgelu_pre[o]));
+      if (ep.dgelu_pre) v *= gelu_grad(to_float(ep.dgelu_pre[o]));
       if (ep.accumulate) v += to_float(D[o]);
       D[o] = from_float<floatX>(v);
     }
