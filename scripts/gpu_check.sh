@@ -36,9 +36,17 @@ echo "gpu_check: GPU '$GPU_NAME', arch $CUDA_ARCH, nvcc $NVCC, build dir $BUILD,
 mkdir -p "$LOGS"
 
 # ---- 1. configure + build -------------------------------------------------------------------------------------
+# cuDNN SDPA (dev attention v3) needs the header-only cudnn_frontend: $CUDNN_FRONTEND_HOME/include, or the
+# include/ dir of a pip-installed nvidia-cudnn-frontend wheel.
+FE_ARGS=()
+if [[ -z "${CUDNN_FRONTEND_HOME:-}" ]] && command -v python3 >/dev/null 2>&1; then
+  PURELIB=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null || true)
+  [[ -n "$PURELIB" && -f "$PURELIB/include/cudnn_frontend.h" ]] && CUDNN_FRONTEND_HOME="$PURELIB"
+fi
+[[ -n "${CUDNN_FRONTEND_HOME:-}" ]] && FE_ARGS=(-DLLM_CUDNN_FRONTEND_INCLUDE="$CUDNN_FRONTEND_HOME/include")
 configure() {
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLLM_GPU_BUILD=ON -DCMAKE_CUDA_COMPILER="$NVCC" \
-        -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" "$@" > "$LOGS/configure.log" 2>&1
+        -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" "${FE_ARGS[@]}" "$@" > "$LOGS/configure.log" 2>&1
 }
 configure || { tail -n 30 "$LOGS/configure.log"; echo "gpu_check: cmake configure failed ($LOGS/configure.log)"; exit 1; }
 grep -E "^-- kernels:" "$LOGS/configure.log" || true
