@@ -10,3 +10,9 @@ if(LLM_FINETUNE_TEST_SOURCES AND TARGET llm_model_cpu AND TARGET gpt2_cpu)
   add_dependencies(test_finetune gpt2_cpu)
   gtest_discover_tests(test_finetune PROPERTIES LABELS finetune TIMEOUT 300 DISCOVERY_TIMEOUT 60)
 endif()
+
+# Random-init checkpoint of a custom small size (figures recipe, tests).
+if(TARGET llm_model_cpu)
+  add_executable(finetune_init ${CMAKE_SOURCE_DIR}/tools/finetune_init.cpp)
+  target_link_libraries(finetune_init PRIVATE llm_model_cpu llm_host)
+endif()
