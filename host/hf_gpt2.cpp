@@ -105,6 +105,8 @@ struct TensorTable {
   std::string prefix;
   std::map<std::string, const StTensor*> by_name;  // un-prefixed name -> tensor
   mutable std::set<std::string> used;              // names get() has handed out
+  bool dry = false;                                // true: only check names and shapes, copy nothing
+  float* base = nullptr;                           // the parameter buffer (set for the copying pass)
 
   std::string full(const std::string& name) const { return name == "lm_head.weight" ? name : prefix + name; }
 
@@ -127,11 +129,16 @@ struct TensorTable {
     }
     return t;
   }
-  // Reads a (rows, cols) tensor into dst as-is.
-  void copy(const std::string& name, std::vector<int64_t> shape, float* dst) const { st.read_f32(get(name, shape), dst); }
+  // Reads a tensor as-is to base + at.
+  void copy(const std::string& name, std::vector<int64_t> shape, size_t at) const {
+    const StTensor& t = get(name, shape);
+    if (!dry) st.read_f32(t, base + at);
+  }
   // Reads a Conv1D weight stored (in, out) and writes it transposed, (out, in), into dst.
-  void copy_transposed(const std::string& name, int64_t in, int64_t out, float* dst, std::vector<float>& tmp) const {
+  void copy_transposed(const std::string& name, int64_t in, int64_t out, size_t at, std::vector<float>& tmp) const {
     const StTensor& t = get(name, {in, out});
+    if (dry) return;
+    float* dst = base + at;
     tmp.resize((size_t)(in * out));
     st.read_f32(t, tmp.data());
     const int64_t B = 32;  // tiles keep both sides cache-friendly
@@ -162,7 +169,7 @@ void load_hf_gpt2(SafetensorsReader& st, const GPT2Config* from_json, GPT2Config
   const bool bare = h.find("wte.weight") != nullptr, prefixed = h.find("transformer.wte.weight") != nullptr;
   if (bare && prefixed) fail(src, ": has both 'wte.weight' and 'transformer.wte.weight'; ambiguous");
   if (!bare && !prefixed) fail(src, ": missing tensor 'wte.weight' (not a GPT-2 safetensors file?)");
-  TensorTable tt{st, prefixed ? "transformer." : "", {}, {}};
+  TensorTable tt{st, prefixed ? "transformer." : "", {}, {}, false, nullptr};
   int max_layer = -1;
   for (const StTensor& t : h.tensors) {
     std::string n = t.name;
@@ -210,33 +217,41 @@ void load_hf_gpt2(SafetensorsReader& st, const GPT2Config* from_json, GPT2Config
   if (max_layer >= c.num_layers)
     fail(src, ": has tensors for layer ", max_layer, " but the config has only ", c.num_layers, " layers");
   const int64_t V = c.vocab_size, C = c.channels, T = c.max_seq_len, L = c.num_layers;
-  params->assign(num_parameters(c), 0.0f);  // zero: wte/lm_head padding rows and a missing qkv bias stay 0
-  float* p = params->data();
   const auto off = param_offsets(c);
   std::vector<float> tmp;
-  tt.copy("wte.weight", {V, C}, p + off[kWte]);
-  tt.copy("wpe.weight", {T, C}, p + off[kWpe]);
-  for (int64_t l = 0; l < L; l++) {
-    const std::string b = "h." + std::to_string(l) + ".";
-    tt.copy(b + "ln_1.weight", {C}, p + off[kLn1w] + l * C);
-    tt.copy(b + "ln_1.bias", {C}, p + off[kLn1b] + l * C);
-    tt.copy_transposed(b + "attn.c_attn.weight", C, 3 * C, p + off[kQkvw] + l * 3 * C * C, tmp);
-    if (c.qkv_bias) tt.copy(b + "attn.c_attn.bias", {3 * C}, p + off[kQkvb] + l * 3 * C);
-    tt.copy_transposed(b + "attn.c_proj.weight", C, C, p + off[kAttprojw] + l * C * C, tmp);
-    tt.copy(b + "attn.c_proj.bias", {C}, p + off[kAttprojb] + l * C);
-    tt.copy(b + "ln_2.weight", {C}, p + off[kLn2w] + l * C);
-    tt.copy(b + "ln_2.bias", {C}, p + off[kLn2b] + l * C);
-    tt.copy_transposed(b + "mlp.c_fc.weight", C, 4 * C, p + off[kFcw] + l * 4 * C * C, tmp);
-    tt.copy(b + "mlp.c_fc.bias", {4 * C}, p + off[kFcb] + l * 4 * C);
-    tt.copy_transposed(b + "mlp.c_proj.weight", 4 * C, C, p + off[kFcprojw] + l * C * 4 * C, tmp);
-    tt.copy(b + "mlp.c_proj.bias", {C}, p + off[kFcprojb] + l * C);
-  }
-  tt.copy("ln_f.weight", {C}, p + off[kLnfw]);
-  tt.copy("ln_f.bias", {C}, p + off[kLnfb]);
-  if (!c.tied_head) tt.copy("lm_head.weight", {V, C}, p + off[kLmHead]);
-  else if (tt.by_name.count("lm_head.weight")) tt.get("lm_head.weight", {V, C});  // tied: HF ignores it; shape-check only
-  for (const auto& kv : tt.by_name)  // anything we did not map means this is not the GPT-2 we think it is
-    if (!tt.used.count(kv.first)) fail(src, ": unexpected tensor '", kv.second->name, "' (not part of a GPT-2 of this config)");
+  // Two passes over the same mapping: the first checks every name and shape (so a tiny hostile file cannot make
+  // us allocate a huge buffer for a config its data does not back), the second allocates and copies.
+  auto map_all = [&]() {
+    tt.copy("wte.weight", {V, C}, off[kWte]);
+    tt.copy("wpe.weight", {T, C}, off[kWpe]);
+    for (int64_t l = 0; l < L; l++) {
+      const std::string b = "h." + std::to_string(l) + ".";
+      tt.copy(b + "ln_1.weight", {C}, off[kLn1w] + l * C);
+      tt.copy(b + "ln_1.bias", {C}, off[kLn1b] + l * C);
+      tt.copy_transposed(b + "attn.c_attn.weight", C, 3 * C, off[kQkvw] + l * 3 * C * C, tmp);
+      if (c.qkv_bias) tt.copy(b + "attn.c_attn.bias", {3 * C}, off[kQkvb] + l * 3 * C);
+      tt.copy_transposed(b + "attn.c_proj.weight", C, C, off[kAttprojw] + l * C * C, tmp);
+      tt.copy(b + "attn.c_proj.bias", {C}, off[kAttprojb] + l * C);
+      tt.copy(b + "ln_2.weight", {C}, off[kLn2w] + l * C);
+      tt.copy(b + "ln_2.bias", {C}, off[kLn2b] + l * C);
+      tt.copy_transposed(b + "mlp.c_fc.weight", C, 4 * C, off[kFcw] + l * 4 * C * C, tmp);
+      tt.copy(b + "mlp.c_fc.bias", {4 * C}, off[kFcb] + l * 4 * C);
+      tt.copy_transposed(b + "mlp.c_proj.weight", 4 * C, C, off[kFcprojw] + l * C * 4 * C, tmp);
+      tt.copy(b + "mlp.c_proj.bias", {C}, off[kFcprojb] + l * C);
+    }
+    tt.copy("ln_f.weight", {C}, off[kLnfw]);
+    tt.copy("ln_f.bias", {C}, off[kLnfb]);
+    if (!c.tied_head) tt.copy("lm_head.weight", {V, C}, off[kLmHead]);
+    else if (tt.by_name.count("lm_head.weight")) tt.get("lm_head.weight", {V, C});  // tied: HF ignores it; shape-check only
+    for (const auto& kv : tt.by_name)  // anything we did not map means this is not the GPT-2 we think it is
+      if (!tt.used.count(kv.first)) fail(src, ": unexpected tensor '", kv.second->name, "' (not part of a GPT-2 of this config)");
+  };
+  tt.dry = true;
+  map_all();
+  params->assign(num_parameters(c), 0.0f);  // zero: wte/lm_head padding rows and a missing qkv bias stay 0
+  tt.base = params->data();
+  tt.dry = false;
+  map_all();
   *config = c;
 }
 

@@ -7,6 +7,8 @@
         # GPT2LMHeadModel.from_pretrained, compare its logits with the fixture logits, and record the verdict
         # plus a hash of each exported file in tests/fixtures/hf/export_check.json (the C++ test checks that
         # its export still produces exactly those bytes).
+    python3 scripts/gen_hf_fixtures.py --fuzz-seeds
+        # write the libFuzzer seed corpus fuzz/corpus_safetensors (tiny valid GPT-2 files, see fuzz_seeds()).
 
 Each model directory holds what save_pretrained wrote (model.safetensors, config.json) and ref.json:
 prompt token ids, the logits (T, V) of the prompt, and HF's greedy continuation (generate, do_sample=False).
@@ -130,8 +132,38 @@ def check_export(binary):
     return 0 if ok_all else 1
 
 
+def fuzz_seeds():
+    """Tiny valid GPT-2 files for fuzz/fuzz_safetensors.cpp's fixed config (V=8, C=4, L=1, maxT=4) in F32, F16 and
+    BF16, with and without the "transformer." prefix (+ a mask buffer); byte 0 = 1 selects the fixed config."""
+    from safetensors.torch import save as st_save
+    d = os.path.join(ROOT, "fuzz", "corpus_safetensors")
+    os.makedirs(d, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    V, C, T = 8, 4, 4
+    shapes = {"wte.weight": (V, C), "wpe.weight": (T, C), "ln_f.weight": (C,), "ln_f.bias": (C,)}
+    for k, s in {"ln_1.weight": (C,), "ln_1.bias": (C,), "ln_2.weight": (C,), "ln_2.bias": (C,),
+                 "attn.c_attn.weight": (C, 3 * C), "attn.c_attn.bias": (3 * C,), "attn.c_proj.weight": (C, C),
+                 "attn.c_proj.bias": (C,), "mlp.c_fc.weight": (C, 4 * C), "mlp.c_fc.bias": (4 * C,),
+                 "mlp.c_proj.weight": (4 * C, C), "mlp.c_proj.bias": (C,)}.items():
+        shapes["h.0." + k] = s
+    n = 0
+    for prefix in ["", "transformer."]:
+        for dtype in [torch.float32, torch.float16, torch.bfloat16]:
+            ts = {prefix + k: torch.randn(s, generator=g).to(dtype) for k, s in shapes.items()}
+            if prefix:
+                ts[prefix + "h.0.attn.bias"] = torch.ones(1, 1, T, T)
+            with open(os.path.join(d, f"seed_{n}"), "wb") as f:
+                f.write(b"\x01" + st_save(ts, metadata={"format": "pt"}))
+            n += 1
+    print(f"{n} seeds in {d}")
+    return 0
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--check-export", metavar="GPT2_CPU", help="validate our exporter with transformers")
+    ap.add_argument("--fuzz-seeds", action="store_true", help="write the fuzzer seed corpus")
     a = ap.parse_args()
+    if a.fuzz_seeds:
+        sys.exit(fuzz_seeds())
     sys.exit(check_export(a.check_export) if a.check_export else generate_fixtures())
