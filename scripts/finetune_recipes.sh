@@ -24,13 +24,13 @@ if stage classify; then
   $BUILD/gpt2_cpu finetune-classify --model $BASE --train $D/sms_spam_train.csv --val $D/sms_spam_validation.csv \
       --test $D/sms_spam_test.csv --epochs 5 --eval-batches 5 --threads $THREADS --out $OUT/spam_last.cls \
       | tee $OUT/classify_last.log
-  # all tensors trainable (book exercise), higher lr for the tiny model
+  # all tensors trainable (book exercise), higher lr for the tiny model; 2 epochs (CPU time)
   $BUILD/gpt2_cpu finetune-classify --model $BASE --train $D/sms_spam_train.csv --val $D/sms_spam_validation.csv \
-      --test $D/sms_spam_test.csv --epochs 5 --eval-batches 5 --train-blocks all --lr 5e-4 --threads $THREADS \
+      --test $D/sms_spam_test.csv --epochs 2 --eval-batches 5 --train-blocks all --lr 5e-4 --threads $THREADS \
       --out $OUT/spam_all.cls | tee $OUT/classify_all.log
-  # appendix E: LoRA r16 alpha16, lr 8e-4
+  # appendix E: LoRA r16 alpha16, lr 8e-4; 2 epochs (CPU time)
   $BUILD/gpt2_cpu finetune-classify --model $BASE --train $D/sms_spam_train.csv --val $D/sms_spam_validation.csv \
-      --test $D/sms_spam_test.csv --epochs 5 --eval-batches 5 --lora-rank 16 --lora-alpha 16 --lr 8e-4 \
+      --test $D/sms_spam_test.csv --epochs 2 --eval-batches 5 --lora-rank 16 --lora-alpha 16 --lr 8e-4 \
       --threads $THREADS --out $OUT/spam_lora.cls | tee $OUT/classify_lora.log
   $BUILD/gpt2_cpu classify --model $OUT/spam_all.cls \
       --text "You are a winner you have been specially selected to receive \$1000 cash or a \$2000 award."
