@@ -27,7 +27,7 @@ else
   [[ -x $BUILD/gpt2_cpu ]] || { echo "error: $BUILD/gpt2_cpu is not built (run: make)" >&2; exit 2; }
   THREADS=${THREADS:-$(nproc)}
   echo "run_default: no GPU, training with $BUILD/gpt2_cpu on $THREADS threads"
-  "$BUILD/gpt2_cpu" train --preset d6 -i "$TRAIN" -j "$VAL" -o "$OUT" -b 8 -t 64 -x "${STEPS:-300}" \
+  "$BUILD/gpt2_cpu" train --preset d6 -i "$TRAIN" -j "$VAL" -o "$OUT" -b 8 -t 64 -x "${STEPS:-200}" \
     -l 1e-3 -u 20 -q 0.1 -c 0.1 -v 50 -m 8 -s 100 -g 64 --temperature 0.8 --threads "$THREADS"
 fi
 echo "run_default: finished in $((SECONDS - start)) s; checkpoints and main.log in $OUT"
