@@ -6,9 +6,10 @@
 #   llm_add_kernel_test(<name> <src...> [LIBS <lib...>] [LABELS <label...>] [TIMEOUT <s>])
 #                                           a GoogleTest binary built with cucpu_add_executable, linked with
 #                                           GTest::gtest_main, registered with ctest under label `kernels`
-#                                           (plus LABELS), TIMEOUT default 120 s; also added to the
-#                                           `kernel_tests` target and recorded for the nvcc compile-only check
-#                                           (cmake/cuda.cmake).
+#                                           (plus LABELS), TIMEOUT default 120 s; recorded for the nvcc
+#                                           compile-only check (cmake/cuda.cmake).
+#   kernel_tests                            target that builds every cucpu_add_executable target (what
+#                                           `ctest -L kernels` runs)
 get_filename_component(CUCPU_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
 if(NOT CUDA_TOOLKIT_INCLUDE)
   message(WARNING "cuda_cpu: CUDA toolkit headers (cuda_runtime_api.h) not found; the CPU layer is disabled")
@@ -45,6 +46,7 @@ function(cucpu_add_executable name)
     target_compile_options(${name} PRIVATE -g)  # sanitizer reports name kernel source lines
   endif()
   set_target_properties(${name} PROPERTIES LINKER_LANGUAGE CXX)
+  add_dependencies(kernel_tests ${name})  # everything on the layer: kernel tests and dev/cuda validation runs
 endfunction()
 
 function(llm_add_kernel_test name)
@@ -56,7 +58,6 @@ function(llm_add_kernel_test name)
   cucpu_add_executable(${name} ${srcs})
   target_link_libraries(${name} PRIVATE GTest::gtest_main ${KT_LIBS})
   target_compile_definitions(${name} PRIVATE LLM_SOURCE_DIR="${CUCPU_ROOT}")
-  add_dependencies(kernel_tests ${name})
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                        PROPERTIES LABELS "kernels;${KT_LABELS}" TIMEOUT ${KT_TIMEOUT})
   foreach(src IN LISTS srcs)

@@ -453,7 +453,48 @@ void fiber_entry(Transfer t) {
 }
 
 // ---------------------------------------------------------------- setup
+// A fiber that overflows its stack hits the guard page below it: name the kernel and thread instead of a
+// bare SIGSEGV. Runs on an alternate signal stack. Not installed under ASan/TSan (they report it themselves).
+#if !defined(CUCPU_ASAN) && !defined(CUCPU_TSAN)
+void segv_handler(int sig, siginfo_t* si, void*) {
+  Worker* w = tw;
+  const char* a = static_cast<const char*>(si->si_addr);
+  if (w && w->launch && w->cur) {
+    size_t pg = page_size();
+    for (const Stack& st : w->stacks)
+      if (a >= st.map && a < st.map + pg)
+        fail("thread (%u,%u,%u) overflowed its %zu KiB fiber stack (local arrays too large or deep recursion; "
+             "raise CUCPU_STACK_KB)",
+             threadIdx.x, threadIdx.y, threadIdx.z, w->stack_kb);
+  }
+  signal(sig, SIG_DFL);  // anything else: the default action when the access faults again
+}
+
+void install_segv_handler() {
+  static thread_local bool done = false;
+  if (done) return;
+  done = true;
+  static thread_local char* alt = nullptr;
+  const size_t alt_size = 64 * 1024;
+  alt = static_cast<char*>(malloc(alt_size));
+  stack_t ss;
+  memset(&ss, 0, sizeof ss);
+  ss.ss_sp = alt;
+  ss.ss_size = alt_size;
+  sigaltstack(&ss, nullptr);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = segv_handler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGSEGV, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) sigaction(SIGSEGV, &sa, nullptr);
+}
+#else
+void install_segv_handler() {}
+#endif
+
 void ensure_stacks(Worker& w, unsigned n) {
+  install_segv_handler();
   size_t kb = config().stack_kb;
   if (kb != w.stack_kb) {  // size changed: drop the pool
     for (Stack& s : w.stacks) munmap(s.map, s.total);

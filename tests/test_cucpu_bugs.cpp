@@ -271,6 +271,26 @@ TEST(CucpuPlantedBugsDeathTest, WatchdogNamesHangingKernel) {
 
 }  // namespace
 
+// ------------------------------------------------------------------ 8b. fiber stack overflow
+__device__ int deep(volatile char* prev, int depth) {
+  volatile char frame[1024];  // 1 KiB per level: 200 levels overflow a 64 KiB fiber stack
+  frame[0] = (char)depth;
+  frame[1023] = prev ? prev[0] : 0;
+  return depth == 0 ? frame[1023] : deep(frame, depth - 1) + frame[0];
+}
+__global__ void deep_recursion_kernel(int* out, int depth) { out[threadIdx.x] = deep(nullptr, depth); }
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+TEST(CucpuPlantedBugsDeathTest, FiberStackOverflowNamesKernel) {
+  ConfigGuard g;
+  cucpu::config().stack_kb = 64;
+  int* d = dev_alloc<int>(32);
+  launch_kernel(deep_recursion_kernel, 1, 32, 0, 0, d, 10);  // 10 KiB deep: fine
+  EXPECT_DEATH(launch_kernel(deep_recursion_kernel, 1, 32, 0, 0, d, 200),
+               "kernel 'deep_recursion_kernel'.*thread \\([0-9]+,0,0\\) overflowed its 64 KiB fiber stack");
+}
+#endif
+
 // ------------------------------------------------------------------ 9. sanitizer builds see kernel bugs
 // (these exist only in -DLLM_SANITIZE=address / thread builds: they prove the fiber annotations work)
 #if defined(__SANITIZE_ADDRESS__)
