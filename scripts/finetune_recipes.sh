@@ -28,13 +28,17 @@ if stage classify; then
   $BUILD/gpt2_cpu finetune-classify --model $BASE --train $D/sms_spam_train.csv --val $D/sms_spam_validation.csv \
       --test $D/sms_spam_test.csv --epochs 2 --eval-batches 5 --train-blocks all --lr 5e-4 --threads $THREADS \
       --out $OUT/spam_all.cls | tee $OUT/classify_all.log
+  # same with lr 1e-4 for 1 epoch (lr 5e-4 diverged in epoch 2: see the report)
+  $BUILD/gpt2_cpu finetune-classify --model $BASE --train $D/sms_spam_train.csv --val $D/sms_spam_validation.csv \
+      --test $D/sms_spam_test.csv --epochs 1 --eval-batches 5 --train-blocks all --lr 1e-4 --threads $THREADS \
+      --out $OUT/spam_all_lr1e-4.cls | tee $OUT/classify_all_lr1e-4.log
   # appendix E: LoRA r16 alpha16, lr 8e-4; 2 epochs (CPU time)
   $BUILD/gpt2_cpu finetune-classify --model $BASE --train $D/sms_spam_train.csv --val $D/sms_spam_validation.csv \
       --test $D/sms_spam_test.csv --epochs 2 --eval-batches 5 --lora-rank 16 --lora-alpha 16 --lr 8e-4 \
       --threads $THREADS --out $OUT/spam_lora.cls | tee $OUT/classify_lora.log
-  $BUILD/gpt2_cpu classify --model $OUT/spam_all.cls \
+  $BUILD/gpt2_cpu classify --model $OUT/spam_lora.cls \
       --text "You are a winner you have been specially selected to receive \$1000 cash or a \$2000 award."
-  $BUILD/gpt2_cpu classify --model $OUT/spam_all.cls \
+  $BUILD/gpt2_cpu classify --model $OUT/spam_lora.cls \
       --text "Hey, just wanted to check if we're still on for dinner tonight? Let me know!"
 fi
 
