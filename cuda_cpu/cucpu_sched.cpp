@@ -79,17 +79,18 @@ std::map<const void*, int>& smem_optin() {
 namespace {
 
 // ---------------------------------------------------------------- context switch
-// x86-64: an own 16-instruction switch. Boost's jump_fcontext also saves and reloads MXCSR and the x87
+// Default: Boost.Context's make_fcontext/jump_fcontext, the maintained library for this job.
+// Opt-in (-DCUCPU_FAST_SWITCH, x86-64 only): an own 16-instruction switch. Boost's jump_fcontext also saves and reloads MXCSR and the x87
 // control word on every switch (ldmxcsr/fldcw serialise the pipeline: 2/3 of its samples in perf here);
 // kernels never change the FP environment, so all fibers share it. Like Boost it returns with an indirect
-// jmp, not ret: a ret into another stack mispredicts every time (measured 2.4x slower per switch). Elsewhere (or with
-// -DCUCPU_BOOST_SWITCH) Boost.Context's make_fcontext/jump_fcontext are used unchanged.
+// jmp, not ret: a ret into another stack mispredicts every time (measured 2.4x slower per switch). It roughly
+// halves the cost of a barrier (dev/cucpu_overhead); kept opt-in so the default path is the library's.
 struct Transfer {
   void* fctx;
   void* data;
 };
 using EntryFn = void (*)(Transfer);
-#if defined(__x86_64__) && !defined(CUCPU_BOOST_SWITCH)
+#if defined(__x86_64__) && defined(CUCPU_FAST_SWITCH)
 }  // namespace
 }  // namespace cucpu
 extern "C" {
