@@ -21,7 +21,7 @@ rm -rf "$OUT"  # a fresh run every time (checkpoints and main.log of the last ru
 start=$SECONDS
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && [[ -x $BUILD/train_gpt2cu ]]; then
   echo "run_default: GPU found, training with $BUILD/train_gpt2cu"
-  "$BUILD/train_gpt2cu" -e d6 -i "$TRAIN" -j "$VAL" -o "$OUT" -b 32 -t 256 -x "${STEPS:-1000}" \
+  "$BUILD/train_gpt2cu" train -e d6 -i "$TRAIN" -j "$VAL" -o "$OUT" -b 32 -t 256 -x "${STEPS:-1000}" \
     -l 1e-3 -u 50 -q 0.1 -c 0.1 -v 100 -m 20 -s 250 -g 128 -n 0
 else
   [[ -x $BUILD/gpt2_cpu ]] || { echo "error: $BUILD/gpt2_cpu is not built (run: make)" >&2; exit 2; }
