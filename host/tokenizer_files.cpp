@@ -252,6 +252,8 @@ Tokenizer Tokenizer::from_bin_bytes(std::string_view data, const std::string& na
   const uint32_t eot = h[1] == 1 ? 50256u : h[3];
   if (h[1] == 1 && n != 50257) fail(name, ": version 1 requires 50257 tokens, header says ", n);
   if (eot >= n) fail(name, ": eot id ", eot, " >= vocabulary size ", n);
+  // every token takes at least 2 bytes; check before allocating n strings
+  if ((data.size() - 1024) / 2 < n) fail(name, ": truncated: ", data.size(), " bytes cannot hold ", n, " tokens");
   std::vector<std::string> tokens(n);
   size_t pos = 1024;
   for (uint32_t i = 0; i < n; ++i) {

@@ -203,6 +203,9 @@ TEST(Tokenizer, TokenizerBinRoundTrip) {
   bad[0] ^= 1;
   expect_error(bad, "bad magic");
   expect_error(bytes.substr(0, bytes.size() - 3), "truncated");
+  bad = bytes.substr(0, 1100);
+  bad[8] = 0x19, bad[9] = 0, bad[10] = char(0xF6), bad[11] = 0;  // 16 million tokens claimed (fuzzer find)
+  expect_error(bad, "cannot hold 16121881 tokens");
   expect_error(bytes + "x", "unexpected bytes");
   expect_error(bytes.substr(0, 100), "too small");
   bad = bytes;
