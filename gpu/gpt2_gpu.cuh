@@ -54,7 +54,14 @@ class DeviceArray {
   void resize(size_t n) {
     release();
     n_ = n;
-    if (n) CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)));
+    if (!n) return;
+    const cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T));
+    if (e == cudaErrorMemoryAllocation) {  // a too-large -b/-t is bad input, not an internal error
+      (void)cudaGetLastError();
+      p_ = nullptr;
+      llm::fail("out of device memory allocating ", n * sizeof(T) >> 20, " MiB; lower -b/-t or use -r 1");
+    }
+    CUDA_CHECK(e);
   }
   T* get() const { return p_; }
   size_t size() const { return n_; }
