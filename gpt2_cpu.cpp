@@ -9,6 +9,9 @@
 // The training loop, checkpoints, resume and progress output are host/train_loop.h (shared with the GPU
 // trainer train_gpt2.cu); this file plugs the fp32 reference model (cpu/) into it. Resume is bit-exact for the
 // same thread count.
+// Data parallel: `mpirun -np N build/gpt2_cpu train ... [-z 1]` runs N ranks over MPI (host/comm_mpi.h), each
+// with its share of every batch; gradients are averaged (ZeRO-0) or reduce-scattered with a sharded AdamW
+// (ZeRO-1, cpu/dp_optimizer.h). Only rank 0 prints and writes files.
 // Every bad input is an llm::Error: main prints "error: <message>" and exits with 2.
 #include <omp.h>
 
@@ -19,14 +22,17 @@
 
 #include "cpu/finetune_main.h"  // finetune: finetune-classify, classify, finetune-instruct
 #include "cpu/gpt2_infer.h"  // weights: generate subcommand
+#include "cpu/dp_optimizer.h"
 #include "cpu/gpt2_model.h"
 #include "cpu/optimizer.h"
 #include "host/checkpoint.h"
 #include "host/cli.h"
+#include "host/comm_mpi.h"
 #include "host/data_loader.h"
 #include "host/error.h"
 #include "host/gpt2_config.h"
 #include "host/hf_gpt2.h"  // weights: export subcommand
+#include "host/rank_env.h"
 #include "host/train_loop.h"
 
 namespace {
@@ -36,7 +42,8 @@ using llm::fail;
 // The fp32 reference model (cpu/) behind the shared training driver (host/train_loop.h).
 class CpuTrainModel final : public llm::TrainModel {
  public:
-  CpuTrainModel(const llm::GPT2Config& cfg, const llm::TrainOptions& o) : model_(cfg), opt_(cfg, adamw(o)) {}
+  CpuTrainModel(const llm::GPT2Config& cfg, const llm::TrainOptions& o, llm::Comm& comm)
+      : model_(cfg), opt_(cfg, adamw(o), comm, o.zero_stage) {}
 
   size_t num_params() const override { return model_.num_params(); }
   std::string describe() const override { return ""; }
@@ -44,25 +51,20 @@ class CpuTrainModel final : public llm::TrainModel {
   void set_weights(const std::vector<float>& w) override { std::copy(w.begin(), w.end(), model_.params()); }
   void get_weights(std::vector<float>* w) override { w->assign(model_.params(), model_.params() + num_params()); }
   void set_optimizer_state(const std::vector<float>& m, const std::vector<float>& v, int64_t) override {
-    opt_.m() = m;
-    opt_.v() = v;
+    opt_.set_state(m, v);
   }
-  void get_optimizer_state(std::vector<float>* m, std::vector<float>* v) override {
-    *m = opt_.m();
-    *v = opt_.v();
-  }
+  void get_optimizer_state(std::vector<float>* m, std::vector<float>* v) override { opt_.get_state(m, v); }
   float eval_loss(const int* x, const int* y, int B, int T) override { return model_.forward(x, y, B, T); }
   void zero_grad() override { model_.zero_grad(); }
-  float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed, float loss_scale) override {
+  // (the CPU model syncs all gradients in update(); it does not overlap communication with backward)
+  float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed, float loss_scale,
+                         bool /*last_micro_step*/) override {
     const float loss = model_.forward(x, y, B, T, llm::TrainFlags{true, dropout_seed});
     model_.backward(loss_scale);
     return loss;
   }
   double update(float lr, int64_t t, float grad_clip) override {
-    const double norm = grad_clip > 0 ? llm::clip_grad_norm(model_, grad_clip, llm::ClipStyle::kLlmc)
-                                      : llm::grad_norm(model_);
-    opt_.step(model_, lr, static_cast<int>(t));
-    return norm;
+    return opt_.step(model_, lr, static_cast<int>(t), grad_clip);
   }
   const float* next_token_logits(const int* ids, int len) override {
     model_.forward(ids, nullptr, 1, len);
@@ -80,16 +82,16 @@ class CpuTrainModel final : public llm::TrainModel {
     return hp;
   }
   llm::GPT2Model model_;
-  llm::AdamW opt_;
+  llm::DpAdamW opt_;
 };
 
-int run_train(const llm::TrainOptions& o) {
+int run_train(const llm::TrainOptions& o, llm::Comm& comm) {
   llm::TrainProgram program;
   program.name = "gpt2_cpu";
-  program.make_model = [](const llm::GPT2Config& cfg, const llm::TrainOptions& opts) {
-    return std::unique_ptr<llm::TrainModel>(new CpuTrainModel(cfg, opts));
+  program.make_model = [](const llm::GPT2Config& cfg, const llm::TrainOptions& opts, llm::Comm& c) {
+    return std::unique_ptr<llm::TrainModel>(new CpuTrainModel(cfg, opts, c));
   };
-  return llm::run_training(o, program);
+  return llm::run_training(o, program, comm);
 }
 
 int run_eval(const llm::EvalOptions& o) {
@@ -101,7 +103,8 @@ int run_eval(const llm::EvalOptions& o) {
     fail("-t/--seq-len ", o.seq_len, " exceeds the context length ", info.config.max_seq_len, " of ", o.model);
   llm::DataLoader data(o.data, o.batch_size, o.seq_len, info.config.vocab_size);
   llm::TrainOptions shape;
-  CpuTrainModel model(info.config, shape);
+  llm::LocalComm one;
+  CpuTrainModel model(info.config, shape, one);
   model.set_weights(w);
   const float loss = llm::evaluate(model, data, o.max_batches);
   std::printf("val_loss %.6f\nperplexity %.6f\n", loss, std::exp(static_cast<double>(loss)));
@@ -129,15 +132,27 @@ int main(int argc, char** argv) {
   llm::add_eval_options(*eval, eval_opts);
   int code = llm::parse_command_line(app, argc, argv);
   if (code >= 0) return code;
+  // Errors under mpirun: every rank that fails says so (naming its rank), then MPI_Abort stops the others,
+  // which may be waiting for it in a collective.
+  llm::RankEnv env;  // single process until the environment says otherwise
+  auto report = [&](const char* what, int exit_code) {
+    std::fflush(stdout);
+    if (env.world > 1)
+      std::fprintf(stderr, "error: %s (rank %d of %d)\n", what, env.rank, env.world);
+    else
+      std::fprintf(stderr, "error: %s\n", what);
+    std::fflush(stderr);
+    llm::abort_other_ranks(exit_code);
+    return exit_code;
+  };
   try {
-    return train->parsed() ? run_train(train_opts) : run_eval(eval_opts);
+    if (!train->parsed()) return run_eval(eval_opts);
+    env = llm::detect_rank_env();
+    std::unique_ptr<llm::Comm> comm = llm::make_host_comm(env);
+    return run_train(train_opts, *comm);
   } catch (const llm::Error& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return llm::kExitBadInput;
+    return report(e.what(), llm::kExitBadInput);
   } catch (const std::bad_alloc&) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "error: out of memory (try a smaller model, -b or -t)\n");
-    return 1;
+    return report("out of memory (try a smaller model, -b or -t)", 1);
   }
 }

@@ -86,10 +86,12 @@ int main(int argc, char** argv) {
     if (eval->parsed()) return run_eval(eval_opts, prec, dev);
     llm::TrainProgram program;
     program.name = "train_gpt2cu";
-    program.make_model = [&](const llm::GPT2Config& cfg, const llm::TrainOptions& o) {
+    // one process for now (the NCCL / MPI data-parallel wiring is the GPU side's part of issue #5)
+    llm::LocalComm comm;
+    program.make_model = [&](const llm::GPT2Config& cfg, const llm::TrainOptions& o, llm::Comm&) {
       return gpu::make_train_model(prec, cfg, o, recompute == 1, dev);
     };
-    return llm::run_training(train_opts, program);
+    return llm::run_training(train_opts, program, comm);
   } catch (const llm::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());

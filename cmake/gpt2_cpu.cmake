@@ -1,7 +1,7 @@
 # gpt2_cpu.cmake — the CPU training program build/gpt2_cpu and the host-code tests (label "host").
 if(EXISTS ${CMAKE_SOURCE_DIR}/gpt2_cpu.cpp AND TARGET llm_model_cpu)
   add_executable(gpt2_cpu ${CMAKE_SOURCE_DIR}/gpt2_cpu.cpp)
-  target_link_libraries(gpt2_cpu PRIVATE llm_model_cpu llm_host)
+  target_link_libraries(gpt2_cpu PRIVATE llm_model_cpu llm_host llm_comm)
 endif()
 
 # Unit tests of the host file formats, loader, CLI parsing and progress log.

@@ -114,7 +114,8 @@ class GpuTrainModel final : public llm::TrainModel {
     return model_.forward(x, y, false, 0);
   }
   void zero_grad() override { model_.zero_grad(); }
-  float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed, float loss_scale) override {
+  float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed, float loss_scale,
+                         bool /*last_micro_step*/) override {
     check_shape(B, T);
     const float loss = model_.forward(x, y, true, dropout_seed, true, loss_scale);
     model_.backward();

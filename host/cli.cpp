@@ -56,6 +56,12 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("-y", o.resume, "1 = resume from the latest complete checkpoint in -o (llm.c style)")
       ->capture_default_str();
   app.add_flag_callback("--resume", [&o] { o.resume = 1; }, "same as -y 1");
+  app.add_option("-z,--zero", o.zero_stage,
+                 "data parallel: 0 = every rank holds the whole optimizer state, 1 = ZeRO-1 (sharded AdamW state)")
+      ->capture_default_str();
+  app.add_option("--rendezvous-timeout", o.rendezvous_timeout,
+                 "data parallel: seconds to wait for the other ranks at MASTER_ADDR:MASTER_PORT")
+      ->capture_default_str();
 }
 
 void add_eval_options(CLI::App& app, EvalOptions& o) {
@@ -115,6 +121,9 @@ void validate_train_options(const TrainOptions& o) {
     fail("--temperature must be >= 0 (got ", o.temperature, ")");
   at_least("-n/--checkpoint-every", o.checkpoint_every, 0, " (0 = only at the end)");
   if (o.resume != 0 && o.resume != 1) fail("-y must be 0 or 1 (got ", o.resume, ")");
+  if (o.zero_stage != 0 && o.zero_stage != 1) fail("-z/--zero must be 0 or 1 (got ", o.zero_stage, ")");
+  if (!std::isfinite(o.rendezvous_timeout) || o.rendezvous_timeout <= 0)
+    fail("--rendezvous-timeout must be a positive number of seconds (got ", o.rendezvous_timeout, ")");
   if (o.resume == 1 && o.output_dir.empty()) fail("-y 1/--resume needs -o/--output-dir (where the checkpoints are)");
 }
 

@@ -42,6 +42,9 @@ struct TrainOptions {
   int checkpoint_every = 0;         // -n checkpoint every N steps (and at the end when -o is set); 0 = end only
   bool checkpoint_bf16 = false;     // --checkpoint-bf16: write version-5 model files
   int resume = 0;                   // -y 1: resume from the latest complete checkpoint in -o
+  // data parallel (several ranks: mpirun, or torchrun-style env for the GPU trainer)
+  int zero_stage = 0;               // -z 0: every rank keeps the whole AdamW state; 1: ZeRO-1, each rank a shard
+  double rendezvous_timeout = 120;  // --rendezvous-timeout seconds to wait for the other ranks (TCP rendezvous)
 };
 
 struct EvalOptions {

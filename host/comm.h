@@ -7,7 +7,11 @@
 //   ZeRO-1: reduce_scatter_sum(grads) -> each rank updates only its shard [shard_begin, shard_end) of the
 //           parameters / AdamW state, then all_gather(params) gives everyone the new weights.
 // Buffers live wherever the backend computes (device memory for the GPU trainer, host memory for gpt2_cpu);
-// the element type is passed explicitly. Scalars (loss, val loss) go through all_reduce_sum_host.
+// the element type is passed explicitly (kBf16 = __nv_bfloat16's bit layout in uint16 storage; sums of bf16
+// are formed in fp32 and rounded to nearest even). Scalars (loss, val loss) go through all_reduce_sum_host.
+// ZeRO-1 shards are EVEN: a reduce-scattered / all-gathered buffer has n % world == 0 (owners pad their buffers
+// to padded(n, world) with zeros); rank r owns [r·n/world, (r+1)·n/world).
+// Backends: LocalComm (here), MpiComm (host/comm_mpi.h, CPU), NcclComm (gpu/comm_nccl.cuh).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -23,17 +27,23 @@ class Comm {
   virtual int world_size() const = 0;
   // In place: buf (n elements) becomes the element-wise sum over ranks. `stream` is a cudaStream_t or nullptr.
   virtual void all_reduce_sum(void* buf, size_t n, CommType type, void* stream) = 0;
-  // In place on a buffer of n elements (n % world == 0): this rank's shard [rank·n/world, (rank+1)·n/world)
+  // In place on a buffer of n elements (n % world == 0): this rank's shard [shard_begin(n), shard_end(n))
   // becomes the sum over ranks; the rest of buf is unspecified afterwards.
   virtual void reduce_scatter_sum(void* buf, size_t n, CommType type, void* stream) = 0;
   // In place: every rank's shard of buf (layout as above) is copied to every other rank.
   virtual void all_gather(void* buf, size_t n, CommType type, void* stream) = 0;
-  // Host scalars, e.g. the mean loss: x becomes the sum over ranks.
+  // Host scalars, e.g. the mean loss: returns the sum of x over ranks (the same bits on every rank).
   virtual double all_reduce_sum_host(double x) = 0;
+  // Host bytes: every rank's buf becomes root's buf (e.g. an NCCL unique id).
+  virtual void broadcast_host(void* buf, size_t bytes, int root) = 0;
+  // Returns when every rank has called it.
+  virtual void barrier() = 0;
 
-  // The shard of n elements this rank owns under ZeRO-1 (the whole range when world == 1).
+  // n rounded up to a multiple of world: the size of a buffer that is reduce-scattered / all-gathered.
+  static size_t padded(size_t n, int world) { return (n + world - 1) / world * world; }
+  // The shard of a padded buffer of n elements (n % world == 0) this rank owns under ZeRO-1.
   size_t shard_begin(size_t n) const { return n / world_size() * rank(); }
-  size_t shard_end(size_t n) const { return rank() + 1 == world_size() ? n : n / world_size() * (rank() + 1); }
+  size_t shard_end(size_t n) const { return n / world_size() * (rank() + 1); }
 };
 
 // One process, one device: every collective is the identity.
@@ -45,6 +55,8 @@ class LocalComm final : public Comm {
   void reduce_scatter_sum(void*, size_t, CommType, void*) override {}
   void all_gather(void*, size_t, CommType, void*) override {}
   double all_reduce_sum_host(double x) override { return x; }
+  void broadcast_host(void*, size_t, int) override {}
+  void barrier() override {}
 };
 
 }  // namespace llm

@@ -59,6 +59,30 @@ void print_sample(const std::vector<int>& ids, const Tokenizer* tok) {
 
 }  // namespace
 
+// The run's banner (rank 0).
+static void print_banner(const TrainOptions& o, const TrainProgram& program, const ModelSource& src, TrainModel& model,
+                         const DataLoader& train, int world, int accum, int64_t max_steps, int64_t resume_step,
+                         int64_t start_step) {
+  const GPT2Config& cfg = src.config;
+  const int64_t bt = static_cast<int64_t>(o.batch_size) * o.seq_len;
+  std::printf("%s train | model %s | L=%d NH=%d C=%d maxT=%d V=%d | %zu parameters\n", program.name.c_str(),
+              src.describe.c_str(), cfg.num_layers, cfg.num_heads, cfg.channels, cfg.max_seq_len, cfg.vocab_size,
+              model.num_params());
+  const std::string dev = model.describe();
+  if (!dev.empty()) std::printf("%s\n", dev.c_str());
+  if (world > 1)
+    std::printf("data parallel: %d ranks | ZeRO-%d | each rank: B=%d T=%d accum=%d\n", world, o.zero_stage,
+                o.batch_size, o.seq_len, accum);
+  std::printf("data %s: %lld tokens, %lld batches/epoch | B=%d T=%d accum=%d -> %lld tokens/step | %lld steps | "
+              "threads %d\n",
+              o.train_data.c_str(), static_cast<long long>(train.total_tokens()),
+              static_cast<long long>(train.windows_per_epoch() * world), o.batch_size, o.seq_len, accum * world,
+              static_cast<long long>(bt * accum * world), static_cast<long long>(max_steps), omp_get_max_threads());
+  if (resume_step >= 0) std::printf("resumed from %s at step %lld\n", o.output_dir.c_str(), (long long)start_step);
+  else if (o.resume) std::printf("note: no complete checkpoint in %s; starting from scratch\n", o.output_dir.c_str());
+  if (o.output_dir.empty()) std::printf("note: no -o/--output-dir: no checkpoints and no log file\n");
+}
+
 std::string step_file(const std::string& dir, const char* prefix, int64_t step, const char* ext) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "/%s_%08lld%s", prefix, static_cast<long long>(step), ext);
@@ -107,7 +131,7 @@ ModelSource resolve_model(const TrainOptions& o) {
 }
 
 std::string run_fingerprint(const TrainOptions& o, const GPT2Config& c, int accum, int64_t max_steps,
-                            const std::string& extra) {
+                            const std::string& extra, int world_size) {
   std::ostringstream s;
   s << "model maxT=" << c.max_seq_len << " V=" << c.vocab_size << " Vp=" << c.padded_vocab_size
     << " L=" << c.num_layers << " NH=" << c.num_heads << " C=" << c.channels << " qkv_bias=" << c.qkv_bias
@@ -118,10 +142,24 @@ std::string run_fingerprint(const TrainOptions& o, const GPT2Config& c, int accu
     << "adamw wd=" << o.weight_decay << " wd_all=" << o.weight_decay_all << " betas=" << o.beta1 << "," << o.beta2
     << " eps=" << o.eps << " clip=" << o.grad_clip << " seed=" << o.seed;
   if (!extra.empty()) s << " | " << extra;
+  if (world_size > 1 || o.zero_stage > 0) s << " | dp world=" << world_size << " zero=" << o.zero_stage;
   return s.str();
 }
 
+namespace {
+// The data-parallel part of a fingerprint ("world=W zero=Z"; single process when absent).
+std::string dp_part(const std::string& fingerprint) {
+  const size_t at = fingerprint.rfind(" | dp ");
+  return at == std::string::npos ? "world=1 zero=0" : fingerprint.substr(at + 6);
+}
+}  // namespace
+
 float evaluate(TrainModel& model, DataLoader& loader, int max_batches) {
+  LocalComm one;
+  return evaluate(model, loader, max_batches, one);
+}
+
+float evaluate(TrainModel& model, DataLoader& loader, int max_batches, Comm& comm) {
   const int B = loader.B(), T = loader.T();
   int64_t n = loader.windows_per_epoch();
   if (max_batches > 0 && max_batches < n) n = max_batches;
@@ -129,10 +167,10 @@ float evaluate(TrainModel& model, DataLoader& loader, int max_batches) {
   loader.reset();
   double sum = 0;
   for (int64_t i = 0; i < n; i++) {
-    loader.next_batch(x.data(), y.data());
-    sum += model.eval_loss(x.data(), y.data(), B, T);
+    loader.next_batch(x.data(), y.data());  // every rank walks the windows; each evaluates its own
+    if (i % comm.world_size() == comm.rank()) sum += model.eval_loss(x.data(), y.data(), B, T);
   }
-  return static_cast<float>(sum / static_cast<double>(n));
+  return static_cast<float>(comm.all_reduce_sum_host(sum) / static_cast<double>(n));
 }
 
 std::vector<int> generate(TrainModel& model, const GPT2Config& c, int n, int T, float temperature, uint64_t seed) {
@@ -150,10 +188,12 @@ std::vector<int> generate(TrainModel& model, const GPT2Config& c, int n, int T, 
   return std::vector<int>(ids.begin() + 1, ids.end());
 }
 
-int run_training_impl(const TrainOptions& o, const TrainProgram& program,
+int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& comm,
                       const std::function<float(const LRSchedule&, int)>& lr_at) {
   validate_train_options(o);
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  const int world = comm.world_size(), rank = comm.rank();
+  const bool main_rank = rank == 0;  // the only rank that prints and writes files
 
   // ---- model config and data (all inputs are validated before anything is written) ----
   ModelSource src = resolve_model(o);
@@ -161,22 +201,26 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program,
   const int B = o.batch_size, T = o.seq_len;
   if (T > cfg.max_seq_len)
     fail("-t/--seq-len ", T, " exceeds the context length ", cfg.max_seq_len, " of the model (", src.describe, ")");
-  DataLoader train(o.train_data, B, T, cfg.vocab_size);
+  const int64_t bt = static_cast<int64_t>(B) * T;
+  if (o.total_batch != -1 && o.total_batch % (bt * world) != 0)
+    fail("-d/--total-batch ", o.total_batch, " is not divisible by B*T*ranks = ", B, "*", T, "*", world, " = ",
+         bt * world, " (world size ", world, "); choose -d, -b, -t or the number of ranks so that it is");
+  const int accum = static_cast<int>(o.total_batch == -1 ? 1 : o.total_batch / (bt * world));
+  // train: rank r reads its B*T part of each window of world*B*T tokens; val: every rank walks the same windows
+  DataLoader train(o.train_data, B, T, cfg.vocab_size, rank, world);
   std::unique_ptr<DataLoader> val;
   if (!o.val_data.empty() && o.val_every > 0) val = std::make_unique<DataLoader>(o.val_data, B, T, cfg.vocab_size);
-  const int64_t bt = static_cast<int64_t>(B) * T;
-  const int accum = static_cast<int>(o.total_batch == -1 ? 1 : o.total_batch / bt);
   int64_t max_steps = o.max_steps;
   if (max_steps == -1) {
     max_steps = train.windows_per_epoch() / accum;
     if (max_steps == 0)
-      fail(o.train_data, ": one epoch (", train.windows_per_epoch(), " batches of B*T=", bt,
+      fail(o.train_data, ": one epoch (", train.windows_per_epoch(), " batches of B*T*ranks=", bt * world,
            ") is shorter than one optimizer step of ", accum, " micro-batches; lower -d or give -x");
   }
 
   // ---- model + optimizer ----
-  std::unique_ptr<TrainModel> model = program.make_model(cfg, o);
-  const std::string fp = run_fingerprint(o, cfg, accum, max_steps, model->fingerprint_extra());
+  std::unique_ptr<TrainModel> model = program.make_model(cfg, o, comm);
+  const std::string fp = run_fingerprint(o, cfg, accum, max_steps, model->fingerprint_extra(), world);
   const LRSchedule sched = make_schedule(o, max_steps);
 
   int64_t start_step = 0;
@@ -192,12 +236,15 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program,
         saved.vocab_size != cfg.vocab_size || saved.num_heads != cfg.num_heads)
       fail(mpath, ": model shape differs from the one this command line asks for (", src.describe, ")");
     TrainState st = load_train_state(spath, model->num_params());
+    if (dp_part(st.fingerprint) != dp_part(fp))
+      fail(spath, ": was written by a data-parallel run with ", dp_part(st.fingerprint), " but this run has ",
+           dp_part(fp), "; resume needs the same number of ranks (mpirun -np) and -z/--zero");
     if (st.fingerprint != fp)
       fail(spath, ": was written with different settings; resume needs the same model, data, batch and optimizer "
                   "flags.\n  saved:   ",
            st.fingerprint, "\n  current: ", fp);
     if (st.step != resume_step) fail(spath, ": holds step ", st.step, " but its name says ", resume_step);
-    if (info.dtype == CheckpointDtype::kBf16)
+    if (info.dtype == CheckpointDtype::kBf16 && main_rank)
       std::printf("warning: resuming from bf16 weights; the continuation is not bit-exact\n");
     model->set_weights(w);
     model->set_optimizer_state(st.m, st.v, st.step);
@@ -213,25 +260,13 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program,
 
   // ---- outputs (created only now that every input has been checked) ----
   std::string log_path;
-  if (!o.output_dir.empty()) {
+  if (!o.output_dir.empty() && main_rank) {
     make_dirs(o.output_dir);
     log_path = o.output_dir + "/main.log";
   }
-  Progress progress(max_steps, log_path);
-  std::printf("%s train | model %s | L=%d NH=%d C=%d maxT=%d V=%d | %zu parameters\n", program.name.c_str(),
-              src.describe.c_str(), cfg.num_layers, cfg.num_heads, cfg.channels, cfg.max_seq_len, cfg.vocab_size,
-              model->num_params());
-  const std::string dev = model->describe();
-  if (!dev.empty()) std::printf("%s\n", dev.c_str());
-  std::printf("data %s: %lld tokens, %lld batches/epoch | B=%d T=%d accum=%d -> %lld tokens/step | %lld steps | "
-              "threads %d\n",
-              o.train_data.c_str(), static_cast<long long>(train.total_tokens()),
-              static_cast<long long>(train.windows_per_epoch()), B, T, accum, static_cast<long long>(bt * accum),
-              static_cast<long long>(max_steps), omp_get_max_threads());
-  if (resume_step >= 0) std::printf("resumed from %s at step %lld\n", o.output_dir.c_str(), (long long)start_step);
-  else if (o.resume) std::printf("note: no complete checkpoint in %s; starting from scratch\n", o.output_dir.c_str());
-  if (o.output_dir.empty()) std::printf("note: no -o/--output-dir: no checkpoints and no log file\n");
-  auto tok = o.sample_every > 0 ? load_tokenizer(o.tokenizer_dir, cfg.vocab_size) : nullptr;
+  Progress progress(max_steps, log_path);  // used by rank 0 only
+  if (main_rank) print_banner(o, program, src, *model, train, world, accum, max_steps, resume_step, start_step);
+  auto tok = o.sample_every > 0 && main_rank ? load_tokenizer(o.tokenizer_dir, cfg.vocab_size) : nullptr;
   std::fflush(stdout);
 
   std::vector<int> x(bt), y(bt);
@@ -239,26 +274,30 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program,
   for (int64_t step = start_step; step <= max_steps; step++) {
     const bool last = step == max_steps;
     const bool resumed_here = resume_step >= 0 && step == start_step;  // already done before the checkpoint
-    if (val && !resumed_here && (step % o.val_every == 0 || last))
-      progress.val(step, evaluate(*model, *val, o.val_max_batches));
-    if (o.sample_every > 0 && !resumed_here && step > 0 && (step % o.sample_every == 0 || last))
+    if (val && !resumed_here && (step % o.val_every == 0 || last)) {
+      const float val_loss = evaluate(*model, *val, o.val_max_batches, comm);
+      if (main_rank) progress.val(step, val_loss);
+    }
+    if (o.sample_every > 0 && main_rank && !resumed_here && step > 0 && (step % o.sample_every == 0 || last))
       print_sample(generate(*model, cfg, o.gen_tokens, T, o.temperature, o.seed + static_cast<uint64_t>(step)),
                    tok.get());
     if (!o.output_dir.empty() && !resumed_here && step > start_step &&
         (last || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0))) {
-      model->get_weights(&w);
-      save_checkpoint(step_file(o.output_dir, "model", step, ".bin"), cfg, w.data(),
-                      o.checkpoint_bf16 ? CheckpointDtype::kBf16 : CheckpointDtype::kFp32);
       TrainState st;
-      st.step = step;
-      st.seed = o.seed;
-      st.loader = train.position();
-      st.fingerprint = fp;
-      model->get_optimizer_state(&st.m, &st.v);
-      save_train_state(step_file(o.output_dir, "state", step, ".bin"), st);
-      AtomicFile done(step_file(o.output_dir, "DONE", step, ""));
-      done.commit();
-      std::printf("checkpoint: %s\n", step_file(o.output_dir, "model", step, ".bin").c_str());
+      model->get_weights(&w);                   // collective
+      model->get_optimizer_state(&st.m, &st.v);  // collective
+      if (main_rank) {
+        save_checkpoint(step_file(o.output_dir, "model", step, ".bin"), cfg, w.data(),
+                        o.checkpoint_bf16 ? CheckpointDtype::kBf16 : CheckpointDtype::kFp32);
+        st.step = step;
+        st.seed = o.seed;
+        st.loader = train.position();  // the same on every rank: windows count world*B*T tokens
+        st.fingerprint = fp;
+        save_train_state(step_file(o.output_dir, "state", step, ".bin"), st);
+        AtomicFile done(step_file(o.output_dir, "DONE", step, ""));
+        done.commit();
+        std::printf("checkpoint: %s\n", step_file(o.output_dir, "model", step, ".bin").c_str());
+      }
     }
     if (last) break;
 
@@ -267,21 +306,25 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program,
     double loss = 0;
     for (int micro = 0; micro < accum; micro++) {
       train.next_batch(x.data(), y.data());
+      const uint32_t global_window = static_cast<uint32_t>(micro * world + rank);
       loss += model->train_micro_step(x.data(), y.data(), B, T,
-                                      dropout_step_seed(o.seed, static_cast<uint64_t>(step), micro),
-                                      1.0f / static_cast<float>(accum));
+                                      dropout_step_seed(o.seed, static_cast<uint64_t>(step), global_window),
+                                      1.0f / static_cast<float>(accum), micro == accum - 1);
     }
-    loss /= accum;
+    loss = comm.all_reduce_sum_host(loss / accum) / world;
     const float lr = lr_at(sched, static_cast<int>(step));
     const double norm = model->update(lr, step + 1, o.grad_clip);
     if (!std::isfinite(loss)) fail("training diverged: loss is ", loss, " at step ", step + 1, " (lower -l/--lr?)");
     const double ms = now_ms() - t0;
-    progress.train_step(step + 1, static_cast<float>(loss), lr, static_cast<float>(norm), ms, bt * accum,
-                        model->mfu_percent(ms, bt * accum));
+    const int64_t tokens = bt * accum * world;
+    if (main_rank)
+      progress.train_step(step + 1, static_cast<float>(loss), lr, static_cast<float>(norm), ms, tokens,
+                          model->mfu_percent(ms, bt * accum));  // per rank: each rank has its own device
   }
-  std::printf("done: %lld steps in %s, %.0f tok/s average (excluding each session's first step)\n",
-              static_cast<long long>(max_steps - start_step),
-              Progress::format_duration(progress.total_ms() / 1000.0).c_str(), progress.mean_tok_per_s());
+  if (main_rank)
+    std::printf("done: %lld steps in %s, %.0f tok/s average (excluding each session's first step)\n",
+                static_cast<long long>(max_steps - start_step),
+                Progress::format_duration(progress.total_ms() / 1000.0).c_str(), progress.mean_tok_per_s());
   return 0;
 }
 

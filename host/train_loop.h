@@ -6,9 +6,13 @@
 // clipping, val loss, sampling, checkpoint cadence and exact resume, progress output.
 // A program implements TrainModel (forward/backward/update on its device) and calls run_training().
 //
-// One optimizer step (llm.c's loop; accum = total_batch / (B·T) micro-batches):
-//   zero_grad; for each micro-batch: train_micro_step(x, y, dropout seed of (seed, step, micro), 1/accum)
+// One optimizer step (llm.c's loop; accum = total_batch / (B·T·world) micro-batches per rank):
+//   zero_grad; for each micro-batch m: train_micro_step(x, y, dropout seed of (seed, step, g), 1/accum, last)
 //   norm = update(lr(step), t = step+1, grad_clip)   (clipping happens inside, llm.c style: scale = clip/norm)
+// Data parallel (comm.world_size() ranks, host/comm.h): rank r's micro-batch m is global window g = m·world + r of
+// the step's world·accum consecutive B×T windows, so N ranks read exactly (and only) what one rank with N times
+// the accumulation reads; update() syncs the gradients (ZeRO-0 all-reduce or ZeRO-1 reduce-scatter, -z) and
+// returns the global norm; losses and val losses are averaged over ranks; only rank 0 prints and writes files.
 // Resume: a checkpoint at step s is model_s.bin (fp32 master weights unless --checkpoint-bf16), state_s.bin
 // (AdamW m/v, loader position, seed, fingerprint) and an empty DONE_s written last; -y 1 continues from the
 // highest DONE_s, bit for bit equal to the uninterrupted run.
@@ -22,6 +26,7 @@
 
 #include "cpu/optimizer.h"  // LRSchedule (header only here; programs link llm_model_cpu)
 #include "host/cli.h"
+#include "host/comm.h"
 #include "host/data_loader.h"
 #include "host/gpt2_config.h"
 #include "host/train_state.h"
@@ -39,19 +44,24 @@ class TrainModel {
 
   virtual void init_random(uint64_t seed) = 0;                  // GPT-2 init (GPT2Model::init_gpt2's numbers)
   virtual void set_weights(const std::vector<float>& w) = 0;    // fp32 (master) weights, gpt2_config.h order
-  virtual void get_weights(std::vector<float>* w) = 0;          // the weights a checkpoint stores
-  // AdamW moments after `step` optimizer steps (resume) / for saving.
+  // The weights a checkpoint stores. Collective: every rank calls it and gets the full array.
+  virtual void get_weights(std::vector<float>* w) = 0;
+  // AdamW moments after `step` optimizer steps (resume) / for saving: full, unsharded arrays on every rank
+  // (under ZeRO-1 set keeps this rank's shard, get gathers the shards). Collective.
   virtual void set_optimizer_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step) = 0;
   virtual void get_optimizer_state(std::vector<float>* m, std::vector<float>* v) = 0;
 
   // Mean loss of one batch, no dropout, no gradients.
   virtual float eval_loss(const int* x, const int* y, int B, int T) = 0;
   virtual void zero_grad() = 0;
-  // Forward + backward of one micro-batch, gradients accumulated with weight loss_scale; returns the mean loss.
-  virtual float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed,
-                                 float loss_scale) = 0;
-  // Clip (llm.c: grads *= clip/norm when norm > clip; clip 0 = off) and AdamW with lr; t is 1-based.
-  // Returns the global gradient norm before clipping.
+  // Forward + backward of one micro-batch, gradients accumulated with weight loss_scale; returns this rank's mean
+  // loss. last_micro_step: the last micro-batch before update() (a model may start its gradient all-reduce
+  // during that backward).
+  virtual float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed, float loss_scale,
+                                 bool last_micro_step) = 0;
+  // Gradient sync over the ranks (mean of the ranks' gradients), clip (llm.c: grads *= clip/norm when
+  // norm > clip; clip 0 = off) and AdamW with lr; t is 1-based. Collective.
+  // Returns the global gradient norm before clipping (the same on every rank).
   virtual double update(float lr, int64_t t, float grad_clip) = 0;
   // Logits (host, >= vocab_size floats) of the last position of ids[0..len), len <= T of the run.
   virtual const float* next_token_logits(const int* ids, int len) = 0;
@@ -59,17 +69,19 @@ class TrainModel {
   virtual double mfu_percent(double /*ms*/, int64_t /*tokens*/) const { return std::nan(""); }
 };
 
-// Program hooks: its name (banner, messages) and how to build its model for a config.
+// Program hooks: its name (banner, messages) and how to build its model for a config and a communicator
+// (the model keeps a reference to comm for update() and the collective getters).
 struct TrainProgram {
   std::string name;  // "gpt2_cpu", "train_gpt2cu"
-  std::function<std::unique_ptr<TrainModel>(const GPT2Config&, const TrainOptions&)> make_model;
+  std::function<std::unique_ptr<TrainModel>(const GPT2Config&, const TrainOptions&, Comm&)> make_model;
 };
 
 // The full `train` subcommand: validates every input before writing anything, trains, checkpoints.
-// Throws llm::Error on bad input (main prints "error: ..." and exits 2). (Defined inline below.)
-int run_training(const TrainOptions& o, const TrainProgram& program);
+// Throws llm::Error on bad input (main prints "error: ..." and exits 2). Every rank of comm calls it.
+// (Defined inline below.)
+int run_training(const TrainOptions& o, const TrainProgram& program, Comm& comm);
 // The same, with the schedule evaluated through lr_at (see the note at the end of this header).
-int run_training_impl(const TrainOptions& o, const TrainProgram& program,
+int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& comm,
                       const std::function<float(const LRSchedule&, int)>& lr_at);
 
 // ---- building blocks (also used by tests and the eval subcommands) ----
@@ -82,15 +94,19 @@ struct ModelSource {
 };
 ModelSource resolve_model(const TrainOptions& o);
 
-// Canonical text of everything a resume must share with the run that wrote the checkpoint.
+// Canonical text of everything a resume must share with the run that wrote the checkpoint. The data-parallel
+// part (" | dp world=W zero=Z") is there only when W > 1 or Z > 0, so single-process states stay as they were.
 std::string run_fingerprint(const TrainOptions& o, const GPT2Config& c, int accum, int64_t max_steps,
-                            const std::string& extra);
+                            const std::string& extra, int world_size = 1);
 
 // The LR schedule of the flags (-k, -l, -u, -q) over max_steps steps, llm.c warmup.
 LRSchedule make_schedule(const TrainOptions& o, int64_t max_steps);
 
 // Mean loss over up to max_batches windows from the start of `loader` (-1 = all).
 float evaluate(TrainModel& model, DataLoader& loader, int max_batches);
+// The same over several ranks (collective): every rank has the same single-rank loader; window i is evaluated
+// by rank i % world and the result is the mean over all windows, the value one rank alone would get.
+float evaluate(TrainModel& model, DataLoader& loader, int max_batches, Comm& comm);
 
 // n sampled tokens after <|endoftext|> (context slides when longer than T).
 std::vector<int> generate(TrainModel& model, const GPT2Config& c, int n, int T, float temperature, uint64_t seed);
@@ -117,6 +133,6 @@ inline llm::LRSchedule llm::make_schedule(const TrainOptions& o, int64_t max_ste
   return s;
 }
 
-inline int llm::run_training(const TrainOptions& o, const TrainProgram& program) {
-  return run_training_impl(o, program, [](const LRSchedule& s, int step) { return s(step); });
+inline int llm::run_training(const TrainOptions& o, const TrainProgram& program, Comm& comm) {
+  return run_training_impl(o, program, comm, [](const LRSchedule& s, int step) { return s(step); });
 }

@@ -190,8 +190,9 @@ Worst run_parity(const RunSetup& s, double (*rel)(const float*, const float*, si
       const uint64_t seed = llm::dropout_step_seed(o.seed, step, micro);
       ref_loss += ref.forward(x.data(), y.data(), s.B, s.T, {true, seed});
       ref.backward(1.0f / s.accum);
-      dev_loss += dev.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f / s.accum);
-      sync.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f / s.accum);
+      const bool last = micro == s.accum - 1;
+      dev_loss += dev.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f / s.accum, last);
+      sync.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f / s.accum, last);
     }
     ref_loss /= s.accum;
     dev_loss /= s.accum;
@@ -352,8 +353,8 @@ void expect_recompute_identical() {
     b.zero_grad();
     make_batch(step, 0, s.B, s.T, cfg.vocab_size, &x, &y);
     const uint64_t seed = llm::dropout_step_seed(o.seed, step, 0);
-    EXPECT_EQ(a.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f),
-              b.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f));
+    EXPECT_EQ(a.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f, true),
+              b.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f, true));
     EXPECT_EQ(a.update(1e-3f, step + 1, 1.0f), b.update(1e-3f, step + 1, 1.0f));
   }
   std::vector<float> wa, wb;
