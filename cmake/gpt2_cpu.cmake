@@ -23,3 +23,28 @@ if(LLM_GPT2_CPU_CLI_TEST_SOURCES AND TARGET gpt2_cpu)
   add_dependencies(test_gpt2_cpu_cli gpt2_cpu)
   gtest_discover_tests(test_gpt2_cpu_cli PROPERTIES LABELS host TIMEOUT 300 DISCOVERY_TIMEOUT 60)
 endif()
+
+# Data parallel (label dp): launch env + TCP rendezvous + loader mapping (no MPI needed), MpiComm's collectives
+# under mpiexec, and gpt2_cpu under mpiexec (1 rank vs 2 ranks, ZeRO-1 vs ZeRO-0, resume, bad input). Tests that
+# need MPI skip with a message when CMake found none.
+if(TARGET gpt2_cpu AND EXISTS ${CMAKE_SOURCE_DIR}/tests/test_dp_unit.cpp)
+  add_executable(test_dp ${CMAKE_SOURCE_DIR}/tests/test_dp_unit.cpp ${CMAKE_SOURCE_DIR}/tests/test_dp_cli.cpp)
+  target_link_libraries(test_dp PRIVATE llm_comm llm_host GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_dp PRIVATE GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")
+  if(MPI_CXX_FOUND AND MPIEXEC_EXECUTABLE)
+    target_compile_definitions(test_dp PRIVATE LLM_MPIEXEC="${MPIEXEC_EXECUTABLE}"
+                               LLM_MPIEXEC_NUMPROC_FLAG="${MPIEXEC_NUMPROC_FLAG}")
+  endif()
+  add_dependencies(test_dp gpt2_cpu)
+  gtest_discover_tests(test_dp PROPERTIES LABELS dp TIMEOUT 300 DISCOVERY_TIMEOUT 60)
+
+  if(MPI_CXX_FOUND AND MPIEXEC_EXECUTABLE)
+    add_executable(test_dp_mpi ${CMAKE_SOURCE_DIR}/tests/test_dp_mpi.cpp)
+    target_link_libraries(test_dp_mpi PRIVATE llm_comm GTest::gtest)
+    add_test(NAME DpMpi.CollectivesOnThreeRanks
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 3 $<TARGET_FILE:test_dp_mpi>)
+    # Open MPI in CI containers: root, fewer cores than ranks, other tests running alongside
+    set_tests_properties(DpMpi.CollectivesOnThreeRanks PROPERTIES LABELS dp TIMEOUT 120 ENVIRONMENT
+      "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;OMPI_MCA_hwloc_base_binding_policy=none")
+  endif()
+endif()

@@ -28,8 +28,12 @@ double DpAdamW::step(GPT2Model& model, float lr, int t, float grad_clip) {
   if (!model.grads()) fail("DpAdamW: the model has no gradients (call zero_grad/backward first)");
   if (zero_ == 1) return step_zero1(model, lr, t, grad_clip);
   const int world = comm_.world_size();
-  if (world > 1) {  // mean over ranks of the ranks' mean gradients
-    comm_.all_reduce_sum(model.grads(), n_, CommType::kFp32, nullptr);
+  if (world > 1) {  // mean over ranks of the ranks' mean gradients, summed as a padded buffer like ZeRO-1's
+    buf_.resize(padded_);
+    std::copy(model.grads(), model.grads() + n_, buf_.begin());
+    std::fill(buf_.begin() + n_, buf_.end(), 0.0f);
+    comm_.all_reduce_sum(buf_.data(), padded_, CommType::kFp32, nullptr);
+    std::copy(buf_.begin(), buf_.begin() + n_, model.grads());
     ref::scale_inplace(model.grads(), n_, 1.0f / static_cast<float>(world));
   }
   const double norm = grad_clip > 0 ? clip_grad_norm(model, grad_clip, ClipStyle::kLlmc) : grad_norm(model);

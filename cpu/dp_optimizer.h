@@ -3,7 +3,8 @@
 //
 // Why its own class: the model computes this rank's gradient; how the ranks combine gradients and who updates
 // which parameters is a separate decision, and both stages must give the same numbers (tested):
-//   ZeRO-0: grads = all_reduce_sum(grads) / world; norm; clip; AdamW over all parameters on every rank.
+//   ZeRO-0: grads = all_reduce_sum(grads padded like ZeRO-1's) / world; norm; clip; AdamW over all parameters on
+//           every rank (the padded sum lets MpiComm add each element exactly as ZeRO-1's reduce-scatter does).
 //   ZeRO-1: copy grads into a buffer padded to a multiple of world (host/comm.h: even shards), reduce_scatter_sum,
 //           / world on the own shard; norm² of the own shard summed over ranks; AdamW (clip folded into the
 //           gradient scale, same bits) on the own shard with this rank's m/v shard; all_gather the parameters.
@@ -46,7 +47,7 @@ class DpAdamW {
   size_t begin_ = 0, end_ = 0;     // this rank's shard of the padded buffer
   std::unique_ptr<AdamW> full_;    // ZeRO-0: the whole state (ZeRO-1: none)
   std::vector<float> m_, v_;       // ZeRO-1: this rank's shard of the moments (end_ - begin_)
-  std::vector<float> buf_;         // ZeRO-1: padded gradients, then the padded parameters for all_gather
+  std::vector<float> buf_;         // padded gradients (world > 1), then (ZeRO-1) the padded parameters
 };
 
 }  // namespace llm

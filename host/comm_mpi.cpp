@@ -75,8 +75,16 @@ MpiComm::~MpiComm() {
   if (!finalized && std::uncaught_exceptions() == 0) MPI_Finalize();
 }
 
-void MpiComm::all_reduce_sum(void* buf, size_t n, CommType type, void*) {
-  // chunks of at most INT_MAX elements (the sum is element-wise, so chunking changes nothing)
+void MpiComm::all_reduce_sum(void* buf, size_t n, CommType type, void* stream) {
+  // A padded buffer (n % world == 0) is summed as reduce-scatter + all-gather: each element is added up once, in
+  // the same order as reduce_scatter_sum does it, and copied to everyone. So ZeRO-0 and ZeRO-1 see the same bits,
+  // and every rank gets the same bits (MPI_Allreduce does not promise that, and ZeRO-0 replicas must not drift).
+  if (n % world_ == 0 && n / world_ <= static_cast<size_t>(INT_MAX)) {
+    reduce_scatter_sum(buf, n, type, stream);
+    all_gather(buf, n, type, stream);
+    return;
+  }
+  // otherwise MPI_Allreduce in chunks of at most INT_MAX elements (element-wise, so chunking changes nothing)
   char* p = static_cast<char*>(buf);
   for (size_t done = 0; done < n;) {
     const size_t k = std::min<size_t>(n - done, INT_MAX);
