@@ -14,7 +14,17 @@
 // Each residual add is fused with the LayerNorm that follows it. Activation recompute (recompute_gelu): the GELU
 // output (L·B·T·4C) is not kept; backward recomputes it from the stored pre-activation, bit for bit the same.
 // Memory is allocated once for a fixed (B, T); eval and sampling reuse those buffers.
+// Data parallel (comm world > 1; one process per GPU):
+//   params/grads are padded to Comm::padded(n, world) (zeros) so ZeRO-1 shards are even;
+//   ZeRO-0: on the last micro-step backward() all-reduces each layer's gradient slices on a separate comm
+//           stream as soon as that layer is done (an event orders them after it), overlapping the rest of
+//           backward; update() makes the training stream wait for the comm stream, the 1/world of the mean is
+//           folded into AdamW's gradient scale;
+//   ZeRO-1: update() reduce-scatters the padded grads, the norm is own shard's Σg² summed over ranks, AdamW runs
+//           on the own shard only (fp32 master/m/v exist only for that shard), then the params are all-gathered.
+//   Weight/optimizer-state get/set are collective then (every rank calls them, full arrays in and out).
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -78,10 +88,13 @@ class DeviceArray {
 
 // Rounds the fp32 master weights into the floatX params: round-to-nearest when seed == 0 (initial weights),
 // else stochastic rounding with the bits adamw_kernel used at the step that produced them (exact resume).
+// index_offset: the launch's start inside the tensor the seed belongs to (as in kern::adamw_update).
 template <class T>
-__global__ void params_from_master_kernel(T* params, const float* master, size_t n, uint64_t seed) {
+__global__ void params_from_master_kernel(T* params, const float* master, size_t n, uint64_t seed,
+                                          size_t index_offset) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-    params[i] = seed ? kern::store_rounded<T>(master[i], kern::rounding_bits(seed, i)) : kern::from_float<T>(master[i]);
+    params[i] = seed ? kern::store_rounded<T>(master[i], kern::rounding_bits(seed, index_offset + i))
+                     : kern::from_float<T>(master[i]);
 }
 
 // Stochastic-rounding seed of tensor k at optimizer step t (1-based): independent per step and tensor.
@@ -102,7 +115,9 @@ class GPT2 {
   static constexpr bool kBf16 = !std::is_same<floatX, float>::value;
 
   // B, T: the fixed batch shape of every forward. comm: gradient collectives (LocalComm for one process).
-  GPT2(const GPT2Config& cfg, int B, int T, bool recompute_gelu, llm::Comm* comm, cudaStream_t stream = 0)
+  // zero_stage: 0 = every rank keeps the whole optimizer state, 1 = each its own shard (only with world > 1).
+  GPT2(const GPT2Config& cfg, int B, int T, bool recompute_gelu, llm::Comm* comm, int zero_stage = 0,
+       cudaStream_t stream = 0)
       : cfg_(cfg), B_(B), T_(T), recompute_(recompute_gelu), comm_(comm), stream_(stream) {
     const int C = cfg.channels, NH = cfg.num_heads;
     if (cfg.channels <= 0 || cfg.num_layers <= 0 || NH <= 0 || C % NH != 0 || cfg.padded_vocab_size < cfg.vocab_size)
@@ -113,19 +128,41 @@ class GPT2 {
     sizes_ = llm::param_sizes(cfg);
     offsets_ = llm::param_offsets(cfg);
     n_ = llm::num_parameters(cfg);
-    params_.resize(n_);
-    grads_.resize(n_);
-    m_.resize(n_);
-    v_.resize(n_);
-    if (kBf16) master_.resize(n_);
-    CUDA_CHECK(cudaMemset(grads_.get(), 0, n_ * sizeof(floatX)));
-    CUDA_CHECK(cudaMemset(m_.get(), 0, n_ * sizeof(float)));
-    CUDA_CHECK(cudaMemset(v_.get(), 0, n_ * sizeof(float)));
+    if (zero_stage != 0 && zero_stage != 1) llm::fail("-z/--zero must be 0 or 1 (got ", zero_stage, ")");
+    world_ = comm_ ? comm_->world_size() : 1;
+    zero1_ = zero_stage == 1 && world_ > 1;
+    np_ = (n_ + world_ - 1) / world_ * world_;  // TODO(rebase): llm::Comm::padded
+    opt_begin_ = zero1_ ? comm_->shard_begin(np_) : 0;
+    opt_end_ = zero1_ ? comm_->shard_end(np_) : np_;
+    params_.resize(np_);
+    grads_.resize(np_);
+    m_.resize(opt_end_ - opt_begin_);
+    v_.resize(opt_end_ - opt_begin_);
+    if (kBf16) master_.resize(opt_end_ - opt_begin_);
+    CUDA_CHECK(cudaMemset(params_.get(), 0, np_ * sizeof(floatX)));  // the padding stays 0 forever
+    CUDA_CHECK(cudaMemset(grads_.get(), 0, np_ * sizeof(floatX)));
+    CUDA_CHECK(cudaMemset(m_.get(), 0, m_.size() * sizeof(float)));
+    CUDA_CHECK(cudaMemset(v_.get(), 0, v_.size() * sizeof(float)));
+    if (kBf16) CUDA_CHECK(cudaMemset(master_.get(), 0, master_.size() * sizeof(float)));
+    if (world_ > 1) {
+      CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
+      CUDA_CHECK(cudaEventCreateWithFlags(&grads_ready_, cudaEventDisableTiming));
+      CUDA_CHECK(cudaEventCreateWithFlags(&comm_done_, cudaEventDisableTiming));
+    }
     allocate_activations();
   }
+  ~GPT2() {
+    if (comm_stream_) (void)cudaStreamDestroy(comm_stream_);
+    if (grads_ready_) (void)cudaEventDestroy(grads_ready_);
+    if (comm_done_) (void)cudaEventDestroy(comm_done_);
+  }
+  GPT2(const GPT2&) = delete;
+  GPT2& operator=(const GPT2&) = delete;
 
   const GPT2Config& config() const { return cfg_; }
   size_t num_params() const { return n_; }
+  int world_size() const { return world_; }
+  bool zero1() const { return zero1_; }
   int B() const { return B_; }
   int T() const { return T_; }
   size_t offset(ParamTensor k) const { return offsets_[k]; }
@@ -134,35 +171,41 @@ class GPT2 {
   floatX* grads() { return grads_.get(); }
 
   // ---- weights and optimizer state (host fp32 <-> device) ----
+  // With world > 1 these are collective (every rank calls them with / gets the full arrays).
+  // step > 0 (resume): the bf16 params of step t are the master rounded with step t's bits (t = 0: nearest).
   void set_weights(const float* w, int64_t step = 0, uint64_t run_seed = 0) {
     if (kBf16) {
-      CUDA_CHECK(cudaMemcpy(master_.get(), w, n_ * sizeof(float), cudaMemcpyHostToDevice));
-      // the bf16 params of step t are the master rounded with step t's bits (t = 0: nearest)
-      for (int k = 0; k < llm::kNumParamTensors; k++) {
-        if (!sizes_[k]) continue;
+      upload_shard(master_.get(), w);
+      for_each_own_piece([&](int k, size_t a, size_t b) {
         const uint64_t seed = step > 0 ? rounding_seed(run_seed, step, k) : 0;
-        launch_kernel(params_from_master_kernel<floatX>, dim3(kern::grid_stride_blocks(sizes_[k], 256)), dim3(256), 0,
-                      stream_, params_.get() + offsets_[k], (const float*)master_.get() + offsets_[k], sizes_[k], seed);
-      }
+        launch_kernel(params_from_master_kernel<floatX>, dim3(kern::grid_stride_blocks(b - a, 256)), dim3(256), 0,
+                      stream_, params_.get() + a, (const float*)master_.get() + (a - opt_begin_), b - a, seed,
+                      a - offsets_[k]);
+      });
+      if (zero1_) comm_->all_gather(params_.get(), np_, llm::CommType::kBf16, (void*)stream_);
     } else {
       CUDA_CHECK(cudaMemcpy(params_.get(), w, n_ * sizeof(float), cudaMemcpyHostToDevice));
     }
     CUDA_CHECK(cudaDeviceSynchronize());
   }
-  void get_weights(float* w) const {
-    CUDA_CHECK(cudaMemcpy(w, kBf16 ? (const void*)master_.get() : (const void*)params_.get(), n_ * sizeof(float),
-                          cudaMemcpyDeviceToHost));
+  // The fp32 (master) weights, n floats.
+  void get_weights(float* w) {
+    if (kBf16) download_shard(w, master_.get());
+    else CUDA_CHECK(cudaMemcpy(w, params_.get(), n_ * sizeof(float), cudaMemcpyDeviceToHost));
   }
   // The floatX params / grads widened to fp32 (what the model computes with).
   void get_params_as_float(float* out) const { download_as_float(out, params_.get()); }
-  void get_grads_as_float(float* out) const { download_as_float(out, grads_.get()); }
-  void set_optimizer_state(const float* m, const float* v) {
-    CUDA_CHECK(cudaMemcpy(m_.get(), m, n_ * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(v_.get(), v, n_ * sizeof(float), cudaMemcpyHostToDevice));
+  void get_grads_as_float(float* out) const {
+    if (comm_stream_) CUDA_CHECK(cudaStreamSynchronize(comm_stream_));  // an overlapped reduction may be running
+    download_as_float(out, grads_.get());
   }
-  void get_optimizer_state(float* m, float* v) const {
-    CUDA_CHECK(cudaMemcpy(m, m_.get(), n_ * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(v, v_.get(), n_ * sizeof(float), cudaMemcpyDeviceToHost));
+  void set_optimizer_state(const float* m, const float* v) {
+    upload_shard(m_.get(), m);
+    upload_shard(v_.get(), v);
+  }
+  void get_optimizer_state(float* m, float* v) {
+    download_shard(m, m_.get());
+    download_shard(v, v_.get());
   }
 
   // ---- forward / backward ----
@@ -258,12 +301,15 @@ class GPT2 {
     download_as_float(out, logits_.get() + ((size_t)b * T_ + t) * Vp, Vp);
   }
 
-  void zero_grad() { CUDA_CHECK(cudaMemsetAsync(grads_.get(), 0, n_ * sizeof(floatX), stream_)); }
+  void zero_grad() { CUDA_CHECK(cudaMemsetAsync(grads_.get(), 0, np_ * sizeof(floatX), stream_)); }
 
   // Accumulates (+=) the gradients of the last forward(..., with_grad = true) into grads().
-  void backward() {
+  // last_micro_step: this micro-batch completes the step's gradients; under data-parallel ZeRO-0 each layer's
+  // gradients are then all-reduced on the comm stream as soon as that layer's backward is done.
+  void backward(bool last_micro_step = false) {
     if (!have_dlogits_) llm::fail("backward: the last forward did not prepare gradients");
     have_dlogits_ = false;
+    const bool overlap = last_micro_step && world_ > 1 && !zero1_;
     const int L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads, Vp = cfg_.padded_vocab_size;
     const int B = B_, T = T_, BT = B * T;
     const size_t btc = (size_t)BT * C;
@@ -312,6 +358,7 @@ class GPT2 {
                             mm_scratch, BT, C, 3 * C, stream_, backend_);
       kern::layernorm_backward(dres, dw.ln1w, dw.ln1b, ln_scratch, dln, act(residual_, l, btc), w.ln1w,
                                stat(ln1_mean_, l), stat(ln1_rstd_, l), BT, C, stream_);
+      if (overlap) reduce_layer_grads_async(l);  // nothing below writes layer l's gradients again
     }
     // x_0 = drop(wte[inp] + wpe)
     const floatX* demb = dres;
@@ -320,30 +367,46 @@ class GPT2 {
       demb = dbr;
     }
     kern::encoder_backward(g(llm::kWte), g(llm::kWpe), enc_scratch_.get(), demb, inputs_host_.data(), B, T, C, stream_);
+    if (overlap) reduce_layer_grads_async(-1);  // wte, wpe, lnf, lm_head
   }
 
   // Global gradient norm (after the data-parallel reduction), clipping folded into AdamW, the update itself.
-  // t: 1-based step; lr: this step's learning rate; grad_clip 0 = off. Returns the norm before clipping.
+  // t: 1-based step; lr: this step's learning rate; grad_clip 0 = off. Returns the norm before clipping (the
+  // norm of the mean gradient over ranks, the same value on every rank).
   double update(float lr, int64_t t, float grad_clip, const AdamWSettings& hp) {
-    // Data parallel (ZeRO-0): sum the ranks' gradients; each rank's loss was a mean, so the mean gradient is
-    // sum / world, folded (with the clip factor) into the AdamW gradient scale instead of an extra pass.
-    const int world = comm_ ? comm_->world_size() : 1;
-    if (world > 1) comm_->all_reduce_sum(grads_.get(), n_, kBf16 ? llm::CommType::kBf16 : llm::CommType::kFp32,
-                                         (void*)stream_);
-    kern::global_norm(norm_.get(), norm_scratch_.get(), grads_.get(), n_, stream_);
+    const llm::CommType type = kBf16 ? llm::CommType::kBf16 : llm::CommType::kFp32;
     float norm = 0.0f;
-    CUDA_CHECK(cudaMemcpyAsync(&norm, norm_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
-    CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (world > 1) norm /= (float)world;
-    float scale = (grad_clip > 0.0f && norm > grad_clip) ? (float)((double)grad_clip / (double)norm) : 1.0f;
-    if (world > 1) scale /= (float)world;
-    for (int k = 0; k < llm::kNumParamTensors; k++) {
-      if (!sizes_[k]) continue;
-      const size_t o = offsets_[k];
-      kern::adamw_update(params_.get() + o, kBf16 ? master_.get() + o : (float*)nullptr, grads_.get() + o, m_.get() + o,
-                         v_.get() + o, sizes_[k], lr, hp.beta1, hp.beta2, hp.eps, hp.decay[k] ? hp.weight_decay : 0.0f,
-                         (int)t, rounding_seed(hp.seed, t, k), stream_, scale);
+    if (zero1_) {
+      // each rank ends up with the sum over ranks of its own shard; ‖g‖² = Σ over ranks of the shards' ‖·‖²
+      comm_->reduce_scatter_sum(grads_.get(), np_, type, (void*)stream_);
+      kern::global_norm(norm_.get(), norm_scratch_.get(), grads_.get() + opt_begin_, opt_end_ - opt_begin_, stream_);
+      float shard_norm = 0.0f;
+      CUDA_CHECK(cudaMemcpyAsync(&shard_norm, norm_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      norm = (float)std::sqrt(comm_->all_reduce_sum_host((double)shard_norm * shard_norm));
+    } else {
+      if (world_ > 1) {
+        if (grads_reduced_) CUDA_CHECK(cudaStreamWaitEvent(stream_, comm_done_, 0));  // reduced during backward
+        else comm_->all_reduce_sum(grads_.get(), n_, type, (void*)stream_);
+      }
+      kern::global_norm(norm_.get(), norm_scratch_.get(), grads_.get(), n_, stream_);
+      CUDA_CHECK(cudaMemcpyAsync(&norm, norm_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
+    grads_reduced_ = false;
+    // each rank's loss was a mean, so the mean gradient is sum / world: folded (with the clip factor) into the
+    // AdamW gradient scale instead of an extra pass
+    if (world_ > 1) norm /= (float)world_;
+    float scale = (grad_clip > 0.0f && norm > grad_clip) ? (float)((double)grad_clip / (double)norm) : 1.0f;
+    if (world_ > 1) scale /= (float)world_;
+    for_each_own_piece([&](int k, size_t a, size_t b) {
+      const size_t s = a - opt_begin_;  // index into the own-shard arrays
+      kern::adamw_update(params_.get() + a, kBf16 ? master_.get() + s : (float*)nullptr, grads_.get() + a,
+                         m_.get() + s, v_.get() + s, b - a, lr, hp.beta1, hp.beta2, hp.eps,
+                         hp.decay[k] ? hp.weight_decay : 0.0f, (int)t, rounding_seed(hp.seed, t, k), stream_, scale,
+                         512, a - offsets_[k]);
+    });
+    if (zero1_) comm_->all_gather(params_.get(), np_, type, (void*)stream_);
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     return norm;
   }
@@ -408,6 +471,55 @@ class GPT2 {
     return d;
   }
 
+  // fn(k, a, b) for every non-empty [a, b) = tensor k ∩ the own optimizer range (absolute indices), in order.
+  template <class Fn>
+  void for_each_own_piece(Fn fn) const {
+    for (int k = 0; k < llm::kNumParamTensors; k++) {
+      const size_t a = std::max(offsets_[k], opt_begin_), b = std::min(offsets_[k] + sizes_[k], opt_end_);
+      if (a < b) fn(k, a, b);
+    }
+  }
+
+  // The ZeRO-0 all-reduce of one layer's gradient slices (l < 0: the tensors outside the layers), on the comm
+  // stream after everything the training stream has queued so far; update() waits for comm_done_.
+  void reduce_layer_grads_async(int l) {
+    const llm::CommType type = kBf16 ? llm::CommType::kBf16 : llm::CommType::kFp32;
+    CUDA_CHECK(cudaEventRecord(grads_ready_, stream_));
+    CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, grads_ready_, 0));
+    const size_t L = cfg_.num_layers;
+    for (int k = 0; k < llm::kNumParamTensors; k++) {
+      if (!sizes_[k]) continue;
+      const bool per_layer = k >= llm::kLn1w && k <= llm::kFcprojb;  // the (L, ...) tensors of gpt2_config.h
+      if (per_layer != (l >= 0)) continue;
+      const size_t per = per_layer ? sizes_[k] / L : sizes_[k];
+      comm_->all_reduce_sum(grads_.get() + offsets_[k] + (per_layer ? (size_t)l * per : 0), per, type,
+                            (void*)comm_stream_);
+    }
+    CUDA_CHECK(cudaEventRecord(comm_done_, comm_stream_));
+    grads_reduced_ = true;
+  }
+
+  // Host fp32 array of n_ (full) -> this rank's optimizer range of a device array (padding: 0).
+  void upload_shard(float* dst, const float* full) {
+    const size_t end = std::min(opt_end_, n_);
+    CUDA_CHECK(cudaMemset(dst, 0, (opt_end_ - opt_begin_) * sizeof(float)));
+    if (end > opt_begin_)
+      CUDA_CHECK(cudaMemcpy(dst, full + opt_begin_, (end - opt_begin_) * sizeof(float), cudaMemcpyHostToDevice));
+  }
+  // This rank's optimizer range of a device array -> the full host array of n_ (ZeRO-1: all-gathered).
+  void download_shard(float* full, const float* src) {
+    if (!zero1_) {
+      CUDA_CHECK(cudaMemcpy(full, src, n_ * sizeof(float), cudaMemcpyDeviceToHost));
+      return;
+    }
+    DeviceArray<float> all(np_);  // transient: checkpoints only
+    CUDA_CHECK(cudaMemcpy(all.get() + opt_begin_, src, (opt_end_ - opt_begin_) * sizeof(float),
+                          cudaMemcpyDeviceToDevice));
+    comm_->all_gather(all.get(), np_, llm::CommType::kFp32, (void*)stream_);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    CUDA_CHECK(cudaMemcpy(full, all.get(), n_ * sizeof(float), cudaMemcpyDeviceToHost));
+  }
+
   void download_as_float(float* out, const floatX* src, size_t n = 0) const {
     if (!n) n = n_;
     if (!kBf16) {
@@ -466,11 +578,18 @@ class GPT2 {
   bool recompute_;
   llm::Comm* comm_;
   cudaStream_t stream_;
+  int world_ = 1;
+  bool zero1_ = false;
+  size_t np_ = 0;                        // n_ padded to a multiple of world_ (params_ / grads_ size)
+  size_t opt_begin_ = 0, opt_end_ = 0;   // the optimizer range of this rank (ZeRO-1 shard, else [0, np_))
+  cudaStream_t comm_stream_ = nullptr;   // ZeRO-0 gradient all-reduce, overlapped with backward
+  cudaEvent_t grads_ready_ = nullptr, comm_done_ = nullptr;
+  bool grads_reduced_ = false;           // backward already queued this step's all-reduce
+  DeviceArray<float> master_, m_, v_;    // own optimizer range only
   kern::MatmulBackend backend_ = kern::MatmulBackend::Auto;
   std::array<size_t, llm::kNumParamTensors> sizes_{}, offsets_{};
   size_t n_ = 0;
   DeviceArray<floatX> params_, grads_;
-  DeviceArray<float> master_, m_, v_;
   // activations, stacked per layer
   DeviceArray<floatX> residual_, ln1_, qkv_, atty_, residual2_, ln2_, fch_, fch_gelu_, branch_, lnf_, logits_;
   DeviceArray<float> ln1_mean_, ln1_rstd_, ln2_mean_, ln2_rstd_, lnf_mean_, lnf_rstd_, lse_, losses_;

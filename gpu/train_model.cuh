@@ -60,8 +60,14 @@ class GpuTrainModel final : public llm::TrainModel {
  public:
   static constexpr Precision kPrecision = std::is_same<floatX, float>::value ? Precision::kFp32 : Precision::kBf16;
 
-  GpuTrainModel(const llm::GPT2Config& cfg, const llm::TrainOptions& o, bool recompute, const DeviceInfo& dev)
-      : cfg_(cfg), recompute_(recompute), dev_(dev), model_(cfg, o.batch_size, o.seq_len, recompute, &comm_) {
+  // comm: the data-parallel group (nullptr: a single process); zero_stage 0|1 (ZeRO-1 needs world > 1 to matter).
+  GpuTrainModel(const llm::GPT2Config& cfg, const llm::TrainOptions& o, bool recompute, const DeviceInfo& dev,
+                llm::Comm* comm = nullptr, int zero_stage = 0)
+      : cfg_(cfg),
+        recompute_(recompute),
+        dev_(dev),
+        comm_(comm ? comm : &local_),
+        model_(cfg, o.batch_size, o.seq_len, recompute, comm_, zero_stage) {
     hp_.beta1 = o.beta1;
     hp_.beta2 = o.beta2;
     hp_.eps = o.eps;
@@ -79,6 +85,8 @@ class GpuTrainModel final : public llm::TrainModel {
     std::string s = std::string("precision ") + precision_name(kPrecision) + " | device " + dev_.name;
     if (peak_ > 0) s += " (peak " + std::to_string((int)std::lround(peak_ / 1e12)) + " TFLOPS)";
     s += recompute_ ? " | recompute gelu" : "";
+    if (model_.world_size() > 1)
+      s += " | data parallel: " + std::to_string(model_.world_size()) + " ranks, ZeRO-" + (model_.zero1() ? "1" : "0");
     return s;
   }
   std::string fingerprint_extra() const override { return std::string("precision=") + precision_name(kPrecision); }
@@ -115,10 +123,10 @@ class GpuTrainModel final : public llm::TrainModel {
   }
   void zero_grad() override { model_.zero_grad(); }
   float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed, float loss_scale,
-                         bool /*last_micro_step*/) override {
+                         bool last_micro_step) override {
     check_shape(B, T);
     const float loss = model_.forward(x, y, true, dropout_seed, true, loss_scale);
-    model_.backward();
+    model_.backward(last_micro_step);
     return loss;
   }
   double update(float lr, int64_t t, float grad_clip) override { return model_.update(lr, t, grad_clip, hp_); }
@@ -149,7 +157,8 @@ class GpuTrainModel final : public llm::TrainModel {
   llm::GPT2Config cfg_;
   bool recompute_;
   DeviceInfo dev_;
-  llm::LocalComm comm_;  // one process; the multi-GPU backends replace this
+  llm::LocalComm local_;  // one process (no comm given)
+  llm::Comm* comm_;
   GPT2<floatX> model_;
   AdamWSettings hp_;
   double peak_ = 0.0, flops_per_token_ = 0.0;
@@ -159,9 +168,11 @@ class GpuTrainModel final : public llm::TrainModel {
 
 inline std::unique_ptr<llm::TrainModel> make_train_model(Precision p, const llm::GPT2Config& cfg,
                                                          const llm::TrainOptions& o, bool recompute,
-                                                         const DeviceInfo& dev) {
-  if (p == Precision::kBf16) return std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, recompute, dev);
-  return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev);
+                                                         const DeviceInfo& dev, llm::Comm* comm = nullptr,
+                                                         int zero_stage = 0) {
+  if (p == Precision::kBf16)
+    return std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, recompute, dev, comm, zero_stage);
+  return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev, comm, zero_stage);
 }
 
 }  // namespace gpu

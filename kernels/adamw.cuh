@@ -19,7 +19,7 @@ namespace kern {
 template <class T>
 __global__ void adamw_kernel(T* params, float* master, const T* grads, float* m, float* v, size_t n, float lr,
                              float beta1, float beta2, float bias_correction1, float bias_correction2, float eps,
-                             float weight_decay, float grad_scale, uint64_t seed) {
+                             float weight_decay, float grad_scale, uint64_t seed, size_t index_offset) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
     const float g = to_float(grads[i]) * grad_scale;
     const float mi = beta1 * m[i] + (1.0f - beta1) * g;
@@ -30,23 +30,25 @@ __global__ void adamw_kernel(T* params, float* master, const T* grads, float* m,
     float p = master ? master[i] : to_float(params[i]);
     p -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p);
     if (master) master[i] = p;
-    params[i] = store_rounded<T>(p, rounding_bits(seed, i));
+    params[i] = store_rounded<T>(p, rounding_bits(seed, index_offset + i));
   }
 }
 
 // t is the 1-based step. `seed` keys the stochastic rounding (derive it from the run seed, t and — when tensors are
 // updated by separate launches — the tensor id, e.g. with llm::splitmix64, so each step/tensor rounds independently
-// yet reproducibly; element i of a launch uses rounding_bits(seed, i)); unused for fp32.
+// yet reproducibly; element i of a launch uses rounding_bits(seed, index_offset + i)); unused for fp32.
+// index_offset: where this launch starts inside the tensor the seed belongs to, so that updating a tensor in
+// pieces (ZeRO-1: each rank owns a slice) rounds every element exactly as one whole-tensor launch would.
 template <class T>
 void adamw_update(T* params, float* master, const T* grads, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int t, uint64_t seed, cudaStream_t stream,
-                  float grad_scale = 1.0f, int block_size = 512) {
+                  float grad_scale = 1.0f, int block_size = 512, size_t index_offset = 0) {
   if (n == 0) return;
   const float bias_correction1 = 1.0f - std::pow(beta1, (float)t);  // same expression as ref::adamw_update
   const float bias_correction2 = 1.0f - std::pow(beta2, (float)t);
   launch_kernel(adamw_kernel<T>, dim3(grid_stride_blocks(n, block_size, 1 << 16)), dim3(block_size), 0, stream,
                 params, master, grads, m, v, n, lr, beta1, beta2, bias_correction1, bias_correction2, eps, weight_decay,
-                grad_scale, seed);
+                grad_scale, seed, index_offset);
   CUDA_CHECK(cudaGetLastError());
 }
 
