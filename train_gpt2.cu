@@ -9,16 +9,24 @@
 // The training loop itself is host/train_loop.h (shared with gpt2_cpu); this file picks the device and the
 // precision. Built twice from this source: with nvcc into build/train_gpt2cu (cuBLASLt matmuls), and through the
 // CUDA-on-CPU layer into build/train_gpt2cu_cpu (own matmul/attention kernels), which CI runs.
+// Data parallel (one process per GPU): `mpirun -np N train_gpt2cu train ...`, or N processes with torchrun-style
+// RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT (scripts/run_single_node.sh, run_multi_node_mpirun.sh,
+// slurm_example.sbatch). Each rank uses GPU LOCAL_RANK; gradients go over NCCL (gpu/comm_nccl.cuh), whose id
+// is handed out by MPI or over TCP. train_gpt2cu_cpu keeps "device" memory in host memory, so there the MPI
+// backend (host/comm_mpi.h, mpirun only) does the same job. -z 1: ZeRO-1. Only rank 0 prints and writes files.
 // Exit codes: 0 ok, 2 bad input (message "error: ..."), 2 also when no CUDA GPU is present.
 #include <cstdio>
 #include <new>
 #include <string>
 
+#include "gpu/comm_nccl.cuh"  // (nvcc build only)
 #include "gpu/train_model.cuh"
 #include "host/checkpoint.h"
 #include "host/cli.h"
+#include "host/comm_mpi.h"
 #include "host/data_loader.h"
 #include "host/error.h"
+#include "host/rank_env.h"
 #include "host/train_loop.h"
 
 namespace {
@@ -29,17 +37,38 @@ gpu::Precision parse_precision(const std::string& s) {
   llm::fail("--precision must be bf16 or fp32 (got '", s, "')");
 }
 
-// A real build with no usable GPU stops here with a pointer to the CPU program.
-gpu::DeviceInfo require_device() {
+// A real build with no usable GPU stops here with a pointer to the CPU program. local_rank: this process's GPU
+// (one process per GPU on a node). The CPU layer has one "device" shared by all its ranks.
+gpu::DeviceInfo require_device(int local_rank) {
 #ifdef __CUDACC__
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     (void)cudaGetLastError();
     llm::fail("no CUDA GPU found; use build/gpt2_cpu (or build/train_gpt2cu_cpu, the same program on the CPU)");
   }
-  CUDA_CHECK(cudaSetDevice(0));
+  if (local_rank >= count)
+    llm::fail("local rank ", local_rank, " needs GPU ", local_rank, " but only ", count,
+              " are visible (one process per GPU: check -np / the tasks per node / CUDA_VISIBLE_DEVICES)");
+  CUDA_CHECK(cudaSetDevice(local_rank));
+#else
+  (void)local_rank;
 #endif
   return gpu::device_info();
+}
+
+// The data-parallel group of this process. host receives the MPI backend when the NCCL id travels over MPI
+// (it must outlive the NCCL communicator).
+std::unique_ptr<llm::Comm> make_comm(const llm::RankEnv& env, double rendezvous_timeout_s,
+                                     std::unique_ptr<llm::Comm>* host) {
+#ifdef __CUDACC__
+  if (env.world == 1) return std::make_unique<llm::LocalComm>();
+  if (env.launcher == llm::RankEnv::Launcher::kMpi) *host = llm::make_host_comm(env);
+  return std::make_unique<gpu::NcclComm>(env, host->get(), rendezvous_timeout_s);
+#else
+  (void)rendezvous_timeout_s;
+  (void)host;
+  return llm::make_host_comm(env);  // "device" buffers are host memory here: MPI (mpirun) does the collectives
+#endif
 }
 
 int run_eval(const llm::EvalOptions& e, gpu::Precision precision, const gpu::DeviceInfo& dev) {
@@ -79,26 +108,34 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   int code = llm::parse_command_line(app, argc, argv);
   if (code >= 0) return code;
+  // Errors with several ranks: each failing rank says so (naming its rank); under mpirun MPI_Abort then stops
+  // the others, which may be waiting for it in a collective.
+  llm::RankEnv env;  // a single process until the environment says otherwise
+  auto report = [&](const char* what, int exit_code) {
+    std::fflush(stdout);
+    if (env.world > 1) std::fprintf(stderr, "error: %s (rank %d of %d)\n", what, env.rank, env.world);
+    else std::fprintf(stderr, "error: %s\n", what);
+    std::fflush(stderr);
+    llm::abort_other_ranks(exit_code);
+    return exit_code;
+  };
   try {
     const gpu::Precision prec = parse_precision(precision);
     if (recompute != 0 && recompute != 1) llm::fail("-r/--recompute must be 0 or 1 (got ", recompute, ")");
-    const gpu::DeviceInfo dev = require_device();
-    if (eval->parsed()) return run_eval(eval_opts, prec, dev);
+    if (eval->parsed()) return run_eval(eval_opts, prec, require_device(0));
+    env = llm::detect_rank_env();
+    const gpu::DeviceInfo dev = require_device(env.local_rank);
+    std::unique_ptr<llm::Comm> host;
+    std::unique_ptr<llm::Comm> comm = make_comm(env, train_opts.rendezvous_timeout, &host);
     llm::TrainProgram program;
     program.name = "train_gpt2cu";
-    // one process for now (the NCCL / MPI data-parallel wiring is the GPU side's part of issue #5)
-    llm::LocalComm comm;
-    program.make_model = [&](const llm::GPT2Config& cfg, const llm::TrainOptions& o, llm::Comm&) {
-      return gpu::make_train_model(prec, cfg, o, recompute == 1, dev);
+    program.make_model = [&](const llm::GPT2Config& cfg, const llm::TrainOptions& o, llm::Comm& c) {
+      return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage);
     };
-    return llm::run_training(train_opts, program, comm);
+    return llm::run_training(train_opts, program, *comm);
   } catch (const llm::Error& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return llm::kExitBadInput;
+    return report(e.what(), llm::kExitBadInput);
   } catch (const std::bad_alloc&) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "error: out of memory (try a smaller model, -b or -t)\n");
-    return 1;
+    return report("out of memory (try a smaller model, -b or -t)", 1);
   }
 }

@@ -3,13 +3,31 @@
 #   train_gpt2cu_cpu    train_gpt2.cu through the CUDA-on-CPU layer (g++; own matmul + attention kernels): CI runs it
 #   test_trainer        GoogleTest, through the layer: emulated GPU trainer vs the fp32 CPU reference
 #                       (fp32 / bf16 / dropout parity over 10 steps, recompute, exact resume via train_gpt2cu_cpu)
-#   train_gpt2cu        nvcc (sm_80 + sm_90 by default, LLM_CUDA_ARCHS), cuBLASLt; only with nvcc and LLM_WITH_CUDA
+#   test_trainer_dp     GoogleTest (label dp): `mpirun -np 2 train_gpt2cu_cpu train ...` (MPI backend) vs one
+#                       process with 2 accumulation steps, ZeRO-1 vs ZeRO-0, ZeRO-1 resume, bad launches
+#   train_gpt2cu        nvcc (sm_80 + sm_90 by default, LLM_CUDA_ARCHS), cuBLASLt, NCCL (multi-GPU; found next to
+#                       the toolkit or via NCCL_HOME); only with nvcc and LLM_WITH_CUDA
 #   test_trainer_gpu    the same test source compiled by nvcc (not in `all`; scripts/gpu_check.sh builds and runs it)
 get_filename_component(LLM_TRAINER_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
 
 if(COMMAND cucpu_add_executable AND TARGET llm_model_cpu)
   cucpu_add_executable(train_gpt2cu_cpu ${LLM_TRAINER_ROOT}/train_gpt2.cu)
-  target_link_libraries(train_gpt2cu_cpu PRIVATE llm_model_cpu llm_host)
+  target_link_libraries(train_gpt2cu_cpu PRIVATE llm_model_cpu llm_comm llm_host)
+
+  # data parallel through mpirun (skips itself when mpirun was not found)
+  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_dp.cpp)
+    add_executable(test_trainer_dp ${LLM_TRAINER_ROOT}/tests/test_trainer_dp.cpp)
+    target_link_libraries(test_trainer_dp PRIVATE llm_host GTest::gtest GTest::gtest_main)
+    set(llm_mpirun "")
+    if(MPI_CXX_FOUND AND MPIEXEC_EXECUTABLE)
+      set(llm_mpirun "${MPIEXEC_EXECUTABLE}")
+    endif()
+    target_compile_definitions(test_trainer_dp PRIVATE TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>"
+                               MPIRUN_BIN="${llm_mpirun}")
+    add_dependencies(test_trainer_dp train_gpt2cu_cpu)
+    gtest_discover_tests(test_trainer_dp DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                         PROPERTIES LABELS dp TIMEOUT 300)
+  endif()
 
   if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
     cucpu_add_executable(test_trainer ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
@@ -38,6 +56,15 @@ if(NOT LLM_CUDART_LIB OR NOT LLM_CUBLASLT_LIB)
   message(WARNING "train_gpt2cu: cudart/cublasLt libraries not found; the nvcc trainer is not built")
   return()
 endif()
+# NCCL (multi-GPU): CUDA 13 toolkits ship it in <cuda>/include + <cuda>/lib; else NCCL_HOME or the system.
+find_path(LLM_NCCL_INCLUDE nccl.h HINTS $ENV{NCCL_HOME}/include ${LLM_CUDA_BIN}/../include)
+find_library(LLM_NCCL_LIB nccl HINTS $ENV{NCCL_HOME}/lib $ENV{NCCL_HOME}/lib64 ${LLM_CUDA_BIN}/../lib
+             ${LLM_CUDA_BIN}/../lib64)
+if(NOT LLM_NCCL_INCLUDE OR NOT LLM_NCCL_LIB)
+  message(WARNING "train_gpt2cu: NCCL (nccl.h / libnccl) not found (set NCCL_HOME); the nvcc trainer is not built")
+  return()
+endif()
+message(STATUS "train_gpt2cu: NCCL ${LLM_NCCL_LIB}")
 
 set(llm_gencode "")
 foreach(arch IN LISTS LLM_CUDA_ARCHS)
@@ -53,7 +80,7 @@ function(llm_nvcc_object out src)
     OUTPUT ${obj}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/nvcc_trainer
     COMMAND ${NVCC_EXECUTABLE} -std=c++17 -O3 ${llm_gencode} -Xcompiler=-fopenmp -I${LLM_TRAINER_ROOT}
-            ${ARGN} -MD -MF ${obj}.d -c ${src} -o ${obj}
+            -I${LLM_NCCL_INCLUDE} ${ARGN} -MD -MF ${obj}.d -c ${src} -o ${obj}
     DEPENDS ${src}
     DEPFILE ${obj}.d
     COMMENT "nvcc ${LLM_CUDA_ARCHS}: ${rel}"
@@ -65,7 +92,10 @@ llm_nvcc_object(train_obj ${LLM_TRAINER_ROOT}/train_gpt2.cu)
 add_executable(train_gpt2cu ${train_obj})
 set_source_files_properties(${train_obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
 set_target_properties(train_gpt2cu PROPERTIES LINKER_LANGUAGE CXX)
-target_link_libraries(train_gpt2cu PRIVATE llm_model_cpu llm_host ${LLM_CUBLASLT_LIB} ${LLM_CUDART_LIB} dl rt)
+target_link_libraries(train_gpt2cu PRIVATE llm_model_cpu llm_comm llm_host ${LLM_NCCL_LIB} ${LLM_CUBLASLT_LIB}
+                      ${LLM_CUDART_LIB} dl rt)
+get_filename_component(llm_nccl_dir ${LLM_NCCL_LIB} DIRECTORY)
+set_target_properties(train_gpt2cu PROPERTIES BUILD_RPATH "${llm_nccl_dir}")
 
 if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
   llm_nvcc_object(test_obj ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu -DLLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
@@ -73,7 +103,8 @@ if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
   add_executable(test_trainer_gpu EXCLUDE_FROM_ALL ${test_obj})
   set_source_files_properties(${test_obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
   set_target_properties(test_trainer_gpu PROPERTIES LINKER_LANGUAGE CXX)
-  target_link_libraries(test_trainer_gpu PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main
-                        ${LLM_CUBLASLT_LIB} ${LLM_CUDART_LIB} dl rt)
+  target_link_libraries(test_trainer_gpu PRIVATE llm_model_cpu llm_comm llm_host GTest::gtest GTest::gtest_main
+                        ${LLM_NCCL_LIB} ${LLM_CUBLASLT_LIB} ${LLM_CUDART_LIB} dl rt)
+  set_target_properties(test_trainer_gpu PROPERTIES BUILD_RPATH "${llm_nccl_dir}")
   add_dependencies(test_trainer_gpu train_gpt2cu)
 endif()

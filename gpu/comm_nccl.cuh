@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <string>
 
@@ -68,7 +69,8 @@ class NcclComm final : public llm::Comm {
   ~NcclComm() override {
     if (scratch_) (void)cudaFree(scratch_);
     if (host_stream_) (void)cudaStreamDestroy(host_stream_);
-    if (comm_) (void)ncclCommDestroy(comm_);
+    // unwinding after an error: the other ranks may never reach a collective again, so do not wait for them
+    if (comm_) (void)(std::uncaught_exceptions() ? ncclCommAbort(comm_) : ncclCommDestroy(comm_));
   }
   NcclComm(const NcclComm&) = delete;
   NcclComm& operator=(const NcclComm&) = delete;

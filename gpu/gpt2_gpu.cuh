@@ -131,7 +131,7 @@ class GPT2 {
     if (zero_stage != 0 && zero_stage != 1) llm::fail("-z/--zero must be 0 or 1 (got ", zero_stage, ")");
     world_ = comm_ ? comm_->world_size() : 1;
     zero1_ = zero_stage == 1 && world_ > 1;
-    np_ = (n_ + world_ - 1) / world_ * world_;  // TODO(rebase): llm::Comm::padded
+    np_ = llm::Comm::padded(n_, world_);
     opt_begin_ = zero1_ ? comm_->shard_begin(np_) : 0;
     opt_end_ = zero1_ ? comm_->shard_end(np_) : np_;
     params_.resize(np_);

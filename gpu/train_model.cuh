@@ -44,10 +44,13 @@ struct DeviceInfo {
   bool real_gpu = false;  // false on the CUDA-on-CPU layer
 };
 
+// The current device (cudaSetDevice picks it: LOCAL_RANK under data parallel).
 inline DeviceInfo device_info() {
   DeviceInfo d;
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
   cudaDeviceProp prop;
-  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
   d.name = prop.name;
 #ifdef __CUDACC__
   d.real_gpu = true;
