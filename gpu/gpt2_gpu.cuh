@@ -376,22 +376,32 @@ class GPT2 {
   double update(float lr, int64_t t, float grad_clip, const AdamWSettings& hp) {
     const llm::CommType type = kBf16 ? llm::CommType::kBf16 : llm::CommType::kFp32;
     float norm = 0.0f;
-    if (zero1_) {
-      // each rank ends up with the sum over ranks of its own shard; ‖g‖² = Σ over ranks of the shards' ‖·‖²
-      comm_->reduce_scatter_sum(grads_.get(), np_, type, (void*)stream_);
-      kern::global_norm(norm_.get(), norm_scratch_.get(), grads_.get() + opt_begin_, opt_end_ - opt_begin_, stream_);
-      float shard_norm = 0.0f;
-      CUDA_CHECK(cudaMemcpyAsync(&shard_norm, norm_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-      norm = (float)std::sqrt(comm_->all_reduce_sum_host((double)shard_norm * shard_norm));
-    } else {
-      if (world_ > 1) {
-        if (grads_reduced_) CUDA_CHECK(cudaStreamWaitEvent(stream_, comm_done_, 0));  // reduced during backward
-        else comm_->all_reduce_sum(grads_.get(), n_, type, (void*)stream_);
-      }
+    if (world_ == 1) {
       kern::global_norm(norm_.get(), norm_scratch_.get(), grads_.get(), n_, stream_);
       CUDA_CHECK(cudaMemcpyAsync(&norm, norm_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
       CUDA_CHECK(cudaStreamSynchronize(stream_));
+    } else {
+      // ‖g‖² = Σ over the world shards of each shard's ‖·‖² (fp64 sum): under ZeRO-1 each rank holds only its own
+      // summed shard, under ZeRO-0 every rank computes all shards itself — the same numbers either way, so
+      // ZeRO-0 and ZeRO-1 clip identically
+      if (zero1_) comm_->reduce_scatter_sum(grads_.get(), np_, type, (void*)stream_);
+      else if (grads_reduced_) CUDA_CHECK(cudaStreamWaitEvent(stream_, comm_done_, 0));  // reduced during backward
+      else comm_->all_reduce_sum(grads_.get(), np_, type, (void*)stream_);
+      const size_t shard = np_ / world_;
+      for (int r = zero1_ ? comm_->rank() : 0; r < (zero1_ ? comm_->rank() + 1 : world_); r++)
+        kern::global_norm(norm_.get() + r, norm_scratch_.get(), grads_.get() + r * shard, shard, stream_);
+      shard_norms_.resize(world_);
+      CUDA_CHECK(cudaMemcpyAsync(shard_norms_.data(), norm_.get(), world_ * sizeof(float), cudaMemcpyDeviceToHost,
+                                 stream_));
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      double sq = 0.0;
+      if (zero1_) {
+        const double own = shard_norms_[comm_->rank()];
+        sq = comm_->all_reduce_sum_host(own * own);
+      } else {
+        for (int r = 0; r < world_; r++) sq += (double)shard_norms_[r] * shard_norms_[r];
+      }
+      norm = (float)std::sqrt(sq);
     }
     grads_reduced_ = false;
     // each rank's loss was a mean, so the mean gradient is sum / world: folded (with the clip factor) into the
@@ -563,7 +573,7 @@ class GPT2 {
     targets_.resize(BT);
     valid_.resize(1);
     mean_loss_.resize(1);
-    norm_.resize(1);
+    norm_.resize(std::max(world_, 1));  // one norm per world shard
     norm_scratch_.resize(kern::global_norm_scratch_floats());
     const size_t mm = std::max(kern::matmul_backward_scratch_floats((int)BT, (int)(4 * C)),
                                kern::matmul_backward_scratch_floats((int)BT, (int)Vp));
@@ -585,6 +595,7 @@ class GPT2 {
   cudaStream_t comm_stream_ = nullptr;   // ZeRO-0 gradient all-reduce, overlapped with backward
   cudaEvent_t grads_ready_ = nullptr, comm_done_ = nullptr;
   bool grads_reduced_ = false;           // backward already queued this step's all-reduce
+  std::vector<float> shard_norms_;
   DeviceArray<float> master_, m_, v_;    // own optimizer range only
   kern::MatmulBackend backend_ = kern::MatmulBackend::Auto;
   std::array<size_t, llm::kNumParamTensors> sizes_{}, offsets_{};

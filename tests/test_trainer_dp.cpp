@@ -7,16 +7,21 @@
 // process with twice the accumulation — it must read the same windows (rank r, micro m = global window
 // m·world + r), draw the same dropout masks and produce the same mean gradient.
 // Figures (max relative differences) are printed; the bounds and why:
-//   fp32 2 ranks vs 1 rank × 2 accum, ZeRO-1 vs ZeRO-0: 1e-6. The mean gradient is formed as (g_a + g_b)·½ instead
-//     of g_a·½ + g_b·½ (exact in binary floating point, ½ is a power of two) — but the 1-rank run adds g_b into
-//     the accumulated g_a inside the matmul reductions, in another order than a separate sum: a few ulp on a
-//     few elements. Adam divides by √v, so relative gradient noise stays relative in the update; over 6 steps
-//     that is far below 1e-6 (measured: see the printed lines).
+//   fp32 2 ranks vs 1 rank × 2 accum: 1e-6 (logged losses/norms/val losses and the weights, max|Δ|/max|ref| per
+//     tensor; AdamW m/v 1e-5). The mean gradient is (g_a + g_b)·½ instead of g_a·½ + g_b·½ (equal in binary
+//     floating point, ½ being a power of two), but the 1-rank run adds g_b into the accumulated g_a inside the
+//     matmul reductions, and the norm is summed per shard: a few ulp here and there. Adam divides by √v, so
+//     relative gradient noise stays relative in the update (measured ~5e-7 on the weights after 6 steps).
+//   ZeRO-1 vs ZeRO-0 (2 ranks, fp32 and bf16): bit-identical files. Both sum the same two gradients, the norm is
+//     Σ over the world shards of each shard's Σg² in both (gpu/gpt2_gpu.cuh update()), and the sharded AdamW
+//     rounds every element with the same bits as the whole-tensor launch (kern::adamw_update's index_offset).
 //   bf16 2 ranks vs 1 rank × 2 accum: the 1-rank run rounds its accumulated gradient to bf16 after each
 //     micro-batch, the 2-rank run rounds each rank's gradient and then their sum: per element up to 2^-8
-//     relative apart. Losses: 1% (measured far below); weights norm-wise per tensor: 2% (stochastic rounding
-//     of the params reuses the same random bits, so only elements whose master value moved across a rounding
-//     threshold differ).
+//     relative apart, independent from element to element. Losses: 1e-3 relative (these errors average out
+//     over the model; measured ~2e-5); grad norms 1e-2 (measured ~1e-3). Weights, norm-wise per tensor: 5% —
+//     AdamW's first steps move almost every element by ±lr whatever the gradient's size, so an element whose
+//     gradient is near zero can flip sign under a 2^-8 perturbation and lands 2·lr away; the biases start at 0
+//     and consist only of such steps (measured: fcb 1.6%; the other tensors less).
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,7 +139,10 @@ double max_rel_log(const std::string& a_dir, const std::string& b_dir) {
   return worst;
 }
 
-// Worst per-tensor error of the final weights: max|a − b| / max|b| (max_norm = false) or ‖a − b‖ / ‖b‖.
+// Worst per-tensor error of the final weights: max|a − b| / max|b| (norm_wise = false) or ‖a − b‖ / ‖b‖.
+// The key bias (middle third of each layer's qkvb) is left out: its gradient is mathematically zero (softmax
+// ignores the constant q·b_k a row's scores share), so both runs hold rounding noise there, and AdamW turns noise
+// of either sign into full ±lr steps (tests/test_trainer_parity.cu, KeyBiasGradientIsNoise).
 double weights_rel(const std::string& a_file, const std::string& b_file, bool norm_wise, std::string* which) {
   std::vector<float> a, b;
   const llm::GPT2Config cfg = llm::load_checkpoint(a_file, &a).config;
@@ -146,6 +154,7 @@ double weights_rel(const std::string& a_file, const std::string& b_file, bool no
   for (int k = 0; k < llm::kNumParamTensors; k++) {
     double d = 0, s = 0;
     for (size_t i = off[k]; i < off[k] + size[k] && i < a.size(); i++) {
+      if (k == llm::kQkvb && ((i - off[k]) % (3 * (size_t)cfg.channels)) / cfg.channels == 1) continue;
       const double e = (double)a[i] - b[i];
       if (norm_wise) {
         d += e * e;
@@ -209,8 +218,8 @@ TEST(TrainerDataParallel, Fp32TwoRanksEqualOneRankTwoAccum) {
   EXPECT_LT(st, 1e-5) << "m/v: v holds squared gradients, so twice the relative gradient difference";
 }
 
-// ZeRO-1 (reduce-scatter, AdamW on the own shard, all-gather) equals ZeRO-0 on 2 ranks, fp32 and bf16; the
-// checkpoint getters gather the shards (weights and m/v written by rank 0 are the full arrays).
+// ZeRO-1 (reduce-scatter, AdamW on the own shard, all-gather) equals ZeRO-0 on 2 ranks bit for bit, fp32 and
+// bf16; the checkpoint getters gather the shards (weights and m/v written by rank 0 are the full arrays).
 TEST(TrainerDataParallel, Zero1EqualsZero0) {
   REQUIRE_MPIRUN();
   const std::string dir = temp_dir();
@@ -227,11 +236,9 @@ TEST(TrainerDataParallel, Zero1EqualsZero0) {
     const double st = state_rel(a + "/state_00000006.bin", b + "/state_00000006.bin", tiny_params());
     std::printf("[dp %s] ZeRO-1 vs ZeRO-0 on 2 ranks: log values %.3g, weights %.3g (%s), adam m/v %.3g\n", prec,
                 logs, w, which.c_str(), st);
-    // the only difference: the norm is Σ over ranks of each shard's Σg² instead of one pass (a few ulp), and
-    // the clip factor (norm-dependent, uniform over all elements) cancels in m̂/√v̂ up to eps
-    EXPECT_LT(logs, 1e-6) << prec;
-    EXPECT_LT(w, 1e-6) << prec;
-    EXPECT_LT(st, 1e-5) << prec;
+    EXPECT_EQ(logs, 0.0) << prec;
+    EXPECT_TRUE(bytes(a + "/model_00000006.bin") == bytes(b + "/model_00000006.bin")) << prec << " weights differ";
+    EXPECT_EQ(st, 0.0) << prec << " AdamW m/v differ";  // (the state files' fingerprints name the ZeRO stage)
   }
 }
 
@@ -254,9 +261,9 @@ TEST(TrainerDataParallel, Bf16TwoRanksCloseToOneRankTwoAccum) {
   const double w = weights_rel(dir + "/two/model_00000006.bin", dir + "/one/model_00000006.bin", true, &which);
   std::printf("[dp bf16] 2 ranks vs 1 rank x 2 accum: losses %.3g, norms %.3g (max rel), weights %.3g (%s, norm-wise)\n",
               loss, norm, w, which.c_str());
-  EXPECT_LT(loss, 0.01);
-  EXPECT_LT(norm, 0.02);
-  EXPECT_LT(w, 0.02);
+  EXPECT_LT(loss, 1e-3);
+  EXPECT_LT(norm, 1e-2);
+  EXPECT_LT(w, 0.05);
 }
 
 // Resume under ZeRO-1 (the collective set_optimizer_state keeps each rank's shard): bit-exact.
