@@ -143,3 +143,28 @@ TEST(KernelAdamW, StochasticRoundBasics) {
   EXPECT_NEAR(up / (double)trials, 0.25, 0.02);
   EXPECT_EQ(__bfloat162float(kern::stochastic_round_bf16(-x, 0u)), -1.0078125f);  // bits 0: always away from zero
 }
+
+// index_offset (ZeRO-1: each rank updates its slice of a tensor): updating [0, k) and [k, n) in two launches with
+// index_offset k for the second gives bit for bit the params, master, m and v of one whole launch.
+TEST(KernelAdamW, Bf16PiecesWithIndexOffsetEqualOneLaunch) {
+  const size_t n = 4099, k = 1531;
+  const AdamHyper h;
+  AdamState s0(n, 97);
+  s0.g = round_through<__nv_bfloat16>(s0.g);
+  const uint64_t seed = 0xabcdef987ull;
+  std::vector<__nv_bfloat16> whole;
+  std::vector<float> master, m, v;
+  run_bf16(s0, h, seed, whole, master, m, v);
+  DeviceArray<__nv_bfloat16> d_p(round_through<__nv_bfloat16>(s0.p)), d_g(s0.g);
+  DeviceArray<float> d_master(s0.p), d_m(s0.m), d_v(s0.v);
+  for (size_t a : {(size_t)0, k}) {
+    const size_t len = a == 0 ? k : n - k;
+    kern::adamw_update(d_p.ptr + a, d_master.ptr + a, d_g.ptr + a, d_m.ptr + a, d_v.ptr + a, len, h.lr, h.beta1,
+                       h.beta2, h.eps, h.weight_decay, h.t, seed, 0, 1.0f, 512, /*index_offset=*/a);
+  }
+  const std::vector<__nv_bfloat16> pieces = d_p.download_raw();
+  EXPECT_EQ(0, std::memcmp(whole.data(), pieces.data(), n * sizeof(__nv_bfloat16)));
+  EXPECT_TRUE(d_master.download() == master);
+  EXPECT_TRUE(d_m.download() == m);
+  EXPECT_TRUE(d_v.download() == v);
+}
