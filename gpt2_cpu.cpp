@@ -97,15 +97,14 @@ int run_train(const llm::TrainOptions& o, llm::Comm& comm) {
 int run_eval(const llm::EvalOptions& o) {
   llm::validate_eval_options(o);
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  std::vector<float> w;
-  llm::CheckpointInfo info = llm::load_checkpoint(o.model, &w);
-  if (o.seq_len > info.config.max_seq_len)
-    fail("-t/--seq-len ", o.seq_len, " exceeds the context length ", info.config.max_seq_len, " of ", o.model);
-  llm::DataLoader data(o.data, o.batch_size, o.seq_len, info.config.vocab_size);
+  llm::LoadedModel m = llm::load_model(o.model);  // llm.c .bin, model.safetensors or a HF directory
+  if (o.seq_len > m.config.max_seq_len)
+    fail("-t/--seq-len ", o.seq_len, " exceeds the context length ", m.config.max_seq_len, " of ", o.model);
+  llm::DataLoader data(o.data, o.batch_size, o.seq_len, m.config.vocab_size);
   llm::TrainOptions shape;
   llm::LocalComm one;
-  CpuTrainModel model(info.config, shape, one);
-  model.set_weights(w);
+  CpuTrainModel model(m.config, shape, one);
+  model.set_weights(m.params);
   const float loss = llm::evaluate(model, data, o.max_batches);
   std::printf("val_loss %.6f\nperplexity %.6f\n", loss, std::exp(static_cast<double>(loss)));
   return 0;

@@ -12,7 +12,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("-i,--train-data", o.train_data, "train token shards (glob pattern)")->capture_default_str();
   app.add_option("-j,--val-data", o.val_data, "val token shards (glob pattern); empty = no validation")
       ->capture_default_str();
-  app.add_option("-e,--init", o.init, "start from this llm.c checkpoint (.bin), or a preset name (random init)");
+  app.add_option("-e,--init", o.init, "start from these weights (llm.c .bin, model.safetensors or a HF directory with config.json), or a preset name (random init)");
   app.add_option("--preset", o.preset,
                  "random init from a preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl, book-124m, d6, d12, d24, d36, "
                  "d48, tiny, tiny-book (default d6)");
@@ -66,7 +66,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
 
 void add_eval_options(CLI::App& app, EvalOptions& o) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--model", o.model, "llm.c model checkpoint (.bin)")->required();
+  app.add_option("--model", o.model, "model: llm.c .bin, model.safetensors or a HF directory")->required();
   app.add_option("--data", o.data, "token shards (glob pattern)")->capture_default_str();
   app.add_option("-b,--batch-size", o.batch_size, "batch size B")->capture_default_str();
   app.add_option("-t,--seq-len", o.seq_len, "sequence length T")->capture_default_str();

@@ -248,6 +248,10 @@ void load_hf_gpt2(SafetensorsReader& st, const GPT2Config* from_json, GPT2Config
   };
   tt.dry = true;
   map_all();
+  if (!params) {  // config only (read_model_config): every name and shape has been checked
+    *config = c;
+    return;
+  }
   params->assign(num_parameters(c), 0.0f);  // zero: wte/lm_head padding rows and a missing qkv bias stay 0
   tt.base = params->data();
   tt.dry = false;
@@ -265,35 +269,71 @@ static bool starts_with_llmc_magic(const std::string& path) {
   return magic == kCheckpointMagic;
 }
 
-LoadedModel load_model(const std::string& path) {
-  LoadedModel m;
-  std::string file = path, config_json;
+// Where a model path's weights and config.json are: an llm.c file (llmc = true), or a safetensors file plus an
+// optional config.json (beside the file, or in the directory given).
+struct ModelFiles {
+  std::string file, config_json;
+  bool llmc = false;
+};
+
+static ModelFiles locate_model(const std::string& path) {
+  ModelFiles f;
+  f.file = path;
   if (is_directory(path)) {
-    file = path + "/model.safetensors";
-    if (!file_exists(file)) {
+    f.file = path + "/model.safetensors";
+    if (!file_exists(f.file)) {
       if (file_exists(path + "/model.safetensors.index.json"))
         fail(path, ": sharded safetensors checkpoints (model.safetensors.index.json) are not supported");
       fail(path, ": directory has no model.safetensors");
     }
-    config_json = path + "/config.json";
-    if (!file_exists(config_json)) config_json.clear();
-  } else {
-    if (!file_exists(path)) fail(path, ": cannot open (no such file or directory)");
-    if (starts_with_llmc_magic(path)) {
-      CheckpointInfo info = load_checkpoint(path, &m.params);
-      m.config = info.config;
-      m.format = info.dtype == CheckpointDtype::kFp32 ? "llm.c v3 (fp32)" : "llm.c v5 (bf16)";
-      return m;
-    }
-    const std::string beside = dir_of(path) + "/config.json";
-    if (file_exists(beside)) config_json = beside;
+    if (file_exists(path + "/config.json")) f.config_json = path + "/config.json";
+    return f;
   }
-  SafetensorsReader st(file);  // the model file is validated first, so its errors are reported before config.json's
+  if (!file_exists(path)) fail(path, ": cannot open (no such file or directory)");
+  f.llmc = starts_with_llmc_magic(path);
+  const std::string beside = dir_of(path) + "/config.json";
+  if (!f.llmc && file_exists(beside)) f.config_json = beside;
+  return f;
+}
+
+// Validates the safetensors file (first, so its errors are reported before config.json's) and maps it; params
+// nullptr: names and shapes only.
+static void load_safetensors_model(const ModelFiles& f, GPT2Config* config, std::vector<float>* params) {
+  SafetensorsReader st(f.file);
   GPT2Config from_json;
-  if (!config_json.empty()) from_json = read_hf_config(config_json);
-  load_hf_gpt2(st, config_json.empty() ? nullptr : &from_json, &m.config, &m.params);
+  if (!f.config_json.empty()) from_json = read_hf_config(f.config_json);
+  load_hf_gpt2(st, f.config_json.empty() ? nullptr : &from_json, config, params);
+}
+
+LoadedModel load_model(const std::string& path) {
+  LoadedModel m;
+  const ModelFiles f = locate_model(path);
+  if (f.llmc) {
+    CheckpointInfo info = load_checkpoint(f.file, &m.params);
+    m.config = info.config;
+    m.format = info.dtype == CheckpointDtype::kFp32 ? "llm.c v3 (fp32)" : "llm.c v5 (bf16)";
+    return m;
+  }
+  load_safetensors_model(f, &m.config, &m.params);
   m.format = "safetensors";
   return m;
+}
+
+GPT2Config read_model_config(const std::string& path) {
+  const ModelFiles f = locate_model(path);
+  if (f.llmc) return read_checkpoint_header(f.file).config;
+  GPT2Config c;
+  load_safetensors_model(f, &c, nullptr);
+  return c;
+}
+
+bool looks_like_model_path(const std::string& s) {
+  auto ends_with = [&](const char* e) {
+    const size_t n = std::strlen(e);
+    return s.size() >= n && s.compare(s.size() - n, n, e) == 0;
+  };
+  return file_exists(s) || is_directory(s) || s.find('/') != std::string::npos || ends_with(".bin") ||
+         ends_with(".safetensors");
 }
 
 void check_config_matches(const std::string& source, const GPT2Config& want, const GPT2Config& got) {

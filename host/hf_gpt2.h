@@ -26,7 +26,8 @@ GPT2Config parse_hf_config(const std::string& source, const std::string& text);
 GPT2Config read_hf_config(const std::string& path);
 
 // Maps a validated safetensors file into params (num_parameters(*config) floats). `from_json` (may be null) is the
-// config.json config; shapes must agree with it. On return *config holds the model's config.
+// config.json config; shapes must agree with it. On return *config holds the model's config. params == nullptr:
+// only checks every tensor name and shape and sets *config (no weights are read).
 void load_hf_gpt2(SafetensorsReader& st, const GPT2Config* from_json, GPT2Config* config, std::vector<float>* params);
 
 struct LoadedModel {
@@ -38,6 +39,14 @@ struct LoadedModel {
 // Loads any supported model: an llm.c checkpoint (.bin, recognised by its magic), a model.safetensors file, or a
 // directory holding model.safetensors (+ config.json).
 LoadedModel load_model(const std::string& path);
+
+// The config load_model(path) would return, without reading the weights: the llm.c header, or the safetensors
+// header (+ config.json) with every tensor name and shape checked. Same errors as load_model.
+GPT2Config read_model_config(const std::string& path);
+
+// Trainers' -e: true when `s` names a model (an existing file or directory, a path with '/', or a name ending in
+// .bin / .safetensors) rather than a preset name.
+bool looks_like_model_path(const std::string& s);
 
 // Fails with "<source>: model <field> = X, but the requested config has Y" on the first differing field.
 void check_config_matches(const std::string& source, const GPT2Config& requested, const GPT2Config& got);

@@ -15,6 +15,7 @@
 #include "host/binary_io.h"
 #include "host/checkpoint.h"
 #include "host/error.h"
+#include "host/hf_gpt2.h"
 #include "host/progress.h"
 #include "host/sampling.h"
 #include "host/tokenizer.h"
@@ -117,9 +118,9 @@ void make_dirs(const std::string& dir) {
 ModelSource resolve_model(const TrainOptions& o) {
   ModelSource src;
   std::string name = !o.init.empty() ? o.init : (!o.preset.empty() ? o.preset : "d6");
-  if (!o.init.empty() && (file_exists(o.init) || o.init.find(".bin") != std::string::npos)) {
+  if (!o.init.empty() && looks_like_model_path(o.init)) {  // llm.c .bin, model.safetensors or a HF directory
     src.checkpoint = o.init;
-    src.config = read_checkpoint_header(o.init).config;
+    src.config = read_model_config(o.init);
     src.describe = "checkpoint " + o.init;
   } else {
     if (name.rfind("gpt2:", 0) == 0) name = name.substr(5);  // llm.c descriptor "gpt2:d12"
@@ -251,9 +252,9 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& 
     train.set_position(st.loader);
     start_step = st.step;
   } else if (!src.checkpoint.empty()) {
-    std::vector<float> w;
-    load_checkpoint(src.checkpoint, &w);
-    model->set_weights(w);
+    LoadedModel init = load_model(src.checkpoint);
+    check_config_matches(src.checkpoint, cfg, init.config);  // the file must still be the model resolved above
+    model->set_weights(init.params);
   } else {
     model->init_random(o.seed);
   }

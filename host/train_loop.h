@@ -86,7 +86,8 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& 
 
 // ---- building blocks (also used by tests and the eval subcommands) ----
 
-// The model a run starts from: an llm.c checkpoint (-e file), or a preset (random init). --dropout applied.
+// The model a run starts from: -e an llm.c checkpoint, a model.safetensors or a HF directory (host/hf_gpt2.h
+// load_model), or a preset (random init). --dropout applied.
 struct ModelSource {
   GPT2Config config;
   std::string checkpoint;  // "" = preset
