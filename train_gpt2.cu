@@ -5,6 +5,7 @@
 //                                                          AdamW state) or plain fp32
 //                                  -r, --recompute 0|1     1: recompute GELU in backward instead of storing it
 //   train_gpt2cu eval --model M --data D [-b B -t T -m N] [--precision ...]
+//   train_gpt2cu generate --model M [--prompt P] ...   `gpt2_cpu generate`'s flags + --precision (gpu/generate.cuh)
 //
 // The training loop itself is host/train_loop.h (shared with gpt2_cpu); this file picks the device and the
 // precision. Built twice from this source: with nvcc into build/train_gpt2cu (cuBLASLt matmuls), and through the
@@ -20,12 +21,14 @@
 #include <string>
 
 #include "gpu/comm_nccl.cuh"  // (nvcc build only)
+#include "gpu/generate.cuh"  // generate subcommand
 #include "gpu/train_model.cuh"
 #include "host/checkpoint.h"
 #include "host/cli.h"
 #include "host/comm_mpi.h"
 #include "host/data_loader.h"
 #include "host/error.h"
+#include "host/hf_gpt2.h"
 #include "host/rank_env.h"
 #include "host/train_loop.h"
 
@@ -73,16 +76,15 @@ std::unique_ptr<llm::Comm> make_comm(const llm::RankEnv& env, double rendezvous_
 
 int run_eval(const llm::EvalOptions& e, gpu::Precision precision, const gpu::DeviceInfo& dev) {
   llm::validate_eval_options(e);
-  std::vector<float> w;
-  const llm::CheckpointInfo info = llm::load_checkpoint(e.model, &w);
-  if (e.seq_len > info.config.max_seq_len)
-    llm::fail("-t/--seq-len ", e.seq_len, " exceeds the context length ", info.config.max_seq_len, " of ", e.model);
-  llm::DataLoader data(e.data, e.batch_size, e.seq_len, info.config.vocab_size);
+  const llm::LoadedModel m = llm::load_model(e.model);  // llm.c .bin, model.safetensors or a HF directory
+  if (e.seq_len > m.config.max_seq_len)
+    llm::fail("-t/--seq-len ", e.seq_len, " exceeds the context length ", m.config.max_seq_len, " of ", e.model);
+  llm::DataLoader data(e.data, e.batch_size, e.seq_len, m.config.vocab_size);
   llm::TrainOptions o;
   o.batch_size = e.batch_size;
   o.seq_len = e.seq_len;
-  auto model = gpu::make_train_model(precision, info.config, o, false, dev);
-  model->set_weights(w);
+  auto model = gpu::make_train_model(precision, m.config, o, false, dev);
+  model->set_weights(m.params);
   const float loss = llm::evaluate(*model, data, e.max_batches);
   std::printf("val_loss %.6f\nperplexity %.6f\n", loss, std::exp(static_cast<double>(loss)));
   return 0;
@@ -91,6 +93,8 @@ int run_eval(const llm::EvalOptions& e, gpu::Precision precision, const gpu::Dev
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "generate")  // host/generate.h loop + the device KV-cache model
+    return gpu::generate_main(argc - 1, argv + 1, [] { require_device(0); });
   CLI::App app("train_gpt2cu — train and evaluate GPT-2 with CUDA (llm.c file formats; same flags as gpt2_cpu)");
   app.require_subcommand(1);
   llm::TrainOptions train_opts;

@@ -140,3 +140,9 @@ if(LLM_GPU_BUILD)
   endif()
 endif()
 # ---- end kern2 ---------------------------------------------------------------------------------------------
+
+# ---- gen: KV-cache decode attention (gpu/generate.cuh) -----------------------------------------------------
+if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_attention_decode.cu)
+  llm_add_kernel_test(test_kernel_attention_decode ${CMAKE_SOURCE_DIR}/tests/kernels/test_attention_decode.cu
+                      LIBS llm_model_cpu TIMEOUT 120)
+endif()

@@ -42,6 +42,17 @@ if(COMMAND cucpu_add_executable AND TARGET llm_model_cpu)
     gtest_discover_tests(test_trainer DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                          PROPERTIES LABELS trainer TIMEOUT 600)
   endif()
+
+  # train -e / eval --model with HF weights and `generate` (gpu/generate.cuh) vs gpt2_cpu, as subprocesses
+  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_gpu_generate.cpp AND TARGET gpt2_cpu)
+    add_executable(test_gpu_generate ${LLM_TRAINER_ROOT}/tests/test_gpu_generate.cpp)
+    target_link_libraries(test_gpu_generate PRIVATE llm_host GTest::gtest GTest::gtest_main)
+    target_compile_definitions(test_gpu_generate PRIVATE LLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
+                               TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>" GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")
+    add_dependencies(test_gpu_generate train_gpt2cu_cpu gpt2_cpu)
+    gtest_discover_tests(test_gpu_generate PROPERTIES LABELS "weights;trainer" TIMEOUT 300 DISCOVERY_TIMEOUT 60
+                         ENVIRONMENT "OMP_NUM_THREADS=1")
+  endif()
 endif()
 
 if(NOT LLM_WITH_CUDA OR NOT NVCC_EXECUTABLE)

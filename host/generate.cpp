@@ -75,7 +75,8 @@ static std::vector<int> parse_ids(const std::string& s) {
   return ids;
 }
 
-int generate_main(int argc, char** argv, const LogitsModelFactory& factory) {
+int generate_main(int argc, char** argv, const LogitsModelFactory& factory,
+                  const std::function<void(CLI::App&)>& extra_options) {
   CLI::App app{"Generate text with a GPT-2 model (streams tokens to stdout, tokens/s to stderr)", "generate"};
   std::string model_path, prompt_text, prompt_ids;
   GenerateOptions opt;
@@ -93,6 +94,7 @@ int generate_main(int argc, char** argv, const LogitsModelFactory& factory) {
   app.add_flag("--no-kv-cache", no_kv, "recompute the whole context for every token");
   app.add_flag("--ids", ids_out, "print token ids instead of decoded text");
   app.add_flag("--no-echo", no_echo, "do not print the prompt before the generated text");
+  if (extra_options) extra_options(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

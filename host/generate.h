@@ -19,6 +19,10 @@
 #include "host/gpt2_config.h"
 #include "host/sampling.h"
 
+namespace CLI {
+class App;
+}
+
 namespace llm {
 
 // A model that yields next-token logits for a growing context.
@@ -61,6 +65,9 @@ using LogitsModelFactory =
 //   --no-kv-cache  --ids (print token ids instead of text)  --no-echo (do not print the prompt first)
 // Streams tokens to stdout as they are produced and prints timing + tokens/s to stderr.
 // Returns 0, or kExitBadInput (2) after printing "error: ..." for any bad input.
-int generate_main(int argc, char** argv, const LogitsModelFactory& factory);
+// extra_options (optional) adds a program's own options to the subcommand (train_gpt2cu: --precision); they are
+// parsed with the others, before the factory is called.
+int generate_main(int argc, char** argv, const LogitsModelFactory& factory,
+                  const std::function<void(CLI::App&)>& extra_options = nullptr);
 
 }  // namespace llm
