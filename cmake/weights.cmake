@@ -20,6 +20,10 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/dev/bench_decode.cpp AND TARGET llm_model_cpu)
   add_executable(bench_decode ${CMAKE_SOURCE_DIR}/dev/bench_decode.cpp)
   target_link_libraries(bench_decode PRIVATE llm_model_cpu llm_host)
 endif()
+if(EXISTS ${CMAKE_SOURCE_DIR}/dev/bench_membw.cpp)  # memory bandwidth: the ceiling for decode tok/s
+  add_executable(bench_membw ${CMAKE_SOURCE_DIR}/dev/bench_membw.cpp)
+  target_link_libraries(bench_membw PRIVATE OpenMP::OpenMP_CXX)
+endif()
 
 # libFuzzer target: configure a separate build with clang, e.g.
 #   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DLLM_FUZZ=ON && cmake --build build-fuzz --target fuzz_safetensors
