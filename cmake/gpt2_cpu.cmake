@@ -45,6 +45,6 @@ if(TARGET gpt2_cpu AND EXISTS ${CMAKE_SOURCE_DIR}/tests/test_dp_unit.cpp)
              COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 3 $<TARGET_FILE:test_dp_mpi>)
     # Open MPI in CI containers: root, fewer cores than ranks, other tests running alongside
     set_tests_properties(DpMpi.CollectivesOnThreeRanks PROPERTIES LABELS dp TIMEOUT 120 ENVIRONMENT
-      "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;OMPI_MCA_hwloc_base_binding_policy=none")
+      "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;OMPI_MCA_hwloc_base_binding_policy=none;OMPI_MCA_btl_vader_single_copy_mechanism=none")
   endif()
 endif()

@@ -226,6 +226,15 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& 
 
   int64_t start_step = 0;
   const int64_t resume_step = o.resume ? latest_done_step(o.output_dir) : -1;
+  if (world > 1) {  // every rank must continue from the same checkpoint (e.g. -o not on a shared filesystem)
+    int64_t rank0_step = resume_step;
+    comm.broadcast_host(&rank0_step, sizeof(rank0_step), 0);
+    if (comm.all_reduce_sum_host(rank0_step != resume_step ? 1.0 : 0.0) > 0)
+      fail(o.output_dir, ": the ranks see different latest checkpoints (rank 0: step ", rank0_step,
+           rank0_step != resume_step ? ", rank " + std::to_string(rank) + ": step " + std::to_string(resume_step)
+                                     : std::string(", another rank: not that one"),
+           "; -1 = none); -o must be a directory every rank sees (a shared filesystem)");
+  }
   if (resume_step >= 0) {
     const std::string mpath = step_file(o.output_dir, "model", resume_step, ".bin");
     const std::string spath = step_file(o.output_dir, "state", resume_step, ".bin");

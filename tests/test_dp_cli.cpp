@@ -61,8 +61,10 @@ std::string local(const std::string& env = "") { return "env " + env + " timeout
 #ifdef LLM_MPIEXEC
 // mpiexec -n N ...; Open MPI settings for CI containers (root, 2 cores, other tests running at the same time).
 std::string mpi(int n) {
+  // (no single-copy shared memory: containers often forbid the cross-process reads it needs)
   return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
-         "OMPI_MCA_hwloc_base_binding_policy=none timeout -k 5 150 '" LLM_MPIEXEC "' " LLM_MPIEXEC_NUMPROC_FLAG " " +
+         "OMPI_MCA_hwloc_base_binding_policy=none OMPI_MCA_btl_vader_single_copy_mechanism=none "
+         "timeout -k 5 150 '" LLM_MPIEXEC "' " LLM_MPIEXEC_NUMPROC_FLAG " " +
          std::to_string(n);
 }
 #define REQUIRE_MPI()
@@ -282,18 +284,41 @@ TEST_F(DpCli, ResumeFromAnotherWorldSizeZeroStageOrConfigIsRefused) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find(state + "was written with different settings"), std::string::npos) << r.err;
   EXPECT_FALSE(exists(dir + "/ck/model_00000004.bin"));
+  // ranks that see different checkpoints (-o not on a shared filesystem): rank r runs in its own copy r<r>/,
+  // and only rank 0's copy has the checkpoint
+  ASSERT_EQ(std::system(("cd '" + dir + "' && mkdir r0 r1 && cp train.bin val.bin r0/ && cp train.bin val.bin r1/ "
+                         "&& cp -r ck r0/").c_str()), 0);
+  const std::string per_rank = "cd '" + dir + "' && " + mpi(2) + " sh -c 'cd r$OMPI_COMM_WORLD_RANK && exec \"" +
+                               GPT2_CPU_BIN + "\" " + flags + "-z 1 -o ck --resume' > stdout.txt 2> stderr.txt";
+  const int status = std::system(per_rank.c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status;
+  EXPECT_NE(slurp(dir + "/stderr.txt").find("ck: the ranks see different latest checkpoints (rank 0: step 2, rank 1: "
+                                            "step -1; -1 = none); -o must be a directory every rank sees"),
+            std::string::npos)
+      << slurp(dir + "/stderr.txt");
 }
 
-TEST_F(DpCli, BadLaunchInputExitsTwoWithAClearMessage) {
+// The world size does not divide the batch: 96 tokens over 2 ranks of B*T = 32. Every rank says so, then
+// MPI_Abort ends the run with the same exit code 2.
+TEST_F(DpCli, WorldSizeNotDividingTheBatchExitsTwo) {
   REQUIRE_MPI();
-  const std::string flags = std::string(kTrain) + "-x 2 ";
-  // the world size does not divide the batch: 96 tokens over 2 ranks of B*T = 32
-  Result r = run(dir, mpi(2), flags + "-d 96 -o never");
+  Result r = run(dir, mpi(2), std::string(kTrain) + "-x 2 -d 96 -o never");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("error: -d/--total-batch 96 is not divisible by B*T*ranks = 2*16*2 = 64 (world size 2)"),
             std::string::npos)
       << r.err;
   EXPECT_FALSE(exists(dir + "/never"));
+}
+
+// (needs no MPI)
+TEST_F(DpCli, BadLaunchEnvironmentExitsTwoWithAClearMessage) {
+  const std::string flags = std::string(kTrain) + "-x 2 ";
+  Result r;
+#ifndef LLM_MPIEXEC
+  r = run(dir, local("OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2"), flags + "-o never");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("launched as rank 0 of 2 but this build has no MPI"), std::string::npos) << r.err;
+#endif
   // rank variables: missing / invalid ones are named
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"RANK=1", "error: environment variable WORLD_SIZE is not set"},
