@@ -216,6 +216,18 @@ TEST(TrainerDataParallel, Fp32TwoRanksEqualOneRankTwoAccum) {
   EXPECT_LT(logs, 1e-6);
   EXPECT_LT(w, 1e-6);
   EXPECT_LT(st, 1e-5) << "m/v: v holds squared gradients, so twice the relative gradient difference";
+
+  // 2 ranks × 2 accumulated micro-batches == 1 rank × 4: the per-layer all-reduce must start only in the LAST
+  // micro-batch's backward (an earlier one would sum partial gradients and then add more to them)
+  const std::string flags4 = flags + "-d 128 ";
+  expect_ok(run(dir, 0, flags4 + "-o one4"), "1 rank x 4");
+  expect_ok(run(dir, 2, flags4 + "-o two4"), "2 ranks x 2");
+  const double logs4 = max_rel_log(dir + "/two4", dir + "/one4");
+  const double w4 = weights_rel(dir + "/two4/model_00000006.bin", dir + "/one4/model_00000006.bin", false, &which);
+  std::printf("[dp fp32] 2 ranks x 2 accum vs 1 rank x 4 accum: log values %.3g, weights %.3g (%s)\n", logs4, w4,
+              which.c_str());
+  EXPECT_LT(logs4, 1e-6);
+  EXPECT_LT(w4, 1e-6);
 }
 
 // ZeRO-1 (reduce-scatter, AdamW on the own shard, all-gather) equals ZeRO-0 on 2 ranks bit for bit, fp32 and
