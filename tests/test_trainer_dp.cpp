@@ -64,9 +64,12 @@ struct Result {
 
 // `ranks` 0: a plain process (no launcher); else mpirun -np ranks.
 Result run(const std::string& dir, int ranks, const std::string& args, const std::string& env = "") {
-  std::string launcher;
+  // a deadline instead of a hang if a rank gets stuck; no single-copy shared memory between the ranks (containers
+  // often forbid the cross-process reads it needs)
+  std::string launcher = "timeout -k 5 150 ";
   if (ranks > 0) {
-    launcher = std::string("'") + MPIRUN_BIN + "' -np " + std::to_string(ranks) + " --oversubscribe --bind-to none ";
+    launcher = "OMPI_MCA_btl_vader_single_copy_mechanism=none " + launcher + "'" + MPIRUN_BIN + "' -np " +
+               std::to_string(ranks) + " --oversubscribe --bind-to none ";
     if (geteuid() == 0) launcher += "--allow-run-as-root ";
   }
   const std::string cmd = "cd '" + dir + "' && " + env + " " + launcher + "'" TRAIN_GPT2CU_BIN "' " + args +
