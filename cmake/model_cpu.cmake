@@ -18,6 +18,12 @@ if(LLM_MODEL_TEST_SOURCES)
 endif()
 
 if(EXISTS ${LLM_MODEL_ROOT}/dev/bench_cpu_step.cpp)
-  add_executable(bench_cpu_step ${LLM_MODEL_ROOT}/dev/bench_cpu_step.cpp)
+  add_executable(bench_cpu_step ${LLM_MODEL_ROOT}/dev/bench_cpu_step.cpp ${LLM_MODEL_ROOT}/dev/gemm_old.cpp)
   target_link_libraries(bench_cpu_step PRIVATE llm_model_cpu)
+endif()
+
+# GEMM micro-benchmark: the GPT-2 124M linear-layer shapes, old kernel (dev/gemm_old.cpp) vs cpu/gemm.cpp.
+if(EXISTS ${LLM_MODEL_ROOT}/dev/bench_gemm.cpp)
+  add_executable(bench_gemm ${LLM_MODEL_ROOT}/dev/bench_gemm.cpp ${LLM_MODEL_ROOT}/dev/gemm_old.cpp)
+  target_link_libraries(bench_gemm PRIVATE llm_model_cpu)
 endif()

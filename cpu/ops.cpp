@@ -115,16 +115,11 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Linear layer: out = inp · Wᵀ + b. All three products go through gemm_accumulate.
+// Linear layer: out = inp · Wᵀ + b. All three products go through gemm (cpu/gemm.h).
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
-#pragma omp parallel for schedule(static) if((size_t)N * OC >= kParallelMin)
-  for (int n = 0; n < N; n++) {
-    float* o = out + (size_t)n * OC;
-    for (int oc = 0; oc < OC; oc++) o[oc] = bias ? bias[oc] : 0.0f;
-  }
-  // A = inp (N,C), B = weightᵀ: B(k=c, j=oc) = weight[oc*C + c]
-  gemm_accumulate(out, OC, MatView{inp, (size_t)C, 1}, MatView{weight, 1, (size_t)C}, N, OC, C);
+  // A = inp (N,C), B = weightᵀ: B(k=c, j=oc) = weight[oc*C + c]; out is overwritten (bias added per column)
+  gemm(out, OC, MatView{inp, (size_t)C, 1}, MatView{weight, 1, (size_t)C}, N, OC, C, false, bias);
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

@@ -1,7 +1,8 @@
 // bench_cpu_step.cpp — median wall time of one CPU training step (forward + zero_grad + backward + AdamW) of
 // a randomly initialised GPT-2 (default 124M), like llm.c's train_gpt2.c step (without its dataloader).
 //
-//   usage: bench_cpu_step [--preset gpt2] [-b 4] [-t 64] [--steps 6] [--warmup 1]
+//   usage: bench_cpu_step [--preset gpt2] [-b 4] [-t 64] [--steps 6] [--warmup 1] [--gemm new|old]
+// --gemm old runs every matmul through the previous GEMM (dev/gemm_old.cpp) for a same-run comparison.
 // Threads: set OMP_NUM_THREADS (dev/bench_cpu_step.sh uses 2). Prints per-step times, the median, and a
 // per-phase breakdown of the median step.
 #include <omp.h>
@@ -15,8 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "cpu/gemm.h"
 #include "cpu/gpt2_model.h"
 #include "cpu/optimizer.h"
+#include "dev/gemm_old.h"
 #include "host/error.h"
 
 namespace {
@@ -33,7 +36,7 @@ double now_ms() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string preset = "gpt2";
+  std::string preset = "gpt2", gemm = "new";
   int B = 4, T = 64, steps = 6, warmup = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string f = argv[i];
@@ -42,8 +45,11 @@ int main(int argc, char** argv) {
     else if (f == "-t") T = std::atoi(argv[i + 1]);
     else if (f == "--steps") steps = std::atoi(argv[i + 1]);
     else if (f == "--warmup") warmup = std::atoi(argv[i + 1]);
+    else if (f == "--gemm") gemm = argv[i + 1];
     else { std::fprintf(stderr, "unknown flag %s\n", f.c_str()); return 2; }
   }
+  if (gemm != "new" && gemm != "old") { std::fprintf(stderr, "--gemm must be new or old\n"); return 2; }
+  if (gemm == "old") ref::set_gemm_impl_for_benchmark(ref_old::gemm);
   try {
     llm::GPT2Config cfg = llm::preset_config(preset);
     cfg.dropout = 0.0f;
@@ -57,8 +63,8 @@ int main(int argc, char** argv) {
       inp[i] = (int)(x % cfg.vocab_size);
     }
     for (int i = 0; i < B * T; i++) tgt[i] = inp[(i + 1) % (B * T)];
-    std::printf("preset %s  params %zu  B=%d T=%d threads=%d\n", preset.c_str(), model.num_params(), B, T,
-                omp_get_max_threads());
+    std::printf("preset %s  params %zu  B=%d T=%d threads=%d gemm=%s\n", preset.c_str(), model.num_params(), B, T,
+                omp_get_max_threads(), gemm.c_str());
     std::vector<double> total, fwd, zg, bwd, upd, cpu;
     for (int s = 0; s < warmup + steps; s++) {
       const double c0 = cpu_ms();
