@@ -115,7 +115,7 @@ int run_eval(const llm::EvalOptions& o) {
 int main(int argc, char** argv) {
   // generate / export subcommands (weights component: host/generate.h, host/hf_gpt2.h)
   if (argc > 1 && std::string(argv[1]) == "generate")
-    return llm::generate_main(argc - 1, argv + 1, llm::make_cpu_logits_model);
+    return llm::cpu_generate_main(argc - 1, argv + 1);  // + --weights fp32/bf16/int8
   if (argc > 1 && std::string(argv[1]) == "export") return llm::export_main(argc - 1, argv + 1);
   // fine-tuning subcommands (finetune component: cpu/finetune_main.h)
   if (argc > 1 && std::string(argv[1]) == "finetune-classify") return llm::finetune_classify_main(argc - 1, argv + 1);

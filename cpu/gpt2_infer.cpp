@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <CLI/CLI.hpp>
+
 #include <cmath>
 #include <cstring>
 
@@ -10,44 +12,59 @@
 
 namespace llm {
 
-// out (OC) = W (OC,C) · x (C) + b: one output row per iteration, threads split the rows.
-static void gemv(float* out, const float* x, const float* w, const float* b, int C, int OC) {
-#pragma omp parallel for schedule(static)
-  for (int o = 0; o < OC; o++) {
-    const float* row = w + (size_t)o * C;
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int c = 0; c < C; c++) s += row[c] * x[c];
-    out[o] = s + (b ? b[o] : 0.0f);
-  }
-}
-
-// out (n,OC) = inp (n,C) · W (OC,C)ᵀ + b: matrix-vector for a decode step, the reference GEMM for a prefill.
-static void linear(float* out, const float* inp, const float* w, const float* b, int n, int C, int OC) {
-  if (n == 1) gemv(out, inp, w, b, C, OC);
-  else ref::matmul_forward(out, inp, w, b, n, C, OC);
-}
-
-KVCacheGPT2::KVCacheGPT2(const GPT2Config& config, std::vector<float>&& params)
-    : c_(config), params_(std::move(params)), off_(param_offsets(config)) {
+KVCacheGPT2::KVCacheGPT2(const GPT2Config& config, std::vector<float>&& params, WeightFormat format, bool use_cache)
+    : c_(config), params_(std::move(params)), use_cache_(use_cache), off_(param_offsets(config)) {
   if (params_.size() != num_parameters(c_))
     fail("KVCacheGPT2: got ", params_.size(), " parameters, the config needs ", num_parameters(c_));
   if (c_.channels % c_.num_heads != 0) fail("KVCacheGPT2: channels not divisible by num_heads");
-  const size_t cache = (size_t)c_.num_layers * c_.max_seq_len * c_.channels;
+  const int C = c_.channels, L = c_.num_layers, T = c_.max_seq_len;
+  const size_t c = C;
+  qkv_w_.resize(L);
+  attproj_w_.resize(L);
+  fc_w_.resize(L);
+  fcproj_w_.resize(L);
+  for (int l = 0; l < L; l++) {
+    qkv_w_[l].set(p(kQkvw) + l * 3 * c * c, 3 * C, C, format);
+    attproj_w_[l].set(p(kAttprojw) + l * c * c, C, C, format);
+    fc_w_[l].set(p(kFcw) + l * 4 * c * c, 4 * C, C, format);
+    fcproj_w_[l].set(p(kFcprojw) + l * 4 * c * c, C, 4 * C, format);
+  }
+  head_w_.set(c_.tied_head ? p(kWte) : p(kLmHead), c_.vocab_size, C, format);  // the V real rows only
+  const size_t cache = (size_t)L * T * c;
   kcache_.assign(cache, 0.0f);
   vcache_.assign(cache, 0.0f);
-  scores_.assign((size_t)omp_get_max_threads() * c_.max_seq_len, 0.0f);
+  scores_.assign((size_t)omp_get_max_threads() * T, 0.0f);
   logits_.assign(c_.padded_vocab_size, 0.0f);
+  // activations for up to maxT rows, allocated once (a decode step allocates nothing)
+  for (auto* v : {&x_, &ln_, &atty_, &tmp_}) v->reserve((size_t)T * c);
+  qkv_.reserve((size_t)T * 3 * c);
+  fch_.reserve((size_t)T * 4 * c);
+  mean_.reserve(T);
+  rstd_.reserve(T);
+  ctx_.reserve(T);
+}
+
+size_t KVCacheGPT2::weight_bytes_per_token() const {
+  size_t b = head_w_.bytes();
+  for (int l = 0; l < c_.num_layers; l++)
+    b += qkv_w_[l].bytes() + attproj_w_[l].bytes() + fc_w_[l].bytes() + fcproj_w_[l].bytes();
+  return b;
 }
 
 const float* KVCacheGPT2::prefill(const int* tokens, int n) {
   if (n < 1 || n > c_.max_seq_len) fail("prefill: ", n, " tokens, expected 1..", c_.max_seq_len);
   pos_ = 0;  // older cache rows are simply overwritten
+  ctx_.assign(tokens, tokens + n);
   return forward_rows(tokens, n);
 }
 
 const float* KVCacheGPT2::step(int token) {
   if (pos_ >= c_.max_seq_len) fail("step: the KV cache is full (", c_.max_seq_len, " positions); re-prefill a cropped context");
+  ctx_.push_back(token);
+  if (!use_cache_) {  // no cache: the whole context again from position 0
+    pos_ = 0;
+    return forward_rows(ctx_.data(), (int)ctx_.size());
+  }
   return forward_rows(&token, 1);
 }
 
@@ -68,8 +85,7 @@ const float* KVCacheGPT2::forward_rows(const int* tokens, int n) {
     // attention block: x += proj(attn(ln1(x)))
     ref::layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), x_.data(), p(kLn1w) + (size_t)l * C,
                            p(kLn1b) + (size_t)l * C, n, C);
-    linear(qkv_.data(), ln_.data(), p(kQkvw) + (size_t)l * 3 * C * C,
-           c_.qkv_bias ? p(kQkvb) + (size_t)l * 3 * C : nullptr, n, C, 3 * C);
+    qkv_w_[l].forward(qkv_.data(), ln_.data(), c_.qkv_bias ? p(kQkvb) + (size_t)l * 3 * C : nullptr, n);
     float* kc = kcache_.data() + (size_t)l * T * C;  // (maxT, C) of this layer
     float* vc = vcache_.data() + (size_t)l * T * C;
     for (int i = 0; i < n; i++) {  // append this chunk's keys and values
@@ -100,21 +116,21 @@ const float* KVCacheGPT2::forward_rows(const int* tokens, int n) {
         for (int e = 0; e < hs; e++) o[e] += a * v[e];
       }
     }
-    linear(tmp_.data(), atty_.data(), p(kAttprojw) + (size_t)l * C * C, p(kAttprojb) + (size_t)l * C, n, C, C);
+    attproj_w_[l].forward(tmp_.data(), atty_.data(), p(kAttprojb) + (size_t)l * C, n);
     for (size_t j = 0; j < nC; j++) x_[j] += tmp_[j];
     // MLP block: x += fcproj(gelu(fc(ln2(x))))
     ref::layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), x_.data(), p(kLn2w) + (size_t)l * C,
                            p(kLn2b) + (size_t)l * C, n, C);
-    linear(fch_.data(), ln_.data(), p(kFcw) + (size_t)l * 4 * C * C, p(kFcb) + (size_t)l * 4 * C, n, C, 4 * C);
+    fc_w_[l].forward(fch_.data(), ln_.data(), p(kFcb) + (size_t)l * 4 * C, n);
     ref::gelu_forward(fch_.data(), fch_.data(), 4 * nC);
-    linear(tmp_.data(), fch_.data(), p(kFcprojw) + (size_t)l * C * 4 * C, p(kFcprojb) + (size_t)l * C, n, 4 * C, C);
+    fcproj_w_[l].forward(tmp_.data(), fch_.data(), p(kFcprojb) + (size_t)l * C, n);
     for (size_t j = 0; j < nC; j++) x_[j] += tmp_[j];
   }
   pos_ += n;
   // Only the last row's logits are needed: lnf, then the head over the V real rows (padding stays 0).
   const float* last = x_.data() + (size_t)(n - 1) * C;
   ref::layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), last, p(kLnfw), p(kLnfb), 1, C);
-  gemv(logits_.data(), ln_.data(), c_.tied_head ? p(kWte) : p(kLmHead), nullptr, C, V);
+  head_w_.forward(logits_.data(), ln_.data(), nullptr, 1);
   return logits_.data();
 }
 
@@ -144,9 +160,27 @@ const float* UncachedGPT2::step(int token) {
   return run();
 }
 
+std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std::vector<float>&& params, bool kv_cache,
+                                                   WeightFormat format) {
+  if (!kv_cache && format == WeightFormat::kFp32) return std::make_unique<UncachedGPT2>(config, params);
+  return std::make_unique<KVCacheGPT2>(config, std::move(params), format, kv_cache);
+}
+
 std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std::vector<float>&& params, bool kv_cache) {
-  if (kv_cache) return std::make_unique<KVCacheGPT2>(config, std::move(params));
-  return std::make_unique<UncachedGPT2>(config, params);
+  return make_cpu_logits_model(config, std::move(params), kv_cache, WeightFormat::kFp32);
+}
+
+int cpu_generate_main(int argc, char** argv) {
+  std::string weights = "fp32";
+  auto extra = [&](CLI::App& app) {
+    app.add_option("--weights", weights, "decode weights: fp32, bf16 (half the bytes) or int8 (per-row scales)")
+        ->check(CLI::IsMember({"fp32", "bf16", "int8"}))
+        ->capture_default_str();
+  };
+  auto factory = [&](const GPT2Config& c, std::vector<float>&& params, bool kv) {
+    return make_cpu_logits_model(c, std::move(params), kv, parse_weight_format(weights));
+  };
+  return generate_main(argc, argv, factory, extra);
 }
 
 }  // namespace llm

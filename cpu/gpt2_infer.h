@@ -7,24 +7,34 @@
 // in C, as in the qkv row); prefill resets it. Context beyond max_seq_len: see the crop rule in host/generate.h.
 //
 // Decode steps use a matrix-vector product parallelised over output rows (the weights are read once per token, so
-// decoding is memory-bound); prefill uses the reference GEMM (ref::matmul_forward).
+// decoding is memory-bound; cpu/infer_matrix.h): fp32 prefill uses the reference GEMM (ref::matmul_forward).
+// Weight formats (--weights): fp32 (the parameters as loaded), bf16 or int8 with per-row scales for the five
+// matrix kinds (qkv, attention projection, fc, fc projection, LM head) — half / a quarter of the bytes per token;
+// embeddings, LayerNorms and biases stay fp32, all arithmetic is fp32.
+// use_cache = false: every step re-runs the whole context through this same code (the no-cache benchmark of
+// each format); UncachedGPT2 below is the independent fp32 reference.
 #pragma once
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "cpu/gpt2_model.h"
+#include "cpu/infer_matrix.h"
 #include "host/generate.h"
 
 namespace llm {
 
 class KVCacheGPT2 : public LogitsModel {
  public:
-  KVCacheGPT2(const GPT2Config& config, std::vector<float>&& params);  // params: num_parameters(config) floats
+  // params: num_parameters(config) floats
+  KVCacheGPT2(const GPT2Config& config, std::vector<float>&& params, WeightFormat format = WeightFormat::kFp32,
+              bool use_cache = true);
   const GPT2Config& config() const override { return c_; }
   const float* prefill(const int* tokens, int n) override;
   const float* step(int token) override;
   int position() const { return pos_; }  // tokens currently in the cache
   const float* params() const { return params_.data(); }
+  size_t weight_bytes_per_token() const;  // bytes of the matrices one decode step streams
 
  private:
   // Feeds rows tokens[0..n) at positions pos_..pos_+n-1 through every layer; returns the last row's logits.
@@ -33,6 +43,10 @@ class KVCacheGPT2 : public LogitsModel {
 
   GPT2Config c_;
   std::vector<float> params_;
+  bool use_cache_;
+  std::vector<InferMatrix> qkv_w_, attproj_w_, fc_w_, fcproj_w_;  // one per layer
+  InferMatrix head_w_;
+  std::vector<int> ctx_;  // tokens since the last prefill (re-run by the no-cache mode)
   std::array<size_t, kNumParamTensors> off_{};
   std::vector<float> kcache_, vcache_;                // (L, maxT, C)
   std::vector<float> x_, ln_, qkv_, atty_, tmp_, fch_;  // (n,C) (n,C) (n,3C) (n,C) (n,C) (n,4C)
@@ -58,5 +72,12 @@ class UncachedGPT2 : public LogitsModel {
 
 // The factory gpt2_cpu passes to generate_main.
 std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std::vector<float>&& params, bool kv_cache);
+
+// With a weight format: fp32 + kv_cache false is UncachedGPT2; any other combination is KVCacheGPT2.
+std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std::vector<float>&& params, bool kv_cache,
+                                                   WeightFormat format);
+
+// gpt2_cpu's `generate`: host/generate.h's subcommand plus --weights fp32|bf16|int8.
+int cpu_generate_main(int argc, char** argv);
 
 }  // namespace llm
