@@ -235,6 +235,36 @@ if (( $(left) > 60 )); then
   elif [[ "${NGPU:-1}" -lt 2 ]]; then
     TRAINER_ROWS+=("NCCL multi-GPU checks: skipped (1 GPU)")
   fi
+  # ---- 3d. generation (engineer "gen"): train_gpt2cu generate with the device KV cache ----
+  # (a) greedy ids of the HF fixture tiny_a in fp32 (cache and --no-kv-cache) == gpt2_cpu generate's; (b) decode
+  # tok/s of GPT-2 124M (a 1-step checkpoint of the 124M run's model size) for bf16/fp32, with and without cache.
+  if [[ -x "$BUILD/train_gpt2cu" ]] && (( $(left) > 40 )); then
+    build_target gpt2_cpu || true
+    fx=tests/fixtures/hf/tiny_a
+    ids=$(tr -d '[:space:]' < "$fx/ref.json" | sed -E 's/.*"prompt":\[([0-9,]*)\].*/\1/')
+    gen_args=(generate --model "$fx" --prompt-ids "$ids" --ids --no-echo -t 0 -n 70)
+    want=$("$BUILD/gpt2_cpu" "${gen_args[@]}" 2>/dev/null || true)
+    got=$(timeout 60 "$BUILD/train_gpt2cu" "${gen_args[@]}" --precision fp32 2>/dev/null || true)
+    got_nc=$(timeout 60 "$BUILD/train_gpt2cu" "${gen_args[@]}" --precision fp32 --no-kv-cache 2>/dev/null || true)
+    if [[ -n "$want" && "$got" == "$want" && "$got_nc" == "$want" ]]; then
+      TRAINER_ROWS+=("generate fp32 greedy == gpt2_cpu (tiny_a, 70 tokens, cache and no cache): ok")
+    else
+      TRAINER_ROWS+=("generate fp32 greedy == gpt2_cpu: FAIL"); FAILURES+=("train_gpt2cu generate parity")
+    fi
+    if [[ -f "${shard:-}" ]] && (( $(left) > 30 )); then
+      timeout 120 "$BUILD/train_gpt2cu" train --preset d12 -i "$shard" -j '' -b 1 -t 64 -x 1 -v 0 -s 0 \
+        -o "$BUILD/gen_check" > "$LOGS/gen_ckpt.log" 2>&1 || true
+      ck="$BUILD/gen_check/model_00000001.bin"
+      for prec in bf16 fp32; do
+        for kv in "" "--no-kv-cache"; do
+          [[ -f "$ck" ]] && (( $(left) > 20 )) || break
+          line=$(timeout 60 "$BUILD/train_gpt2cu" generate --model "$ck" --prompt-ids 50256 --ids --no-echo -t 0 \
+            -n 256 --precision $prec $kv 2>&1 >/dev/null | grep -E "tok/s" || true)
+          TRAINER_ROWS+=("generate 124M $prec ${kv:-kv cache}: ${line:-FAIL}")
+        done
+      done
+    fi
+  fi
 else
   FAILURES+=("skipped trainer checks (budget)")
 fi
