@@ -1,10 +1,13 @@
 // gpt2_cpu.cpp — the CPU reference trainer and evaluator.
 //
-//   gpt2_cpu train [options]   train GPT-2 on llm.c token shards (random init from a preset, or an llm.c
-//                              checkpoint), with val loss, samples, checkpoints and exact --resume
+//   gpt2_cpu train [options]   train GPT-2 on llm.c token shards (random init from a preset, or -e weights: an
+//                              llm.c .bin, model.safetensors or a HF directory), with val loss, samples,
+//                              checkpoints and exact --resume
 //   gpt2_cpu eval --model M --data D [-b B -t T -m MAXBATCHES]
 //                              mean loss over consecutive B×T windows from the start of D (like llm.c's val
 //                              loader); prints "val_loss <x>" and "perplexity <x>"
+//   gpt2_cpu generate --model M [--prompt P] [--weights fp32|bf16|int8] ...   text generation, KV cache
+//                              (host/generate.h, cpu/gpt2_infer.h); export / finetune-*: see main()
 //
 // The training loop, checkpoints, resume and progress output are host/train_loop.h (shared with the GPU
 // trainer train_gpt2.cu); this file plugs the fp32 reference model (cpu/) into it. Resume is bit-exact for the
