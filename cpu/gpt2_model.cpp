@@ -240,12 +240,35 @@ float GPT2Model::forward(const int* inputs, const int* targets, int B, int T, co
 
 void GPT2Model::zero_grad() {
   if (grads_.size() != params_.size()) grads_.assign(params_.size(), 0.0f);
-  else fill_zero(grads_);
+  else grads_zero_pending_ = true;  // cleared by the next backward() or accessor (see gpt2_model.h)
+}
+
+void GPT2Model::materialize_zero() const {
+  if (!grads_zero_pending_) return;
+  grads_zero_pending_ = false;
+  float* g = grads_.data();
+  const size_t n = grads_.size();
+#pragma omp parallel for simd schedule(static)
+  for (size_t i = 0; i < n; i++) g[i] = 0.0f;
 }
 
 void GPT2Model::backward(float loss_scale) {
   if (!have_targets_) fail("backward: the last forward had no targets");
   if (grads_.size() != params_.size()) grads_.assign(params_.size(), 0.0f);
+  // After zero_grad(): the weight-gradient GEMMs below overwrite their tensors (dW = dYᵀ·X instead of +=),
+  // every other gradient tensor is zeroed here. The head's GEMM runs first, so with a tied head the
+  // embedding's scatter-add at the end lands on the freshly written wte gradient.
+  const bool overwrite = grads_zero_pending_;
+  grads_zero_pending_ = false;
+  if (overwrite) {
+    for (int k = 0; k < kNumParamTensors; k++) {
+      const auto t = (ParamTensor)k;
+      const bool by_gemm = t == kQkvw || t == kAttprojw || t == kFcw || t == kFcprojw || t == kLmHead ||
+                           (t == kWte && config_.tied_head);
+      if (!by_gemm) std::fill_n(grads_.data() + offsets_[k], sizes_[k], 0.0f);
+    }
+  }
+  const bool acc_w = !overwrite;  // accumulate weight gradients (false: overwrite)
   const int L = config_.num_layers, C = config_.channels, NH = config_.num_heads;
   const int V = config_.vocab_size, Vp = config_.padded_vocab_size, B = B_, T = T_;
   const size_t BT = (size_t)B * T, C3 = 3 * (size_t)C, C4 = 4 * (size_t)C;
@@ -268,7 +291,8 @@ void GPT2Model::backward(float loss_scale) {
   const float dloss = num_valid_ > 0 ? loss_scale / num_valid_ : 0.0f;
   ref::softmax_crossentropy_backward(d.dlogits.data(), a.probs.data(), targets_.data(), (int)BT, V, Vp, dloss);
   float* dhead = config_.tied_head ? grad(kWte) : grad(kLmHead);
-  ref::matmul_backward(d.dlnf.data(), dhead, nullptr, d.dlogits.data(), a.lnf.data(), head_weight(), (int)BT, C, Vp);
+  ref::matmul_backward(d.dlnf.data(), dhead, nullptr, d.dlogits.data(), a.lnf.data(), head_weight(), (int)BT, C, Vp,
+                       acc_w);
   const float* x_last = a.residual.data() + (size_t)L * BT * C;
   ref::layernorm_backward(d.dres.data(), grad(kLnfw), grad(kLnfb), d.dlnf.data(), x_last, param(kLnfw),
                           a.lnf_mean.data(), a.lnf_rstd.data(), (int)BT, C);
@@ -312,9 +336,10 @@ void GPT2Model::backward(float loss_scale) {
     fill_zero(d.dln);
     std::copy(d.dres.begin(), d.dres.end(), d.dres2.begin());
     ref::dropout_backward(d.dfcproj.data(), d.dres.data(), BT * C, drop_spec(l, kDropResidMlp));
-    ref::matmul_backward(d.dfch_gelu.data(), dfcprojw, dfcprojb, d.dfcproj.data(), fch_gelu, fcprojw, (int)BT, 4 * C, C);
+    ref::matmul_backward(d.dfch_gelu.data(), dfcprojw, dfcprojb, d.dfcproj.data(), fch_gelu, fcprojw, (int)BT, 4 * C, C,
+                         acc_w);
     ref::gelu_backward(d.dfch.data(), fch, d.dfch_gelu.data(), BT * C4);
-    ref::matmul_backward(d.dln.data(), dfcw, dfcb, d.dfch.data(), ln2, fcw, (int)BT, C, 4 * C);
+    ref::matmul_backward(d.dln.data(), dfcw, dfcb, d.dfch.data(), ln2, fcw, (int)BT, C, 4 * C, acc_w);
     ref::layernorm_backward(d.dres2.data(), dln2w, dln2b, d.dln.data(), residual2, ln2w,
                             a.ln2_mean.data() + l * BT, a.ln2_rstd.data() + l * BT, (int)BT, C);
 
@@ -326,9 +351,10 @@ void GPT2Model::backward(float loss_scale) {
     fill_zero(d.dln);
     std::copy(d.dres2.begin(), d.dres2.end(), d.dx.begin());
     ref::dropout_backward(d.dattproj.data(), d.dres2.data(), BT * C, drop_spec(l, kDropResidAttn));
-    ref::matmul_backward(d.datty.data(), dattprojw, dattprojb, d.dattproj.data(), atty, attprojw, (int)BT, C, C);
+    ref::matmul_backward(d.datty.data(), dattprojw, dattprojb, d.dattproj.data(), atty, attprojw, (int)BT, C, C,
+                         acc_w);
     ref::attention_backward(d.dqkv.data(), d.datty.data(), qkv, att, B, T, C, NH, drop_spec(l, kDropAttn));
-    ref::matmul_backward(d.dln.data(), dqkvw, dqkvb, d.dqkv.data(), ln1, qkvw, (int)BT, C, 3 * C);
+    ref::matmul_backward(d.dln.data(), dqkvw, dqkvb, d.dqkv.data(), ln1, qkvw, (int)BT, C, 3 * C, acc_w);
     ref::layernorm_backward(d.dx.data(), dln1w, dln1b, d.dln.data(), x, ln1w, a.ln1_mean.data() + l * BT,
                             a.ln1_rstd.data() + l * BT, (int)BT, C);
     std::swap(d.dres, d.dx);  // dL/dx_l becomes the incoming gradient of the layer below

@@ -52,10 +52,13 @@ class GPT2Model {
 
   // Gradients: same layout as params. Accumulated by backward(); cleared by zero_grad().
   // Empty (nullptr) until the first zero_grad() or backward(), so inference-only use costs no gradient memory.
-  float* grads() { return grads_.data(); }
-  const float* grads() const { return grads_.data(); }
-  float* grad(ParamTensor k) { return grads_.data() + offsets_[k]; }
-  const float* grad(ParamTensor k) const { return grads_.data() + offsets_[k]; }
+  // zero_grad() only marks them cleared: the next backward() writes the matmul weight gradients (nearly all
+  // parameters) without reading them and zeroes the rest, which saves a 0.5 GB memset per 124M step; any
+  // accessor below zeroes them first if they are still marked, so callers always see cleared gradients.
+  float* grads() { materialize_zero(); return grads_.data(); }
+  const float* grads() const { materialize_zero(); return grads_.data(); }
+  float* grad(ParamTensor k) { materialize_zero(); return grads_.data() + offsets_[k]; }
+  const float* grad(ParamTensor k) const { materialize_zero(); return grads_.data() + offsets_[k]; }
 
   // GPT-2 / llm.c initialisation from `seed`: weights (wte, wpe, qkvw, attprojw, fcw, fcprojw, lm_head) ~ N(0, 0.02),
   // residual projections (attprojw, fcprojw) ~ N(0, 0.02/sqrt(2L)), LayerNorm weights 1, all biases 0, padded vocab
@@ -118,10 +121,13 @@ class GPT2Model {
   void allocate_activations(int B, int T);
   DropoutSpec drop_spec(int layer, DropoutSite site) const;
   const float* head_weight() const { return config_.tied_head ? param(kWte) : param(kLmHead); }
+  void materialize_zero() const;  // performs a pending zero_grad()
 
   GPT2Config config_;
   std::array<size_t, kNumParamTensors> sizes_{}, offsets_{};
-  std::vector<float> params_, grads_;
+  std::vector<float> params_;
+  mutable std::vector<float> grads_;
+  mutable bool grads_zero_pending_ = false;  // zero_grad() called, gradients not cleared yet
   Activations acts_;
   ActGrads dacts_;
   std::vector<int> inputs_, targets_;  // copies of the last forward's batch

@@ -123,11 +123,11 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int N, int C, int OC) {
+                     const float* weight, int N, int C, int OC, bool accumulate_dweight) {
   // dinp (N,C) += dout (N,OC) · weight (OC,C)
   if (dinp) gemm_accumulate(dinp, C, MatView{dout, (size_t)OC, 1}, MatView{weight, (size_t)C, 1}, N, C, OC);
-  // dweight (OC,C) += doutᵀ (OC,N) · inp (N,C)
-  gemm_accumulate(dweight, C, MatView{dout, 1, (size_t)OC}, MatView{inp, (size_t)C, 1}, OC, C, N);
+  // dweight (OC,C) += doutᵀ (OC,N) · inp (N,C)   (or = when !accumulate_dweight)
+  gemm(dweight, C, MatView{dout, 1, (size_t)OC}, MatView{inp, (size_t)C, 1}, OC, C, N, accumulate_dweight);
   if (dbias) {
     // Σ over rows, threads split output channels, rows in order.
 #pragma omp parallel for schedule(static) if((size_t)N * OC >= kParallelMin)

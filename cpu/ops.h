@@ -33,9 +33,10 @@ void layernorm_backward(float* dinp /*(N,C)*/, float* dweight /*(C)*/, float* db
 void matmul_forward(float* out /*(N,OC)*/, const float* inp /*(N,C)*/, const float* weight /*(OC,C)*/,
                     const float* bias /*(OC) or nullptr*/, int N, int C, int OC);
 // dinp += dout · weight; dweight += doutᵀ · inp; dbias += Σ_rows dout. dinp may be nullptr (not needed).
+// accumulate_dweight = false writes dweight = doutᵀ · inp instead (it is not read; the one exception to +=).
 void matmul_backward(float* dinp /*(N,C)*/, float* dweight /*(OC,C)*/, float* dbias /*(OC) or nullptr*/,
                      const float* dout /*(N,OC)*/, const float* inp /*(N,C)*/, const float* weight /*(OC,C)*/,
-                     int N, int C, int OC);
+                     int N, int C, int OC, bool accumulate_dweight = true);
 
 // Causal multi-head self-attention, scale 1/sqrt(hs). qkv row = [q | k | v], head h at columns h*hs.. of each.
 // att holds the softmax probabilities BEFORE dropout (entries t2 > t are 0). Dropout on attention weights uses

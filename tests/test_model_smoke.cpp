@@ -184,6 +184,40 @@ TEST(ModelGradAccumulation, TwoHalfBatchesEqualOneBatch) {
   EXPECT_LT(err / ref, 1e-5);
 }
 
+// zero_grad() is lazy: the next backward overwrites the matmul weight gradients and zeroes the rest. Gradients
+// must equal a fresh zero-then-accumulate backward (tied and untied head), zero_grad() must read as zeros, and
+// a backward without zero_grad must still accumulate.
+TEST(ModelGradAccumulation, LazyZeroGradEqualsExplicitZeroing) {
+  for (bool book : {false, true}) {
+    auto cfg = tiny(book);
+    llm::GPT2Model m(cfg);
+    m.init_gpt2(5);
+    std::vector<int> inp, tgt;
+    batch(2, 8, cfg.vocab_size, inp, tgt);
+    m.zero_grad();  // first call allocates zeroed gradients: the += path
+    m.forward(inp.data(), tgt.data(), 2, 8);
+    m.backward();
+    const std::vector<float> g1(m.grads(), m.grads() + m.num_params());
+    m.zero_grad();  // now only marked: reading must still give zeros
+    for (size_t i = 0; i < m.num_params(); i++) ASSERT_EQ(m.grads()[i], 0.0f) << "element " << i;
+    m.forward(inp.data(), tgt.data(), 2, 8);
+    m.backward();
+    m.zero_grad();  // marked, then overwritten by backward without any accessor in between
+    m.forward(inp.data(), tgt.data(), 2, 8);
+    m.backward();
+    const std::vector<float> g2(m.grads(), m.grads() + m.num_params());
+    EXPECT_TRUE(g1 == g2) << "book=" << book;
+    m.forward(inp.data(), tgt.data(), 2, 8);
+    m.backward();  // no zero_grad: accumulates
+    double err = 0;
+    for (size_t i = 0; i < g1.size(); i++) err = std::max(err, (double)std::fabs(m.grads()[i] - 2 * g1[i]));
+    EXPECT_LT(err, 1e-6) << "book=" << book;
+    size_t nonzero = 0;
+    for (float g : g1) nonzero += g != 0.0f;
+    EXPECT_GT(nonzero, g1.size() / 2);
+  }
+}
+
 TEST(ModelOptimizer, FusedClipScaleEqualsClipThenStep) {
   for (auto style : {llm::ClipStyle::kTorch, llm::ClipStyle::kLlmc}) {
     auto cfg = tiny(false);
