@@ -404,8 +404,19 @@ double global_grad_norm(const float* grads, size_t n) {
 #pragma omp parallel for schedule(static) if(n >= kParallelMin)
   for (size_t blk = 0; blk < nblocks; blk++) {
     const size_t i0 = blk * kBlock, i1 = i0 + kBlock < n ? i0 + kBlock : n;
+    // 8 interleaved partial sums (element i goes to lane i % 8), added in lane order: a fixed order that runs
+    // as one vector FMA chain instead of a serial double add chain (several times fewer cycles per element)
+    typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
+    typedef double v8d __attribute__((vector_size(64)));
+    v8d acc = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = i0;
+    for (; i + 8 <= i1; i += 8) {
+      const v8d x = __builtin_convertvector(*reinterpret_cast<const v8f*>(grads + i), v8d);
+      acc += x * x;
+    }
     double s = 0.0;
-    for (size_t i = i0; i < i1; i++) s += (double)grads[i] * grads[i];
+    for (int l = 0; l < 8; l++) s += acc[l];
+    for (; i < i1; i++) s += (double)grads[i] * grads[i];
     partial[blk] = s;
   }
   double total = 0.0;
