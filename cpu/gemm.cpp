@@ -32,8 +32,8 @@ namespace {
 constexpr int MR = 8;          // register tile rows (A micro-panel width)
 constexpr int NV = 3;          // 16-float vectors per tile row
 constexpr int NR = 16 * NV;    // register tile columns (B micro-panel width)
-constexpr int KC = 256;        // K block: A micro-panel 8 KB (L1), B micro-panel 48 KB (streams from L2)
-constexpr int NC = 768;        // columns per B block (multiple of NR): KC×NC = 768 KB in L2
+constexpr int KC = 256;            // K block: A micro-panel 8 KB (L1), B micro-panel 48 KB (streams from L2)
+constexpr int NC = 768;            // columns per B block (multiple of NR): KC×NC = 768 KB in L2
 constexpr int MC = 1024;       // rows per A block when A is packed block by block (multiple of MR)
 constexpr int kPrefetch = 12;  // B micro-panel prefetch distance in k steps (8..16 measure alike)
 constexpr size_t kAWholeMax = (size_t)1 << 20;  // pack A once per call when it is at most 4 MB
@@ -63,15 +63,22 @@ struct PackBuffer {
 
 // Rows contiguous (s_r == 1): each k contributes W consecutive floats — a plain copy.
 template <int W>
-void pack_rows_contiguous(float* dst, const float* src, size_t s_k, int n, int kc) {
+void pack_rows_contiguous(float* __restrict dst, const float* __restrict src, size_t s_k, int n, int kc) {
   for (int p = 0; p * W < n; p++) {
     float* d = dst + (size_t)p * kc * W;
     const float* s = src + (size_t)p * W;
     const int w = std::min(W, n - p * W);
     if (w == W) {
-      for (int k = 0; k < kc; k++)
-#pragma GCC unroll 16
-        for (int r = 0; r < W; r++) d[(size_t)k * W + r] = s[(size_t)k * s_k + r];
+      for (int k = 0; k < kc; k++) {
+        float* __restrict dk = d + (size_t)k * W;
+        const float* __restrict sk = s + (size_t)k * s_k;
+#pragma GCC unroll 4
+        for (int v = 0; v + 16 <= W; v += 16) store16(dk + v, load16(sk + v));
+        if (W % 16 == 8) {  // W == 8: one half vector
+#pragma GCC unroll 8
+          for (int r = W - 8; r < W; r++) dk[r] = sk[r];
+        }
+      }
     } else {
       for (int k = 0; k < kc; k++)
         for (int r = 0; r < W; r++) d[(size_t)k * W + r] = r < w ? s[(size_t)k * s_k + r] : 0.0f;
