@@ -6,7 +6,7 @@
 //   fwd  out(BT,OC)  = x(BT,C) · Wᵀ          M=BT N=OC K=C
 //   dx   dx(BT,C)   += dy(BT,OC) · W          M=BT N=C  K=OC
 //   dw   dW(OC,C)   += dyᵀ(OC,BT) · x(BT,C)   M=OC N=C  K=BT
-// Reported per product: wall GFLOP/s (median call), GFLOP per process CPU-second (best call; on a shared machine
+// Reported per product: wall GFLOP/s (median call), GFLOP per process CPU-second (median call; on a shared machine
 // wall time mostly measures the neighbours, CPU time is what the code costs), and that per-core rate as a
 // fraction of the FMA peak this core reaches right now (best of several runs of a register-only FMA loop).
 #include <immintrin.h>
@@ -78,8 +78,8 @@ struct Product {
 };
 struct Result { double wall_gflops, cpu_gflops; };
 
-// Median wall time and the smallest process CPU time per call (interference from other processes only ever
-// adds CPU time — cache refills after being descheduled — so the minimum is the steadiest estimate of the cost).
+// Median wall time and median process CPU time per call (CPU time is much less sensitive than wall time to
+// other processes on a shared machine; the median drops both slow outliers and clock-accounting artefacts).
 Result time_gemm(GemmFn fn, const Product& p, double min_s) {
   const double flops = 2.0 * p.M * p.N * p.K;
   fn(p.c, p.ldc, p.a, p.b, p.M, p.N, p.K);  // warm-up (buffers, page faults)
@@ -94,7 +94,8 @@ Result time_gemm(GemmFn fn, const Product& p, double min_s) {
     walls.push_back(w);
   }
   std::sort(walls.begin(), walls.end());
-  return {flops / walls[walls.size() / 2] / 1e9, flops / *std::min_element(cpus.begin(), cpus.end()) / 1e9};
+  std::sort(cpus.begin(), cpus.end());
+  return {flops / walls[walls.size() / 2] / 1e9, flops / cpus[cpus.size() / 2] / 1e9};
 }
 
 }  // namespace
