@@ -54,6 +54,7 @@ class GenerateModel final : public llm::LogitsModel {
     lse_.resize((size_t)cfg.num_heads * T);
     inputs_.resize(T);
     logits_host_.resize(cfg.padded_vocab_size);
+    ctx_.reserve(T);  // a decode step allocates nothing on the host
   }
 
   const GPT2Config& config() const override { return cfg_; }
