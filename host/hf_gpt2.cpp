@@ -290,7 +290,10 @@ static ModelFiles locate_model(const std::string& path) {
     return f;
   }
   if (!file_exists(path)) fail(path, ": cannot open (no such file or directory)");
-  f.llmc = starts_with_llmc_magic(path);
+  // llm.c magic, or a .bin name: a .bin with a bad header is reported by the llm.c reader ("bad magic"), not
+  // misread as a safetensors length.
+  const bool bin_name = path.size() >= 4 && path.compare(path.size() - 4, 4, ".bin") == 0;
+  f.llmc = bin_name || starts_with_llmc_magic(path);
   const std::string beside = dir_of(path) + "/config.json";
   if (!f.llmc && file_exists(beside)) f.config_json = beside;
   return f;
