@@ -11,6 +11,12 @@ if(LLM_HOST_TEST_SOURCES)
   target_link_libraries(test_host PRIVATE llm_host GTest::gtest GTest::gtest_main)
   target_compile_definitions(test_host PRIVATE LLM_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
   gtest_discover_tests(test_host PROPERTIES LABELS host TIMEOUT 120 DISCOVERY_TIMEOUT 60)
+  # scripts/plot_log.py (reads main.log; Python is only needed for plots): summary on a log with known answers
+  find_package(Python3 COMPONENTS Interpreter QUIET)
+  if(Python3_Interpreter_FOUND)
+    add_test(NAME plot_log_summary COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_plot_log.sh)
+    set_tests_properties(plot_log_summary PROPERTIES LABELS host TIMEOUT 60)
+  endif()
 endif()
 
 # End-to-end tests that run build/gpt2_cpu as a subprocess on tiny generated shards.

@@ -47,8 +47,10 @@ void Progress::train_step(int64_t step, float loss, float lr, float grad_norm, d
               format_duration(eta_s).c_str());
   std::fflush(stdout);
   if (log_) {
-    std::fprintf(log_, "step %lld train %.6f lr %.6g norm %.6f ms %.1f tok_s %.1f\n", static_cast<long long>(step),
+    std::fprintf(log_, "step %lld train %.6f lr %.6g norm %.6f ms %.1f tok_s %.1f", static_cast<long long>(step),
                  loss, lr, grad_norm, ms, tok_s);
+    if (std::isfinite(mfu_percent) && mfu_percent >= 0) std::fprintf(log_, " mfu %.2f", mfu_percent);  // GPU only
+    std::fputc('\n', log_);
     std::fflush(log_);
   }
 }

@@ -4,7 +4,7 @@
 //   step   10/200 | loss 3.2101 | lr 3.00e-04 | norm 1.2345 | 412.3 ms | 1242 tok/s | ETA 1m18s
 // (the GPU trainer adds "| 41.2% MFU" before the ETA)
 // Log file (main.log in the output dir, appended to on resume), machine-readable, one line per event:
-//   step 10 train 3.210100 lr 0.000300 norm 1.234500 ms 412.3 tok_s 1242.0
+//   step 10 train 3.210100 lr 0.000300 norm 1.234500 ms 412.3 tok_s 1242.0      (+ " mfu 41.20" on a known GPU)
 //   step 10 val 3.456700 ppl 31.7123
 // Step numbers count completed optimizer steps (1-based for train lines; val at step 0 is before training).
 // The first step of a session is excluded from the ETA / average (it pays for page faults and warm-up).

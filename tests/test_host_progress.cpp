@@ -26,13 +26,17 @@ TEST(HostProgress, LogLinesAndEta) {
     EXPECT_NE(out.find("10000 tok/s | n/a MFU | ETA"), std::string::npos) << out;
   }
   std::ifstream f(log);
-  std::string l0, l1, l2;
+  std::string l0, l1, l2, l3, l4;
   std::getline(f, l0);
   std::getline(f, l1);
   std::getline(f, l2);
+  std::getline(f, l3);
+  std::getline(f, l4);
   EXPECT_EQ(l0, "step 0 val 2.000000 ppl 7.3891");
   EXPECT_EQ(l1, "step 1 train 3.500000 lr 0.001 norm 0.250000 ms 500.0 tok_s 2000.0");
   EXPECT_EQ(l2, "step 2 train 3.250000 lr 0.001 norm 0.500000 ms 100.0 tok_s 10000.0");
+  EXPECT_EQ(l3, "step 3 train 3.000000 lr 0.001 norm 0.500000 ms 100.0 tok_s 10000.0 mfu 41.25");  // known GPU
+  EXPECT_EQ(l4, "step 4 train 3.000000 lr 0.001 norm 0.500000 ms 100.0 tok_s 10000.0");  // unknown GPU: no field
 }
 
 TEST(HostProgress, DurationFormat) {
