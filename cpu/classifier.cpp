@@ -33,42 +33,35 @@ void input_grad(float* dinp, const float* dout, const float* weight, int N, int 
 
 }  // namespace
 
-FinetuneGPT2::FinetuneGPT2(const GPT2Config& config, std::vector<float> params, const FinetuneSpec& spec)
-    : c_(config), spec_(spec), params_(std::move(params)) {
-  const int L = c_.num_layers, C = c_.channels;
-  if (params_.size() != num_parameters(c_))
-    fail("fine-tune: ", params_.size(), " parameters given, the config needs ", num_parameters(c_));
-  if (spec_.lora_rank < 0) fail("LoRA rank ", spec_.lora_rank, " must be positive (or 0 for no LoRA)");
-  if (spec_.lora_rank > 0 && !(spec_.lora_alpha > 0)) fail("LoRA alpha ", spec_.lora_alpha, " must be positive");
-  if (spec_.num_classes < 0 || spec_.num_classes == 1)
-    fail("fine-tune: number of classes ", spec_.num_classes, " must be >= 2 (or 0 for the LM head)");
-  if (spec_.train_from_layer == -1) spec_.train_from_layer = L - 1;
-  if (spec_.train_from_layer < 0 || spec_.train_from_layer > L)
-    fail("fine-tune: first trainable block ", spec_.train_from_layer, " not in [0, ", L, "]");
-  off_ = param_offsets(c_);
-  size_ = param_sizes(c_);
-  std::mt19937_64 rng(spec_.seed);
-  if (spec_.num_classes > 0) {  // new head, nn.Linear default init: U(±1/sqrt(C)) for weight and bias
-    head_w_.resize((size_t)spec_.num_classes * C);
-    head_b_.resize(spec_.num_classes);
-    fill_uniform(head_w_.data(), head_w_.size(), 1.0 / std::sqrt((double)C), rng);
-    fill_uniform(head_b_.data(), head_b_.size(), 1.0 / std::sqrt((double)C), rng);
-  }
-  if (spec_.lora_rank > 0) build_lora();
-  // A from the same stream (after the head), B = 0
-  for (size_t s = 0; s < lora_off_.size(); s++)
-    fill_uniform(lora_.data() + lora_off_[s], (size_t)spec_.lora_rank * lora_in_[s],
-                 1.0 / std::sqrt((double)spec_.lora_rank), rng);
+FinetuneSpec finetune_check_spec(const GPT2Config& c, FinetuneSpec spec) {
+  const int L = c.num_layers;
+  if (spec.lora_rank < 0) fail("LoRA rank ", spec.lora_rank, " must be positive (or 0 for no LoRA)");
+  if (spec.lora_rank > 0 && !(spec.lora_alpha > 0)) fail("LoRA alpha ", spec.lora_alpha, " must be positive");
+  if (spec.num_classes < 0 || spec.num_classes == 1)
+    fail("fine-tune: number of classes ", spec.num_classes, " must be >= 2 (or 0 for the LM head)");
+  if (spec.train_from_layer == -1) spec.train_from_layer = L - 1;
+  if (spec.train_from_layer < 0 || spec.train_from_layer > L)
+    fail("fine-tune: first trainable block ", spec.train_from_layer, " not in [0, ", L, "]");
+  return spec;
 }
 
-void FinetuneGPT2::build_lora() {
-  const int L = c_.num_layers, C = c_.channels, r = spec_.lora_rank;
-  const int head_out = spec_.num_classes > 0 ? spec_.num_classes : c_.padded_vocab_size;
+FinetuneInit finetune_init(const GPT2Config& c, const FinetuneSpec& spec) {
+  const int L = c.num_layers, C = c.channels, r = spec.lora_rank;
+  FinetuneInit f;
+  std::mt19937_64 rng(spec.seed);
+  if (spec.num_classes > 0) {  // new head, nn.Linear default init: U(±1/sqrt(C)) for weight and bias
+    f.head_w.resize((size_t)spec.num_classes * C);
+    f.head_b.resize(spec.num_classes);
+    fill_uniform(f.head_w.data(), f.head_w.size(), 1.0 / std::sqrt((double)C), rng);
+    fill_uniform(f.head_b.data(), f.head_b.size(), 1.0 / std::sqrt((double)C), rng);
+  }
+  if (r == 0) return f;
+  const int head_out = spec.num_classes > 0 ? spec.num_classes : c.padded_vocab_size;
   size_t o = 0;
   auto add = [&](int in, int out) {
-    lora_off_.push_back(o);
-    lora_in_.push_back(in);
-    lora_out_.push_back(out);
+    f.lora_off.push_back(o);
+    f.lora_in.push_back(in);
+    f.lora_out.push_back(out);
     o += (size_t)r * in + (size_t)out * r;
   };
   for (int l = 0; l < L; l++) {
@@ -78,20 +71,44 @@ void FinetuneGPT2::build_lora() {
     add(4 * C, C);      // fc proj
   }
   add(C, head_out);     // head
-  lora_.assign(o, 0.0f);
+  f.lora.assign(o, 0.0f);
+  // A from the same stream (after the head), B = 0
+  for (size_t s = 0; s < f.lora_off.size(); s++)
+    fill_uniform(f.lora.data() + f.lora_off[s], (size_t)r * f.lora_in[s], 1.0 / std::sqrt((double)r), rng);
+  return f;
+}
+
+bool finetune_tensor_trainable(const GPT2Config& c, const FinetuneSpec& spec, ParamTensor k, int layer) {
+  if (spec.lora_rank > 0) return false;
+  const bool lm = spec.num_classes == 0;
+  switch (k) {
+    case kWte: return spec.train_embeddings || (lm && c.tied_head && spec.train_head);
+    case kWpe: return spec.train_embeddings;
+    case kLnfw: case kLnfb: return spec.train_final_ln;
+    case kLmHead: return lm && !c.tied_head && spec.train_head;
+    case kQkvb: if (!c.qkv_bias) return false; [[fallthrough]];
+    default: return layer >= spec.train_from_layer;
+  }
+}
+
+FinetuneGPT2::FinetuneGPT2(const GPT2Config& config, std::vector<float> params, const FinetuneSpec& spec)
+    : c_(config), spec_(spec), params_(std::move(params)) {
+  if (params_.size() != num_parameters(c_))
+    fail("fine-tune: ", params_.size(), " parameters given, the config needs ", num_parameters(c_));
+  spec_ = finetune_check_spec(c_, spec_);
+  off_ = param_offsets(c_);
+  size_ = param_sizes(c_);
+  FinetuneInit f = finetune_init(c_, spec_);
+  head_w_ = std::move(f.head_w);
+  head_b_ = std::move(f.head_b);
+  lora_ = std::move(f.lora);
+  lora_off_ = std::move(f.lora_off);
+  lora_in_ = std::move(f.lora_in);
+  lora_out_ = std::move(f.lora_out);
 }
 
 bool FinetuneGPT2::tensor_trainable(ParamTensor k, int layer) const {
-  if (spec_.lora_rank > 0) return false;
-  const bool lm = spec_.num_classes == 0;
-  switch (k) {
-    case kWte: return spec_.train_embeddings || (lm && c_.tied_head && spec_.train_head);
-    case kWpe: return spec_.train_embeddings;
-    case kLnfw: case kLnfb: return spec_.train_final_ln;
-    case kLmHead: return lm && !c_.tied_head && spec_.train_head;
-    case kQkvb: if (!c_.qkv_bias) return false; [[fallthrough]];
-    default: return layer >= spec_.train_from_layer;
-  }
+  return finetune_tensor_trainable(c_, spec_, k, layer);
 }
 
 const float* FinetuneGPT2::base_grad(ParamTensor k) const {

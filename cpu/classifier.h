@@ -40,6 +40,21 @@ struct FinetuneSpec {
 // The linear layers LoRA wraps, per block, then the head.
 enum LinearKind : int { kLinQkv, kLinAttproj, kLinFc, kLinFcproj, kNumBlockLinears };
 
+// The spec checked and normalised (train_from_layer -1 -> L-1). Throws llm::Error for a bad spec (see below).
+FinetuneSpec finetune_check_spec(const GPT2Config& c, FinetuneSpec spec);
+// Whether base tensor k (of block `layer` for per-block tensors) trains under a (normalised) spec.
+bool finetune_tensor_trainable(const GPT2Config& c, const FinetuneSpec& spec, ParamTensor k, int layer = 0);
+
+// The new tensors of a fine-tune spec with their initial values: the classification head (N,C) + (N) and the LoRA
+// adapters, slot s = layer·kNumBlockLinears + kind (the head last) holding A (r,in) at lora_off[s] then B (out,r).
+// FinetuneGPT2 starts from exactly these numbers; the GPU backend uses them to start from the same ones.
+struct FinetuneInit {
+  std::vector<float> head_w, head_b, lora;
+  std::vector<size_t> lora_off;
+  std::vector<int> lora_in, lora_out;
+};
+FinetuneInit finetune_init(const GPT2Config& c, const FinetuneSpec& normalised_spec);
+
 class FinetuneGPT2 {
  public:
   // params: num_parameters(config) floats (a pretrained checkpoint). Throws llm::Error for a bad spec
@@ -102,7 +117,6 @@ class FinetuneGPT2 {
   void forward_trunk(const int* inputs, int B, int T);
   void backward_trunk(const float* dlnf);
   int lowest_backprop_layer() const;
-  void build_lora();
   void allocate(int B, int T);
 
   GPT2Config c_;

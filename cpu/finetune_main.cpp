@@ -1,4 +1,5 @@
-// finetune_main.cpp — gpt2_cpu finetune-classify / classify / finetune-instruct (see finetune_main.h).
+// finetune_main.cpp — finetune-classify / classify / finetune-instruct on any FinetuneBackend (see finetune_main.h),
+// and the CPU backend.
 //
 // Sequence-length rules (documented choice): classification texts are truncated to --max-length (default: the
 // longest training text, capped at the model context), then right-padded with 50256; instruction items longer
@@ -26,6 +27,39 @@
 namespace llm {
 
 namespace {
+
+// FinetuneGPT2 behind the backend interface.
+class CpuFinetuneBackend final : public FinetuneBackend {
+ public:
+  CpuFinetuneBackend(const GPT2Config& c, std::vector<float>&& params, const FinetuneSpec& spec)
+      : m_(c, std::move(params), spec) {}
+  size_t num_trainable() const override { return m_.num_trainable(); }
+  float forward_classify(const int* x, const int* labels, int B, int T) override {
+    return m_.forward_classify(x, labels, B, T);
+  }
+  float forward_lm(const int* x, const int* targets, int B, int T) override { return m_.forward_lm(x, targets, B, T); }
+  void zero_grad() override { m_.zero_grad(); }
+  void backward() override { m_.backward(); }
+  void adamw_step(float lr, float wd, int t) override { m_.adamw_step(lr, wd, t); }
+  int predict(int b) const override { return m_.predict(b); }
+  void set_head(const float* w, const float* b) override {
+    std::copy_n(w, (size_t)m_.num_classes() * m_.config().channels, m_.head_weight());
+    std::copy_n(b, m_.num_classes(), m_.head_bias());
+  }
+  GPT2Config export_merged(std::vector<float>* params, std::vector<float>* head_w,
+                           std::vector<float>* head_b) override {
+    m_.merge_lora();
+    const GPT2Config& c = m_.config();
+    params->assign(m_.base(), m_.base() + num_parameters(c));
+    const size_t N = m_.num_classes();
+    head_w->assign(m_.head_weight(), m_.head_weight() + N * c.channels);
+    head_b->assign(m_.head_bias(), m_.head_bias() + N);
+    return c;
+  }
+
+ private:
+  FinetuneGPT2 m_;
+};
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -120,7 +154,7 @@ ClsSet encode_set(const Tokenizer& tok, const std::vector<LabeledText>& rows, in
 }
 
 // Accuracy and mean batch loss over the first max_batches batches (0 = all) of a set, in order.
-std::pair<double, double> evaluate_cls(FinetuneGPT2& m, const ClsSet& s, int batch, int max_batches) {
+std::pair<double, double> evaluate_cls(FinetuneBackend& m, const ClsSet& s, int batch, int max_batches) {
   const int n = (int)s.ids.size(), T = (int)s.ids[0].size();
   int correct = 0, seen = 0, batches = 0;
   double loss_sum = 0;
@@ -135,8 +169,8 @@ std::pair<double, double> evaluate_cls(FinetuneGPT2& m, const ClsSet& s, int bat
   return {(double)correct / seen, loss_sum / batches};
 }
 
-int run_finetune_classify(int argc, char** argv) {
-  CLI::App app("gpt2_cpu finetune-classify — the book's chapter 6 classifier fine-tuning");
+int run_finetune_classify(int argc, char** argv, const FinetuneProgram& p) {
+  CLI::App app(p.name + " finetune-classify — the book's chapter 6 classifier fine-tuning");
   CommonOpts o;
   add_common(app, o, 5, "last");
   std::string train, val, test, classes = "0,1", names = "not spam,spam";
@@ -150,6 +184,7 @@ int run_finetune_classify(int argc, char** argv) {
   app.add_option("--label-names", names, "names printed by classify, comma separated")->capture_default_str();
   app.add_flag("--tsv", tsv, "tab-separated files");
   app.add_option("--eval-batches", eval_batches, "batches per set for the per-epoch accuracy (0 = whole sets)");
+  if (p.extra_options) p.extra_options(app);
   CLI11_PARSE(app, argc, argv);
   return guarded([&] {
     if (o.threads > 0) omp_set_num_threads(o.threads);
@@ -173,7 +208,8 @@ int run_finetune_classify(int argc, char** argv) {
     ClsSet va, te;
     if (!val.empty()) va = encode_set(tok, read_labeled_csv(val, cls, sep), max_length);
     if (!test.empty()) te = encode_set(tok, read_labeled_csv(test, cls, sep), max_length);
-    FinetuneGPT2 m(c, std::move(w), make_spec(o, c, (int)cls.size()));
+    const std::unique_ptr<FinetuneBackend> model = p.make_backend(c, std::move(w), make_spec(o, c, (int)cls.size()));
+    FinetuneBackend& m = *model;
     std::printf("classifier: %zu train / %zu val / %zu test texts, max length %d, %zu trainable parameters\n",
                 tr.ids.size(), va.ids.size(), te.ids.size(), max_length, m.num_trainable());
     auto report = [&](const char* tag) {
@@ -214,12 +250,8 @@ int run_finetune_classify(int argc, char** argv) {
     eval_batches = 0;  // final numbers on the full sets
     report("final:");
     eval_batches = saved_eval;
-    m.merge_lora();
     ClassifierFile f;
-    f.config = m.config();
-    f.params.assign(m.base(), m.base() + num_parameters(m.config()));
-    f.head_w.assign(m.head_weight(), m.head_weight() + cls.size() * c.channels);
-    f.head_b.assign(m.head_bias(), m.head_bias() + cls.size());
+    f.config = m.export_merged(&f.params, &f.head_w, &f.head_b);
     f.labels = label_names;
     f.max_length = max_length;
     save_classifier(o.out, f);
@@ -228,13 +260,14 @@ int run_finetune_classify(int argc, char** argv) {
   });
 }
 
-int run_classify(int argc, char** argv) {
-  CLI::App app("gpt2_cpu classify — print the label a fine-tuned classifier gives a text");
+int run_classify(int argc, char** argv, const FinetuneProgram& p) {
+  CLI::App app(p.name + " classify — print the label a fine-tuned classifier gives a text");
   std::string model, text;
   int threads = 0;
   app.add_option("--model", model, "classifier file written by finetune-classify")->required();
   app.add_option("--text", text, "the text to classify")->required();
   app.add_option("--threads", threads, "OpenMP threads (0 = default)");
+  if (p.extra_options) p.extra_options(app);
   CLI11_PARSE(app, argc, argv);
   return guarded([&] {
     if (threads > 0) omp_set_num_threads(threads);
@@ -249,11 +282,10 @@ int run_classify(int argc, char** argv) {
     s.num_classes = (int)f.labels.size();
     s.train_from_layer = f.config.num_layers;
     s.train_final_ln = s.train_head = false;
-    FinetuneGPT2 m(f.config, std::move(f.params), s);
-    std::copy(f.head_w.begin(), f.head_w.end(), m.head_weight());
-    std::copy(f.head_b.begin(), f.head_b.end(), m.head_bias());
-    m.forward_classify(ids.data(), nullptr, 1, len);
-    std::printf("%s\n", f.labels[m.predict(0)].c_str());
+    const std::unique_ptr<FinetuneBackend> m = p.make_backend(f.config, std::move(f.params), s);
+    m->set_head(f.head_w.data(), f.head_b.data());
+    m->forward_classify(ids.data(), nullptr, 1, len);
+    std::printf("%s\n", f.labels[m->predict(0)].c_str());
     return 0;
   });
 }
@@ -282,7 +314,7 @@ CollatedBatch batch_of(const InstrSet& s, const std::vector<int>& idx, int max_l
 }
 
 // Mean of batch means (the book's calc_loss_loader) and the token-weighted mean (for perplexity).
-std::pair<double, double> eval_instr(FinetuneGPT2& m, const InstrSet& s, int batch, int max_len, bool mask_prompt,
+std::pair<double, double> eval_instr(FinetuneBackend& m, const InstrSet& s, int batch, int max_len, bool mask_prompt,
                                      int max_batches) {
   double sum_batch = 0, sum_tok = 0;
   long tokens = 0;
@@ -307,8 +339,8 @@ std::string trim(const std::string& s) {
   return b == std::string::npos ? "" : s.substr(b, s.find_last_not_of(ws) - b + 1);
 }
 
-int run_finetune_instruct(int argc, char** argv) {
-  CLI::App app("gpt2_cpu finetune-instruct — the book's chapter 7 instruction fine-tuning");
+int run_finetune_instruct(int argc, char** argv, const FinetuneProgram& p) {
+  CLI::App app(p.name + " finetune-instruct — the book's chapter 7 instruction fine-tuning");
   CommonOpts o;
   add_common(app, o, 2, "all");
   std::string data, responses;
@@ -320,6 +352,7 @@ int run_finetune_instruct(int argc, char** argv) {
   app.add_option("--max-new-tokens", max_new, "generation limit per test entry")->capture_default_str();
   app.add_option("--max-test", max_test, "generate for the first N test entries only (0 = all)");
   app.add_option("--eval-batches", eval_batches, "val batches for the per-epoch loss (0 = all)");
+  if (p.extra_options) p.extra_options(app);
   CLI11_PARSE(app, argc, argv);
   return guarded([&] {
     if (o.threads > 0) omp_set_num_threads(o.threads);
@@ -334,7 +367,8 @@ int run_finetune_instruct(int argc, char** argv) {
     const Tokenizer tok = Tokenizer::from_default();
     InstrSet tr = encode_instr(tok, split.train), va = encode_instr(tok, split.val), te = encode_instr(tok, split.test);
     if (o.max_train > 0 && (size_t)o.max_train < tr.ids.size()) { tr.ids.resize(o.max_train); tr.prompt_len.resize(o.max_train); }
-    FinetuneGPT2 m(c, std::move(w), make_spec(o, c, 0));
+    const std::unique_ptr<FinetuneBackend> model = p.make_backend(c, std::move(w), make_spec(o, c, 0));
+    FinetuneBackend& m = *model;
     std::printf("instruct: %zu train / %zu val / %zu test entries, %zu trainable parameters\n", tr.ids.size(),
                 va.ids.size(), te.ids.size(), m.num_trainable());
     std::mt19937_64 rng(o.seed);
@@ -361,13 +395,16 @@ int run_finetune_instruct(int argc, char** argv) {
     const auto v = eval_instr(m, va, o.batch, max_len, mask_prompt, 0);
     const auto ref = eval_instr(m, te, o.batch, max_len, /*mask_prompt=*/true, 0);  // response tokens (+ end-of-text)
     std::printf("val_loss %.6f\nref_response_perplexity %.6f\n", v.first, std::exp(ref.second));
-    m.merge_lora();
-    save_checkpoint(o.out, m.config(), m.base());
+    std::vector<float> merged, unused_w, unused_b;
+    const GPT2Config merged_config = m.export_merged(&merged, &unused_w, &unused_b);
+    save_checkpoint(o.out, merged_config, merged.data());
     std::printf("wrote %s\n", o.out.c_str());
     // greedy responses for the test split
     const size_t n_gen = max_test > 0 ? std::min<size_t>(max_test, split.test.size()) : split.test.size();
-    std::vector<float> merged(m.base(), m.base() + num_parameters(m.config()));
-    KVCacheGPT2 gen(m.config(), std::move(merged));
+    const std::unique_ptr<LogitsModel> generator =
+        p.make_generator ? p.make_generator(merged_config, std::move(merged))
+                         : std::unique_ptr<LogitsModel>(new KVCacheGPT2(merged_config, std::move(merged)));
+    LogitsModel& gen = *generator;
     std::vector<InstructionEntry> done;
     std::vector<std::string> outs;
     double rouge = 0;
@@ -406,8 +443,13 @@ int run_finetune_instruct(int argc, char** argv) {
 
 }  // namespace
 
-int finetune_classify_main(int argc, char** argv) { return run_finetune_classify(argc, argv); }
-int classify_main(int argc, char** argv) { return run_classify(argc, argv); }
-int finetune_instruct_main(int argc, char** argv) { return run_finetune_instruct(argc, argv); }
+std::unique_ptr<FinetuneBackend> make_cpu_finetune_backend(const GPT2Config& c, std::vector<float>&& params,
+                                                           const FinetuneSpec& spec) {
+  return std::make_unique<CpuFinetuneBackend>(c, std::move(params), spec);
+}
+
+int finetune_classify_main(int argc, char** argv, const FinetuneProgram& p) { return run_finetune_classify(argc, argv, p); }
+int classify_main(int argc, char** argv, const FinetuneProgram& p) { return run_classify(argc, argv, p); }
+int finetune_instruct_main(int argc, char** argv, const FinetuneProgram& p) { return run_finetune_instruct(argc, argv, p); }
 
 }  // namespace llm
