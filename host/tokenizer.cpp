@@ -410,41 +410,72 @@ std::vector<int> Tokenizer::encode(std::string_view text, SpecialMode mode) cons
   return out;
 }
 
+// Parallel encode. Why it is shaped like this (each point was a measured 2-thread loss):
+// - the text is cut at safe split points into ~8 chunks per thread (>= 64 KiB each) that the threads
+//   (the caller included) take in turn from an atomic counter, so a slow thread (another process on
+//   its core, a part of the text with costlier pieces) does not hold the others up;
+// - each thread appends to its own output buffer, 64-byte aligned: buffers sitting next to each
+//   other (vector headers in one cache line) bounced that line between the cores on every token;
+// - chunks remember (thread, start, count) and are copied into the result in chunk order;
+// - workers are persistent, so their thread_local piece caches stay warm between calls.
 std::vector<int> Tokenizer::encode_parallel(std::string_view text, SpecialMode mode, int threads) const {
-  if (threads <= 1 || text.size() < (1u << 16)) return encode(text, mode);
-  if (mode == SpecialMode::kDisallowed) {  // report the first offending offset, as encode() would
-    size_t hit = text.find(kEotText);
-    if (hit != std::string_view::npos) disallowed_special(hit);
-  }
+  constexpr size_t kMinChunk = 1u << 16;
+  if (threads > 64) threads = 64;
+  if (threads <= 1 || text.size() < 2 * kMinChunk) return encode(text, mode);
+  // chunk boundaries: cuts[c]..cuts[c+1]
+  const size_t step = std::max(kMinChunk, text.size() / (size_t(threads) * 8));
   std::vector<size_t> cuts{0};
-  for (int k = 1; k < threads; ++k) {
-    size_t target = text.size() * size_t(k) / size_t(threads);
+  for (size_t target = step; target + kMinChunk / 2 < text.size(); target += step) {
     size_t p = find_safe_split(text, cuts.back(), target);
     if (p > cuts.back()) cuts.push_back(p);
   }
   cuts.push_back(text.size());
-  size_t nchunks = cuts.size() - 1;
-  std::vector<std::vector<int>> parts(nchunks);
+  const size_t nchunks = cuts.size() - 1;
+  if (nchunks < 2) return encode(text, mode);
+  if (size_t(threads) > nchunks) threads = int(nchunks);
+
+  struct alignas(64) ThreadOut {  // one per thread; aligned so no two share a cache line
+    std::vector<int> ids;
+  };
+  struct Span {
+    int thread = 0;
+    size_t begin = 0, count = 0;
+  };
+  std::vector<ThreadOut> outs(static_cast<size_t>(threads));
+  std::vector<Span> spans(nchunks);  // written once per chunk
   std::vector<std::exception_ptr> errors(nchunks);
-  auto work = [&](size_t c) {
-    try {
-      encode_append(text.substr(cuts[c], cuts[c + 1] - cuts[c]), mode, parts[c], cuts[c]);
-    } catch (...) {
-      errors[c] = std::current_exception();
+  std::atomic<size_t> next{0};
+  auto run = [&](int t) {
+    std::vector<int>& buf = outs[size_t(t)].ids;
+    buf.reserve(text.size() / 3 / size_t(threads) + 1024);  // ~tokens of this thread's share
+    for (;;) {
+      size_t c = next.fetch_add(1, std::memory_order_relaxed);
+      if (c >= nchunks) break;
+      size_t b = buf.size();
+      try {
+        encode_append(text.substr(cuts[c], cuts[c + 1] - cuts[c]), mode, buf, cuts[c]);
+      } catch (...) {
+        errors[c] = std::current_exception();
+        buf.resize(b);
+      }
+      spans[c] = Span{t, b, buf.size() - b};
     }
   };
-  // chunks 1.. run on persistent workers (their piece caches stay warm between calls), chunk 0 here
   std::vector<std::future<void>> pending;
-  for (size_t c = 1; c < nchunks; ++c) pending.push_back(worker_pool().submit([&work, c] { work(c); }));
-  work(0);
+  for (int t = 1; t < threads; ++t) pending.push_back(worker_pool().submit([&run, t] { run(t); }));
+  run(0);  // the caller takes chunks too
   for (auto& f : pending) f.wait();
+  // chunk order: the first error is the one encode() would report (cuts never split "<|endoftext|>")
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
-  std::vector<int> out;
   size_t total = 0;
-  for (auto& p : parts) total += p.size();
+  for (const ThreadOut& o : outs) total += o.ids.size();
+  std::vector<int> out;
   out.reserve(total);
-  for (auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  for (const Span& s : spans) {
+    const int* p = outs[size_t(s.thread)].ids.data() + s.begin;
+    out.insert(out.end(), p, p + s.count);
+  }
   return out;
 }
 

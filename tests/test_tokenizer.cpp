@@ -116,6 +116,27 @@ TEST(Tokenizer, SpecialTokenModes) {
   EXPECT_EQ(gpt2().vocab_size(), 50257);
 }
 
+// encode_parallel cuts many chunks: special tokens in several of them give encode()'s ids, and in the
+// default mode the error names the first offset, as encode() does, whichever thread sees it.
+TEST(Tokenizer, ParallelSpecialTokensAndFirstError) {
+  std::string text = llm::read_file_bytes(tokt::src("data/tinyshakespeare.txt")).substr(0, 600000);
+  const size_t first = text.find('\n', 250000) + 1, second = text.find('\n', 500000) + 1;
+  text.insert(second, "<|endoftext|>");
+  text.insert(first, "<|endoftext|>");
+  for (int threads : {2, 3, 8})
+    EXPECT_EQ(gpt2().encode_parallel(text, SpecialMode::kAllowed, threads), gpt2().encode(text, SpecialMode::kAllowed))
+        << threads << " threads";
+  for (int threads : {1, 2, 8}) {
+    try {
+      gpt2().encode_parallel(text, SpecialMode::kDisallowed, threads);
+      ADD_FAILURE() << "no error with " << threads << " threads";
+    } catch (const llm::Error& e) {
+      std::string want = "byte offset " + std::to_string(first) + " ";
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Tokenizer, DecodeEveryIdAndRejectBadIds) {
   for (int id = 0; id < 50257; ++id) ASSERT_FALSE(gpt2().token_bytes(id).empty()) << id;
   EXPECT_EQ(gpt2().decode_token(198), "\n");
