@@ -240,6 +240,16 @@ TEST(Cli, EncodeDecodeCountAndExitCodes) {
   EXPECT_EQ(run_cli("count " + tokt::src("data/the-verdict.txt"), &out), 0);
   EXPECT_EQ(out, "5145 " + tokt::src("data/the-verdict.txt") + "\n");
   EXPECT_EQ(run_cli("count " + dir + "/missing.txt 2>/dev/null", &out), 2);
+  // 1.1 MB: encoded in parallel chunks by default; tiktoken's count from the fixture either way
+  const std::string shakespeare = tokt::src("data/tinyshakespeare.txt");
+  size_t want = 0;
+  for (const auto& f : tokt::fixture()["files"])
+    if (f["path"] == "data/tinyshakespeare.txt") want = f["count"].get<size_t>();
+  ASSERT_GT(want, 0u);
+  for (const char* threads : {"", "--threads 1 ", "--threads 3 "}) {
+    EXPECT_EQ(run_cli(std::string("count ") + threads + shakespeare, &out), 0);
+    EXPECT_EQ(out, std::to_string(want) + " " + shakespeare + "\n") << threads;
+  }
   EXPECT_EQ(run_cli("encode --nonsense 2>/dev/null < /dev/null", &out), 2);
   EXPECT_EQ(run_cli("encode < /dev/null", &out), 0);
   EXPECT_EQ(out, "\n");

@@ -2,8 +2,10 @@
 //
 //   tokenizer encode [--allow-special | --special-as-text] < in.txt   ids, single spaces, one final newline
 //   tokenizer decode < ids.txt                                         raw bytes
-//   tokenizer count [--allow-special | --special-as-text] FILE...       "<count> <file>" per file
+//   tokenizer count [--allow-special | --special-as-text] [--threads N] FILE...   "<count> <file>" per file
 //   tokenizer prepare [options] INPUT... -o PREFIX                     llm.c token shards (see --help)
+// count and prepare encode with 2 threads by default (1 on a single-core machine); the ids do not
+// depend on the thread count.
 //   tokenizer export-bin PATH                                          llm.c gpt2_tokenizer.bin (v2)
 //
 // The vocabulary comes from --vocab-dir, else $LLM_TOKENIZER_DIR, <exe dir>/../data/gpt2,
@@ -14,6 +16,7 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "host/data_prep.h"
@@ -101,10 +104,10 @@ int cmd_decode(const llm::Tokenizer& tok) {
   return 0;
 }
 
-int cmd_count(const llm::Tokenizer& tok, SpecialMode mode, const std::vector<std::string>& files) {
+int cmd_count(const llm::Tokenizer& tok, SpecialMode mode, int threads, const std::vector<std::string>& files) {
   std::vector<size_t> counts;  // all files first, so an error prints nothing
   for (const std::string& f : files) {
-    llm::StreamingEncoder enc(tok, mode);
+    llm::StreamingEncoder enc(tok, mode, threads);
     std::FILE* fp = std::fopen(f.c_str(), "rb");
     if (!fp) llm::fail(f, ": cannot open");
     std::vector<char> chunk(1u << 20);
@@ -150,9 +153,14 @@ int main(int argc, char** argv) {
   CLI::App* enc = app.add_subcommand("encode", "stdin text -> ids (default: <|endoftext|> in the input is an error)");
   add_special_flags(enc);
   CLI::App* dec = app.add_subcommand("decode", "stdin ids -> raw bytes");
+  // encoding threads for count / prepare: 2 where there are 2 cores (the ids do not depend on it)
+  const int default_threads = std::thread::hardware_concurrency() >= 2 ? 2 : 1;
   CLI::App* cnt = app.add_subcommand("count", "token count of each file");
   std::vector<std::string> count_files;
+  int count_threads = default_threads;
   cnt->add_option("files", count_files, "files")->required();
+  cnt->add_option("--threads", count_threads, "encoding threads (default 2, 1 on a single-core machine)")
+      ->check(CLI::Range(1, 64));
   add_special_flags(cnt);
 
   CLI::App* prep = app.add_subcommand("prepare", "text / directories of .txt / JSONL -> llm.c token shards");
@@ -171,7 +179,9 @@ int main(int argc, char** argv) {
   prep->add_flag("--no-eot", no_eot, "do not put 50256 before each document");
   prep->add_flag("--allow-special", prep_allow, "<|endoftext|> in the text becomes 50256 (default: plain text)");
   prep->add_flag("--skip-bad-lines", po.skip_bad_lines, "skip malformed JSONL lines instead of failing");
-  prep->add_option("--threads", po.threads, "encoding threads (default 1)")->check(CLI::Range(1, 64));
+  po.threads = default_threads;
+  prep->add_option("--threads", po.threads, "encoding threads (default 2, 1 on a single-core machine)")
+      ->check(CLI::Range(1, 64));
   prep->add_flag("-q,--quiet", quiet, "no progress output");
 
   CLI::App* exp = app.add_subcommand("export-bin", "write llm.c's gpt2_tokenizer.bin (version 2)");
@@ -191,7 +201,7 @@ int main(int argc, char** argv) {
     llm::Tokenizer tok = load(vocab_dir);
     if (*enc) return cmd_encode(tok, mode);
     if (*dec) return cmd_decode(tok);
-    if (*cnt) return cmd_count(tok, mode, count_files);
+    if (*cnt) return cmd_count(tok, mode, count_threads, count_files);
     if (*exp) {
       tok.write_bin(bin_path);
       return 0;
