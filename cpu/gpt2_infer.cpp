@@ -173,8 +173,9 @@ std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std
 int cpu_generate_main(int argc, char** argv) {
   std::string weights = "fp32";
   auto extra = [&](CLI::App& app) {
-    app.add_option("--weights", weights, "decode weights: fp32, bf16 (half the bytes) or int8 (per-row scales)")
-        ->check(CLI::IsMember({"fp32", "bf16", "int8"}))
+    app.add_option("--weights", weights,
+                   "decode weights: fp32, bf16 (half the bytes), int8 (per-row scales) or q4 (4 bits, blocks of 32)")
+        ->check(CLI::IsMember({"fp32", "bf16", "int8", "q4"}))
         ->capture_default_str();
   };
   auto factory = [&](const GPT2Config& c, std::vector<float>&& params, bool kv) {

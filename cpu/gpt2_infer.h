@@ -8,9 +8,10 @@
 //
 // Decode steps use a matrix-vector product parallelised over output rows (the weights are read once per token, so
 // decoding is memory-bound; cpu/infer_matrix.h): fp32 prefill uses the reference GEMM (ref::matmul_forward).
-// Weight formats (--weights): fp32 (the parameters as loaded), bf16 or int8 with per-row scales for the five
-// matrix kinds (qkv, attention projection, fc, fc projection, LM head) — half / a quarter of the bytes per token;
-// embeddings, LayerNorms and biases stay fp32, all arithmetic is fp32.
+// Weight formats (--weights): fp32 (the parameters as loaded), bf16, int8 with per-row scales or q4 (4-bit blocks)
+// for the five matrix kinds (qkv, attention projection, fc, fc projection, LM head) — 1/2, 1/4, ~1/7 of the bytes
+// per token; embeddings, LayerNorms and biases stay fp32. int8 / q4 products quantise their input activations
+// to int8 (cpu/infer_qdot.h); everything else is fp32.
 // use_cache = false: every step re-runs the whole context through this same code (the no-cache benchmark of
 // each format); UncachedGPT2 below is the independent fp32 reference.
 #pragma once
@@ -77,7 +78,7 @@ std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std
 std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std::vector<float>&& params, bool kv_cache,
                                                    WeightFormat format);
 
-// gpt2_cpu's `generate`: host/generate.h's subcommand plus --weights fp32|bf16|int8.
+// gpt2_cpu's `generate`: host/generate.h's subcommand plus --weights fp32|bf16|int8|q4.
 int cpu_generate_main(int argc, char** argv);
 
 }  // namespace llm

@@ -1,4 +1,5 @@
-// infer_matrix.cpp — fp32 / bf16 / int8 inference matrices and their AVX-512 products (see infer_matrix.h).
+// infer_matrix.cpp — fp32 / bf16 / int8 / q4 inference matrices; the fp32 and bf16 AVX-512 products (int8 and q4
+// multiply in cpu/infer_qdot.cpp). See infer_matrix.h.
 #include "cpu/infer_matrix.h"
 
 #include <omp.h>
@@ -27,18 +28,24 @@ WeightFormat parse_weight_format(const std::string& s) {
   if (s == "fp32") return WeightFormat::kFp32;
   if (s == "bf16") return WeightFormat::kBf16;
   if (s == "int8") return WeightFormat::kInt8;
-  fail("--weights must be fp32, bf16 or int8 (got '", s, "')");
+  if (s == "q4") return WeightFormat::kQ4;
+  fail("--weights must be fp32, bf16, int8 or q4 (got '", s, "')");
 }
 
 const char* weight_format_name(WeightFormat f) {
-  return f == WeightFormat::kFp32 ? "fp32" : f == WeightFormat::kBf16 ? "bf16" : "int8";
+  switch (f) {
+    case WeightFormat::kFp32: return "fp32";
+    case WeightFormat::kBf16: return "bf16";
+    case WeightFormat::kInt8: return "int8";
+    case WeightFormat::kQ4: return "q4";
+  }
+  return "?";
 }
 
 namespace {
 
 inline float widen(float x) { return x; }
 inline float widen(uint16_t x) { return bf16_to_fp32(x); }
-inline float widen(int8_t x) { return (float)x; }
 
 #if LLM_INFER_AVX512
 // 16 weights widened to fp32; the masked forms read only the first lanes of a row's tail (nothing past its end).
@@ -47,15 +54,9 @@ inline __m512 load16(const uint16_t* p) {  // bf16 = the high half of an fp32
   const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
-inline __m512 load16(const int8_t* p) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-}
 inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
 inline __m512 load16(const uint16_t* p, __mmask16 m) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
-}
-inline __m512 load16(const int8_t* p, __mmask16 m) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
 }
 #endif
 
@@ -87,18 +88,18 @@ inline void dot_rows(const T* w, size_t ld, const float* x, int cols, float* s) 
 
 constexpr int kPrefetchGroups = 1;
 
-// out (rows) = (W (rows, cols) · x) · scale[r] + b[r]: groups of 4 rows, threads split the groups statically.
+// out (rows) = W (rows, cols) · x + b[r]: groups of 4 rows, threads split the groups statically.
 template <class T>
-void gemv(float* out, const T* w, const float* scale, const float* x, const float* b, int rows, int cols) {
+void gemv(float* out, const T* w, const float* x, const float* b, int rows, int cols) {
   const int groups = (rows + 3) / 4;
 #pragma omp parallel for schedule(static)
   for (int g = 0; g < groups; g++) {
     const int r0 = 4 * g, nr = std::min(4, rows - r0);
     const T* wr = w + (size_t)r0 * cols;
 #if LLM_INFER_AVX512
-    // Software prefetch of the next group for bf16/int8: they issue too few loads per byte for the hardware
-    // prefetcher alone to keep enough DRAM requests in flight (one core, 200000x768, GB/s streamed: int8
-    // 5.6 -> 7.7, bf16 6.1 -> 8.4; fp32 does not gain, so it is left to the hardware).
+    // Software prefetch of the next group for bf16: it issues too few loads per byte for the hardware
+    // prefetcher alone to keep enough DRAM requests in flight (one core, 200000x768, GB/s streamed: bf16
+    // 6.1 -> 8.4, widened int8 5.6 -> 7.7; fp32 does not gain, so it is left to the hardware).
     if (sizeof(T) < 4 && g + kPrefetchGroups < groups) {
       const char* ahead = reinterpret_cast<const char*>(wr + (size_t)4 * kPrefetchGroups * cols);
       const size_t bytes = std::min<size_t>(4, rows - r0 - 4 * kPrefetchGroups) * cols * sizeof(T);
@@ -109,7 +110,7 @@ void gemv(float* out, const T* w, const float* scale, const float* x, const floa
     if (nr == 4) dot_rows<T, 4>(wr, cols, x, cols, s);
     else
       for (int k = 0; k < nr; k++) dot_rows<T, 1>(wr + (size_t)k * cols, cols, x, cols, s + k);
-    for (int k = 0; k < nr; k++) out[r0 + k] = s[k] * (scale ? scale[r0 + k] : 1.0f) + (b ? b[r0 + k] : 0.0f);
+    for (int k = 0; k < nr; k++) out[r0 + k] = s[k] + (b ? b[r0 + k] : 0.0f);
   }
 }
 
@@ -123,14 +124,16 @@ void InferMatrix::set(const float* w, int rows, int cols, WeightFormat f) {
   const size_t n = (size_t)rows * cols;
   f32_ = f == WeightFormat::kFp32 ? w : nullptr;
   bf16_.clear();
-  i8_.clear();
+  u8_.clear();
   scale_.clear();
+  bscale_.clear();
   if (f == WeightFormat::kBf16) {
     bf16_.resize(n);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) bf16_[i] = fp32_to_bf16(w[i]);
   } else if (f == WeightFormat::kInt8) {
-    i8_.resize(n);
+    ld_ = qpad(cols, 64);
+    u8_.assign(rows * ld_, 128);  // padding = 0
     scale_.resize(rows);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
@@ -140,19 +143,49 @@ void InferMatrix::set(const float* w, int rows, int cols, WeightFormat f) {
       const float s = mx > 0.0f ? mx / 127.0f : 1.0f;
       scale_[r] = s;
       for (int c = 0; c < cols; c++)
-        i8_[(size_t)r * cols + c] = (int8_t)std::max(-127.0f, std::min(127.0f, std::nearbyint(src[c] / s)));
+        u8_[r * ld_ + c] = (uint8_t)(128 + std::max(-127.0f, std::min(127.0f, std::nearbyint(src[c] / s))));
+    }
+  } else if (f == WeightFormat::kQ4) {
+    const int pad = qpad(cols, kQChunk);
+    ld_ = pad / 2;
+    ldd_ = pad / kQBlock;
+    u8_.assign(rows * ld_, 0x88);  // padding = nibbles 8 (= 0)
+    bscale_.assign(rows * ldd_, 0);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+      const float* src = w + (size_t)r * cols;
+      for (int b = 0; b * kQBlock < cols; b++) {
+        const int c0 = b * kQBlock, c1 = std::min(cols, c0 + kQBlock);
+        float m = 0.0f;  // the block's weight of largest magnitude, with its sign
+        for (int c = c0; c < c1; c++)
+          if (std::fabs(src[c]) > std::fabs(m)) m = src[c];
+        const uint16_t db = fp32_to_bf16(m / -8.0f);
+        bscale_[r * ldd_ + b] = db;
+        const float d = bf16_to_fp32(db), inv = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int c = c0; c < c1; c++) {
+          const int q = (int)std::max(-8.0f, std::min(7.0f, std::nearbyint(src[c] * inv)));
+          uint8_t& byte = u8_[r * ld_ + c / kQChunk * 64 + c % 64];  // low nibble: c % 128 < 64, else high
+          byte = c % kQChunk < 64 ? (uint8_t)((byte & 0xF0) | (q + 8)) : (uint8_t)((byte & 0x0F) | ((q + 8) << 4));
+        }
+      }
     }
   }
-  wide_.assign(f == WeightFormat::kFp32 ? 0 : (size_t)omp_get_max_threads() * cols, 0.0f);
+  wide_.assign(f == WeightFormat::kBf16 ? (size_t)omp_get_max_threads() * cols : 0, 0.0f);
 }
 
 size_t InferMatrix::bytes() const {
   const size_t n = (size_t)rows_ * cols_;
-  return f_ == WeightFormat::kFp32 ? 4 * n : f_ == WeightFormat::kBf16 ? 2 * n : n + 4 * (size_t)rows_;
+  switch (f_) {
+    case WeightFormat::kFp32: return 4 * n;
+    case WeightFormat::kBf16: return 2 * n;
+    case WeightFormat::kInt8: return u8_.size() + 4 * (size_t)rows_;
+    case WeightFormat::kQ4: return u8_.size() + 2 * bscale_.size();
+  }
+  return 0;
 }
 
 void InferMatrix::row(int r, float* dst) const {
-  const size_t o = (size_t)r * cols_;
+  const size_t o = (size_t)r * cols_;  // fp32 / bf16
   switch (f_) {  // one loop per format, so each one vectorises
     case WeightFormat::kFp32: std::memcpy(dst, f32_ + o, cols_ * sizeof(float)); break;
     case WeightFormat::kBf16: {
@@ -165,22 +198,35 @@ void InferMatrix::row(int r, float* dst) const {
       break;
     }
     case WeightFormat::kInt8: {
-      const int8_t* src = i8_.data() + o;
+      const uint8_t* src = u8_.data() + r * ld_;
       const float s = scale_[r];
 #pragma omp simd
-      for (int c = 0; c < cols_; c++) dst[c] = (float)src[c] * s;
+      for (int c = 0; c < cols_; c++) dst[c] = (float)((int)src[c] - 128) * s;
+      break;
+    }
+    case WeightFormat::kQ4: {
+      const uint8_t* src = u8_.data() + r * ld_;
+      for (int c = 0; c < cols_; c++) {
+        const uint8_t b = src[c / kQChunk * 64 + c % 64];
+        const int q = (c % kQChunk < 64 ? b & 15 : b >> 4) - 8;
+        dst[c] = (float)q * bf16_to_fp32(bscale_[r * ldd_ + c / kQBlock]);
+      }
       break;
     }
   }
 }
 
 void InferMatrix::forward(float* out, const float* in, const float* bias, int n) const {
+  if (f_ == WeightFormat::kInt8 || f_ == WeightFormat::kQ4) {
+    static thread_local QuantActs acts;  // the calling thread quantises; the product's threads only read
+    acts.quantize(in, n, cols_);
+    if (f_ == WeightFormat::kInt8) qgemv_int8(out, u8_.data(), scale_.data(), ld_, acts, bias, rows_);
+    else qgemv_q4(out, u8_.data(), bscale_.data(), ld_, ldd_, acts, bias, rows_);
+    return;
+  }
   if (n == 1) {
-    switch (f_) {
-      case WeightFormat::kFp32: gemv(out, f32_, nullptr, in, bias, rows_, cols_); break;
-      case WeightFormat::kBf16: gemv(out, bf16_.data(), nullptr, in, bias, rows_, cols_); break;
-      case WeightFormat::kInt8: gemv(out, i8_.data(), scale_.data(), in, bias, rows_, cols_); break;
-    }
+    if (f_ == WeightFormat::kFp32) gemv(out, f32_, in, bias, rows_, cols_);
+    else gemv(out, bf16_.data(), in, bias, rows_, cols_);
     return;
   }
   if (f_ == WeightFormat::kFp32) {  // prefill in fp32: the reference GEMM

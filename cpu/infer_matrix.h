@@ -6,19 +6,26 @@
 // the ceiling; bench_decode the result). Two levers:
 //   * read at full bandwidth: AVX-512, 4 output rows per pass sharing each 16-float load of x (x stays in L1),
 //     threads own contiguous row ranges (OpenMP static split), nothing allocated per token;
-//   * read fewer bytes: bf16 weights (2 bytes, round to nearest even, ≤ 2^-9 relative error per weight) or int8
-//     with one fp32 scale per output row (1 byte; scale = max|row| / 127, error ≤ scale / 2 per weight). The
-//     products are computed in fp32 from the widened weights; activations stay fp32.
-// fp32 keeps a pointer to the caller's weights (no copy); bf16 / int8 own their packed copy.
+//   * read fewer bytes: bf16 weights (2 bytes, round to nearest even, ≤ 2^-9 relative error per weight), int8
+//     with one fp32 scale per output row (1 byte; scale = max|row| / 127, error ≤ scale / 2 per weight) or q4
+//     (4 bits + a bf16 scale per block of 32 along the row: 4.5 bits; see below).
+//     bf16 products are computed in fp32 from the widened weights with fp32 activations; int8 and q4 quantise the
+//     activations to int8 (blocks of 32) and use the VNNI integer products of cpu/infer_qdot.h.
+// q4 (symmetric, like llama.cpp's q4_0): per block of 32 weights, m = the weight of largest magnitude (signed),
+// d = bf16(m / -8), q = clamp(nearbyint(w · (1/d)), -8, 7), stored as the nibble q + 8; weight = q·d. |q·d − w| ≤ |d|/2,
+// except weights within |d|/2 of −m, which clamp to 7 (error ≤ |d|). An all-zero block has d = 0.
+// fp32 keeps a pointer to the caller's weights (no copy); the other formats own their packed copy.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "cpu/infer_qdot.h"
+
 namespace llm {
 
-enum class WeightFormat { kFp32, kBf16, kInt8 };
-WeightFormat parse_weight_format(const std::string& s);  // "fp32" | "bf16" | "int8", else llm::Error
+enum class WeightFormat { kFp32, kBf16, kInt8, kQ4 };
+WeightFormat parse_weight_format(const std::string& s);  // "fp32" | "bf16" | "int8" | "q4", else llm::Error
 const char* weight_format_name(WeightFormat f);
 
 class InferMatrix {
@@ -28,10 +35,11 @@ class InferMatrix {
   int rows() const { return rows_; }
   int cols() const { return cols_; }
   WeightFormat format() const { return f_; }
-  size_t bytes() const;  // bytes a matrix-vector product streams (weights + int8 scales)
+  size_t bytes() const;  // bytes a matrix-vector product streams (weights, padding included, + scales)
 
   // out (n, rows) = in (n, cols) · Wᵀ (+ bias (rows) when not null). n == 1: the bandwidth-bound matrix-vector
-  // product; n > 1: every weight row is widened once and dotted with all n input rows (prefill).
+  // product; n > 1: each group of weight rows is dotted with all n input rows while cached (prefill). int8 / q4
+  // quantise `in` first (QuantActs) and give the same value for a row whatever n is.
   void forward(float* out, const float* in, const float* bias, int n) const;
 
   // Row r widened to fp32 (exactly the values forward() multiplies with).
@@ -42,8 +50,10 @@ class InferMatrix {
   int rows_ = 0, cols_ = 0;
   const float* f32_ = nullptr;
   std::vector<uint16_t> bf16_;
-  std::vector<int8_t> i8_;
+  std::vector<uint8_t> u8_;           // int8: (rows, ld_) q + 128; q4: (rows, ld_) nibble pairs (infer_qdot.h)
   std::vector<float> scale_;          // int8: per-row scale
+  std::vector<uint16_t> bscale_;      // q4: (rows, ldd_) bf16 block scales
+  size_t ld_ = 0, ldd_ = 0;
   mutable std::vector<float> wide_;   // (threads, cols) widened rows for n > 1 (allocated once)
 };
 

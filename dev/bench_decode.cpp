@@ -1,6 +1,6 @@
 // bench_decode.cpp — CPU decode speed of GPT-2 124M (random init), per weight format, with and without KV cache.
 //
-//   OMP_NUM_THREADS=2 ./build/bench_decode [new_tokens=64] [prompt_tokens=4] [preset=gpt2] [formats=fp32,bf16,int8]
+//   OMP_NUM_THREADS=2 ./build/bench_decode [new_tokens=64] [prompt_tokens=4] [preset=gpt2] [formats=fp32,bf16,int8,q4]
 //                                          [no_cache_tokens=8]
 // (OMP_WAIT_POLICY defaults to passive here, see main.)
 // Greedy, batch 1: prefill the prompt, then time the decode steps (the first new token comes from the prefill).
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   const int new_tokens = argc > 1 ? std::atoi(argv[1]) : 64;
   const int prompt_len = argc > 2 ? std::atoi(argv[2]) : 4;
   const std::string preset = argc > 3 ? argv[3] : "gpt2";
-  const std::string formats = argc > 4 ? argv[4] : "fp32,bf16,int8";
+  const std::string formats = argc > 4 ? argv[4] : "fp32,bf16,int8,q4";
   const int nc_tokens = argc > 5 ? std::atoi(argv[5]) : 8;
   llm::GPT2Config c = llm::preset_config(preset);
   c.dropout = 0.0f;
