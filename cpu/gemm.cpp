@@ -61,28 +61,39 @@ struct PackBuffer {
 //   dst[(r/W)*kc*W + k*W + r%W],  rows n..round_up(n, W)-1 zero (the kernel always computes full tiles).
 // For A: r = row i of A (W = MR). For B: r = column j of B (W = NR).
 
-// Rows contiguous (s_r == 1): each k contributes W consecutive floats — a plain copy.
+// Rows contiguous (s_r == 1): each k contributes W consecutive floats — a plain copy. G panels are copied
+// together so that every source row k is read G·W floats (≥ 4 cache lines) at a time, and the rows kPackAhead
+// steps ahead are prefetched: the source rows are usually a page or more apart (dYᵀ in dW = dYᵀ·X reads
+// OC-float rows), which defeats the hardware prefetchers; panel by panel, 8-float reads were latency-bound.
+constexpr int kPackAhead = 8;
 template <int W>
 void pack_rows_contiguous(float* __restrict dst, const float* __restrict src, size_t s_k, int n, int kc) {
-  for (int p = 0; p * W < n; p++) {
-    float* d = dst + (size_t)p * kc * W;
-    const float* s = src + (size_t)p * W;
-    const int w = std::min(W, n - p * W);
-    if (w == W) {
-      for (int k = 0; k < kc; k++) {
-        float* __restrict dk = d + (size_t)k * W;
-        const float* __restrict sk = s + (size_t)k * s_k;
+  constexpr int G = W >= 64 ? 1 : 64 / W;
+  const int full = n / W;  // complete panels
+  for (int p0 = 0; p0 < full; p0 += G) {
+    const int g = std::min(G, full - p0);
+    for (int k = 0; k < kc; k++) {
+      const float* __restrict sk = src + (size_t)k * s_k + (size_t)p0 * W;
+      if (k + kPackAhead < kc)
+        for (int l = 0; l < g * W; l += 16) __builtin_prefetch(sk + kPackAhead * s_k + l, 0, 3);
+      for (int q = 0; q < g; q++) {
+        float* __restrict dk = dst + (size_t)(p0 + q) * kc * W + (size_t)k * W;
+        const float* __restrict sq = sk + q * W;
 #pragma GCC unroll 4
-        for (int v = 0; v + 16 <= W; v += 16) store16(dk + v, load16(sk + v));
+        for (int v = 0; v + 16 <= W; v += 16) store16(dk + v, load16(sq + v));
         if (W % 16 == 8) {  // W == 8: one half vector
 #pragma GCC unroll 8
-          for (int r = W - 8; r < W; r++) dk[r] = sk[r];
+          for (int r = W - 8; r < W; r++) dk[r] = sq[r];
         }
       }
-    } else {
-      for (int k = 0; k < kc; k++)
-        for (int r = 0; r < W; r++) d[(size_t)k * W + r] = r < w ? s[(size_t)k * s_k + r] : 0.0f;
     }
+  }
+  if (full * W < n) {  // last, partial panel: zero padded
+    const int w = n - full * W;
+    float* d = dst + (size_t)full * kc * W;
+    const float* s = src + (size_t)full * W;
+    for (int k = 0; k < kc; k++)
+      for (int r = 0; r < W; r++) d[(size_t)k * W + r] = r < w ? s[(size_t)k * s_k + r] : 0.0f;
   }
 }
 
@@ -140,8 +151,11 @@ void pack_transpose(float* dst, const float* src, size_t s_r, int n, int kc) {
       const int kn = std::min(16, kc - k0);
       const __mmask16 kmask = (__mmask16)((1u << kn) - 1);
       __m512 r[16];
-      for (int i = 0; i < 16; i++)
-        r[i] = i < rows_valid ? _mm512_maskz_loadu_ps(kmask, src + (size_t)(r0 + i) * s_r + k0) : _mm512_setzero_ps();
+      for (int i = 0; i < 16; i++) {
+        const float* row = src + (size_t)(r0 + i) * s_r + k0;
+        if (i < rows_valid && k0 + 16 * kPackAhead / 2 < kc) __builtin_prefetch(row + 16 * kPackAhead / 2, 0, 3);
+        r[i] = i < rows_valid ? _mm512_maskz_loadu_ps(kmask, row) : _mm512_setzero_ps();
+      }
       transpose16(r);
       for (int kk = 0; kk < kn; kk++) {
         const int k = k0 + kk;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "cpu/op_profile.h"
 #include "cpu/ops.h"
 #include "host/error.h"
 
@@ -35,6 +36,13 @@ class BoxMuller {
 };
 
 void fill_zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); }
+
+// Runs one statement (an op call), adding its wall time to op_profile() when profiling is on (cpu/op_profile.h).
+#define LLM_PROF(op, ...)      \
+  do {                         \
+    ProfScope prof_scope_(op); \
+    __VA_ARGS__;               \
+  } while (0)
 
 }  // namespace
 
@@ -166,8 +174,9 @@ float GPT2Model::forward(const int* inputs, const int* targets, int B, int T, co
   Activations& a = acts_;
 
   // embedding, then x_0 = dropout(encoded)
-  ref::encoder_forward(a.encoded.data(), inputs, param(kWte), param(kWpe), B, T, C);
-  ref::dropout_forward(a.residual.data(), a.encoded.data(), BT * C, drop_spec(0, kDropEmbed));
+  LLM_PROF(kProfEncoderFwd, ref::encoder_forward(a.encoded.data(), inputs, param(kWte), param(kWpe), B, T, C));
+  LLM_PROF(kProfResidualFwd,
+           ref::dropout_forward(a.residual.data(), a.encoded.data(), BT * C, drop_spec(0, kDropEmbed)));
 
   const size_t C3 = 3 * (size_t)C, C4 = 4 * (size_t)C;
   for (int l = 0; l < L; l++) {
@@ -203,34 +212,35 @@ float GPT2Model::forward(const int* inputs, const int* targets, int B, int T, co
     float* x_next = a.residual.data() + (l + 1) * BT * C;
 
     // attention branch: x + drop(proj(attn(ln1(x))))
-    ref::layernorm_forward(ln1, ln1_mean, ln1_rstd, x, ln1w, ln1b, (int)BT, C);
-    ref::matmul_forward(qkv, ln1, qkvw, qkvb, (int)BT, C, 3 * C);
-    ref::attention_forward(atty, att, qkv, B, T, C, NH, drop_spec(l, kDropAttn));
-    ref::matmul_forward(attproj, atty, attprojw, attprojb, (int)BT, C, C);
-    ref::dropout_forward(a.scratch.data(), attproj, BT * C, drop_spec(l, kDropResidAttn));
-    ref::residual_forward(residual2, x, a.scratch.data(), BT * C);
+    LLM_PROF(kProfLayernormFwd, ref::layernorm_forward(ln1, ln1_mean, ln1_rstd, x, ln1w, ln1b, (int)BT, C));
+    LLM_PROF(kProfMatmulFwd, ref::matmul_forward(qkv, ln1, qkvw, qkvb, (int)BT, C, 3 * C));
+    LLM_PROF(kProfAttentionFwd, ref::attention_forward(atty, att, qkv, B, T, C, NH, drop_spec(l, kDropAttn)));
+    LLM_PROF(kProfMatmulFwd, ref::matmul_forward(attproj, atty, attprojw, attprojb, (int)BT, C, C));
+    LLM_PROF(kProfResidualFwd, ref::dropout_forward(a.scratch.data(), attproj, BT * C, drop_spec(l, kDropResidAttn)));
+    LLM_PROF(kProfResidualFwd, ref::residual_forward(residual2, x, a.scratch.data(), BT * C));
     // MLP branch: residual2 + drop(fcproj(gelu(fc(ln2(residual2)))))
-    ref::layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, ln2w, ln2b, (int)BT, C);
-    ref::matmul_forward(fch, ln2, fcw, fcb, (int)BT, C, 4 * C);
-    ref::gelu_forward(fch_gelu, fch, BT * C4);
-    ref::matmul_forward(fcproj, fch_gelu, fcprojw, fcprojb, (int)BT, 4 * C, C);
-    ref::dropout_forward(a.scratch.data(), fcproj, BT * C, drop_spec(l, kDropResidMlp));
-    ref::residual_forward(x_next, residual2, a.scratch.data(), BT * C);
+    LLM_PROF(kProfLayernormFwd, ref::layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, ln2w, ln2b, (int)BT, C));
+    LLM_PROF(kProfMatmulFwd, ref::matmul_forward(fch, ln2, fcw, fcb, (int)BT, C, 4 * C));
+    LLM_PROF(kProfGeluFwd, ref::gelu_forward(fch_gelu, fch, BT * C4));
+    LLM_PROF(kProfMatmulFwd, ref::matmul_forward(fcproj, fch_gelu, fcprojw, fcprojb, (int)BT, 4 * C, C));
+    LLM_PROF(kProfResidualFwd, ref::dropout_forward(a.scratch.data(), fcproj, BT * C, drop_spec(l, kDropResidMlp)));
+    LLM_PROF(kProfResidualFwd, ref::residual_forward(x_next, residual2, a.scratch.data(), BT * C));
   }
 
   // final LayerNorm, logits = lnf · headᵀ, softmax (+ cross-entropy)
   const float* x_last = a.residual.data() + (size_t)L * BT * C;
-  ref::layernorm_forward(a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), x_last, param(kLnfw), param(kLnfb),
-                         (int)BT, C);
-  ref::matmul_forward(a.logits.data(), a.lnf.data(), head_weight(), nullptr, (int)BT, C, Vp);
+  LLM_PROF(kProfLayernormFwd, ref::layernorm_forward(a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), x_last,
+                                                     param(kLnfw), param(kLnfb), (int)BT, C));
+  LLM_PROF(kProfMatmulFwd, ref::matmul_forward(a.logits.data(), a.lnf.data(), head_weight(), nullptr, (int)BT, C, Vp));
   std::vector<int> no_targets;
   const int* tg = targets;
   if (!tg) {  // probabilities are still wanted (sampling); every row "ignored" for the loss
     no_targets.assign(BT, -100);
     tg = no_targets.data();
   }
-  const float loss = ref::softmax_crossentropy_forward(a.losses.data(), a.probs.data(), a.logits.data(), tg, (int)BT,
-                                                       V, Vp);
+  float loss;
+  LLM_PROF(kProfSoftmaxCeFwd, loss = ref::softmax_crossentropy_forward(a.losses.data(), a.probs.data(), a.logits.data(),
+                                                                       tg, (int)BT, V, Vp));
   num_valid_ = 0;
   if (targets)
     for (size_t i = 0; i < BT; i++) num_valid_ += targets[i] != -100;
@@ -282,20 +292,25 @@ void GPT2Model::backward(float loss_scale) {
     d.dfch.assign(BT * C4, 0);
     d.dfch_gelu.assign(BT * C4, 0);
   }
-  // every op accumulates, so each activation-gradient buffer is cleared right before its use
-  fill_zero(d.dlogits);
-  fill_zero(d.dlnf);
-  fill_zero(d.dres);
+  // every op accumulates, so each activation-gradient buffer is cleared right before its use (dlogits is
+  // written by the loss backward instead: clearing 256×50304 floats costs a full extra pass)
+  {
+    ProfScope clears(kProfResidualBwd);
+    fill_zero(d.dlnf);
+    fill_zero(d.dres);
+  }
 
   // loss = loss_scale · mean over valid targets
   const float dloss = num_valid_ > 0 ? loss_scale / num_valid_ : 0.0f;
-  ref::softmax_crossentropy_backward(d.dlogits.data(), a.probs.data(), targets_.data(), (int)BT, V, Vp, dloss);
+  LLM_PROF(kProfSoftmaxCeBwd,
+           ref::softmax_crossentropy_backward(d.dlogits.data(), a.probs.data(), targets_.data(), (int)BT, V, Vp, dloss,
+                                              /*accumulate=*/false));
   float* dhead = config_.tied_head ? grad(kWte) : grad(kLmHead);
-  ref::matmul_backward(d.dlnf.data(), dhead, nullptr, d.dlogits.data(), a.lnf.data(), head_weight(), (int)BT, C, Vp,
-                       acc_w);
+  LLM_PROF(kProfMatmulBwd, ref::matmul_backward(d.dlnf.data(), dhead, nullptr, d.dlogits.data(), a.lnf.data(),
+                                                head_weight(), (int)BT, C, Vp, acc_w));
   const float* x_last = a.residual.data() + (size_t)L * BT * C;
-  ref::layernorm_backward(d.dres.data(), grad(kLnfw), grad(kLnfb), d.dlnf.data(), x_last, param(kLnfw),
-                          a.lnf_mean.data(), a.lnf_rstd.data(), (int)BT, C);
+  LLM_PROF(kProfLayernormBwd, ref::layernorm_backward(d.dres.data(), grad(kLnfw), grad(kLnfb), d.dlnf.data(), x_last,
+                                                      param(kLnfw), a.lnf_mean.data(), a.lnf_rstd.data(), (int)BT, C));
 
   for (int l = L - 1; l >= 0; l--) {
     // parameters and their gradients
@@ -329,41 +344,55 @@ void GPT2Model::backward(float loss_scale) {
     const float* fch_gelu = a.fch_gelu.data() + l * BT * C4;
 
     // d.dres holds dL/dx_{l+1}. MLP branch: x_{l+1} = residual2 + drop(fcproj)
-    fill_zero(d.dres2);
-    fill_zero(d.dfcproj);
-    fill_zero(d.dfch_gelu);
-    fill_zero(d.dfch);
-    fill_zero(d.dln);
-    std::copy(d.dres.begin(), d.dres.end(), d.dres2.begin());
-    ref::dropout_backward(d.dfcproj.data(), d.dres.data(), BT * C, drop_spec(l, kDropResidMlp));
-    ref::matmul_backward(d.dfch_gelu.data(), dfcprojw, dfcprojb, d.dfcproj.data(), fch_gelu, fcprojw, (int)BT, 4 * C, C,
-                         acc_w);
-    ref::gelu_backward(d.dfch.data(), fch, d.dfch_gelu.data(), BT * C4);
-    ref::matmul_backward(d.dln.data(), dfcw, dfcb, d.dfch.data(), ln2, fcw, (int)BT, C, 4 * C, acc_w);
-    ref::layernorm_backward(d.dres2.data(), dln2w, dln2b, d.dln.data(), residual2, ln2w,
-                            a.ln2_mean.data() + l * BT, a.ln2_rstd.data() + l * BT, (int)BT, C);
+    {
+      ProfScope clears(kProfResidualBwd);
+      fill_zero(d.dfcproj);  // (dres2 needs no clearing: the copy below overwrites it)
+      fill_zero(d.dfch_gelu);
+      fill_zero(d.dfch);
+      fill_zero(d.dln);
+      std::copy(d.dres.begin(), d.dres.end(), d.dres2.begin());
+    }
+    LLM_PROF(kProfResidualBwd,
+             ref::dropout_backward(d.dfcproj.data(), d.dres.data(), BT * C, drop_spec(l, kDropResidMlp)));
+    LLM_PROF(kProfMatmulBwd, ref::matmul_backward(d.dfch_gelu.data(), dfcprojw, dfcprojb, d.dfcproj.data(), fch_gelu,
+                                                  fcprojw, (int)BT, 4 * C, C, acc_w));
+    LLM_PROF(kProfGeluBwd, ref::gelu_backward(d.dfch.data(), fch, d.dfch_gelu.data(), BT * C4));
+    LLM_PROF(kProfMatmulBwd,
+             ref::matmul_backward(d.dln.data(), dfcw, dfcb, d.dfch.data(), ln2, fcw, (int)BT, C, 4 * C, acc_w));
+    LLM_PROF(kProfLayernormBwd,
+             ref::layernorm_backward(d.dres2.data(), dln2w, dln2b, d.dln.data(), residual2, ln2w,
+                                     a.ln2_mean.data() + l * BT, a.ln2_rstd.data() + l * BT, (int)BT, C));
 
     // attention branch: residual2 = x_l + drop(attproj)
-    fill_zero(d.dx);
-    fill_zero(d.dattproj);
-    fill_zero(d.datty);
-    fill_zero(d.dqkv);
-    fill_zero(d.dln);
-    std::copy(d.dres2.begin(), d.dres2.end(), d.dx.begin());
-    ref::dropout_backward(d.dattproj.data(), d.dres2.data(), BT * C, drop_spec(l, kDropResidAttn));
-    ref::matmul_backward(d.datty.data(), dattprojw, dattprojb, d.dattproj.data(), atty, attprojw, (int)BT, C, C,
-                         acc_w);
-    ref::attention_backward(d.dqkv.data(), d.datty.data(), qkv, att, B, T, C, NH, drop_spec(l, kDropAttn));
-    ref::matmul_backward(d.dln.data(), dqkvw, dqkvb, d.dqkv.data(), ln1, qkvw, (int)BT, C, 3 * C, acc_w);
-    ref::layernorm_backward(d.dx.data(), dln1w, dln1b, d.dln.data(), x, ln1w, a.ln1_mean.data() + l * BT,
-                            a.ln1_rstd.data() + l * BT, (int)BT, C);
+    {
+      ProfScope clears(kProfResidualBwd);
+      fill_zero(d.dattproj);  // (dx: overwritten by the copy below)
+      fill_zero(d.datty);
+      fill_zero(d.dqkv);
+      fill_zero(d.dln);
+      std::copy(d.dres2.begin(), d.dres2.end(), d.dx.begin());
+    }
+    LLM_PROF(kProfResidualBwd,
+             ref::dropout_backward(d.dattproj.data(), d.dres2.data(), BT * C, drop_spec(l, kDropResidAttn)));
+    LLM_PROF(kProfMatmulBwd, ref::matmul_backward(d.datty.data(), dattprojw, dattprojb, d.dattproj.data(), atty,
+                                                  attprojw, (int)BT, C, C, acc_w));
+    LLM_PROF(kProfAttentionBwd,
+             ref::attention_backward(d.dqkv.data(), d.datty.data(), qkv, att, B, T, C, NH, drop_spec(l, kDropAttn)));
+    LLM_PROF(kProfMatmulBwd,
+             ref::matmul_backward(d.dln.data(), dqkvw, dqkvb, d.dqkv.data(), ln1, qkvw, (int)BT, C, 3 * C, acc_w));
+    LLM_PROF(kProfLayernormBwd,
+             ref::layernorm_backward(d.dx.data(), dln1w, dln1b, d.dln.data(), x, ln1w, a.ln1_mean.data() + l * BT,
+                                     a.ln1_rstd.data() + l * BT, (int)BT, C));
     std::swap(d.dres, d.dx);  // dL/dx_l becomes the incoming gradient of the layer below
   }
 
   // x_0 = drop(encoded), encoded = wte[inp] + wpe[t]
-  fill_zero(d.dencoded);
-  ref::dropout_backward(d.dencoded.data(), d.dres.data(), BT * C, drop_spec(0, kDropEmbed));
-  ref::encoder_backward(grad(kWte), grad(kWpe), d.dencoded.data(), inputs_.data(), B, T, C);
+  {
+    ProfScope clears(kProfResidualBwd);
+    fill_zero(d.dencoded);
+  }
+  LLM_PROF(kProfResidualBwd, ref::dropout_backward(d.dencoded.data(), d.dres.data(), BT * C, drop_spec(0, kDropEmbed)));
+  LLM_PROF(kProfEncoderBwd, ref::encoder_backward(grad(kWte), grad(kWpe), d.dencoded.data(), inputs_.data(), B, T, C));
 }
 
 }  // namespace llm

@@ -360,15 +360,23 @@ float softmax_crossentropy_forward(float* losses, float* probs, const float* log
 }
 
 void softmax_crossentropy_backward(float* dlogits, const float* probs, const int* targets, int N, int V, int Vp,
-                                   float dloss) {
+                                   float dloss, bool accumulate) {
 #pragma omp parallel for schedule(static) if((size_t)N * V >= kParallelMin)
   for (int n = 0; n < N; n++) {
     const int tgt = targets[n];
-    if (tgt == -100) continue;
     const float* p = probs + (size_t)n * Vp;
     float* d = dlogits + (size_t)n * Vp;
+    if (accumulate) {
+      if (tgt == -100) continue;
 #pragma omp simd
-    for (int v = 0; v < V; v++) d[v] += p[v] * dloss;
+      for (int v = 0; v < V; v++) d[v] += p[v] * dloss;
+    } else {  // one write pass: no clearing pass and no read of the old values (the buffer is 256×50304 on GPT-2)
+      const float s = tgt == -100 ? 0.0f : dloss;
+#pragma omp simd
+      for (int v = 0; v < V; v++) d[v] = p[v] * s;
+      for (int v = V; v < Vp; v++) d[v] = 0.0f;
+      if (tgt == -100) continue;
+    }
     d[tgt] -= dloss;
   }
 }

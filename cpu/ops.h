@@ -63,9 +63,10 @@ void dropout_backward(float* dinp, const float* dout, size_t n, const llm::Dropo
 float softmax_crossentropy_forward(float* losses /*(N)*/, float* probs /*(N,Vp)*/, const float* logits /*(N,Vp)*/,
                                    const int* targets /*(N)*/, int N, int V, int Vp);
 // dlogits += (probs - onehot(target)) · dloss for real columns; ignored rows and padding columns get 0 added.
-// dloss is usually 1/num_valid (the mean's derivative).
+// dloss is usually 1/num_valid (the mean's derivative). accumulate = false writes dlogits = ... instead (ignored
+// rows and padding columns become 0), so the caller need not clear the (N,Vp) buffer first.
 void softmax_crossentropy_backward(float* dlogits /*(N,Vp)*/, const float* probs /*(N,Vp)*/, const int* targets /*(N)*/,
-                                   int N, int V, int Vp, float dloss);
+                                   int N, int V, int Vp, float dloss, bool accumulate = true);
 
 // AdamW with bias correction and decoupled weight decay (t is 1-based):
 //   m = β1 m + (1-β1) g; v = β2 v + (1-β2) g²; m̂ = m/(1-β1ᵗ); v̂ = v/(1-β2ᵗ)

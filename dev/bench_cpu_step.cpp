@@ -4,20 +4,21 @@
 //   usage: bench_cpu_step [--preset gpt2] [-b 4] [-t 64] [--steps 6] [--warmup 1] [--gemm new|old]
 // --gemm old runs every matmul through the previous GEMM (dev/gemm_old.cpp) for a same-run comparison.
 // Threads: set OMP_NUM_THREADS (dev/bench_cpu_step.sh uses 2). Prints per-step times, the median, and a
-// per-phase breakdown of the median step.
+// per-phase breakdown of the median step, and per op family (cpu/op_profile.h) the median over the timed steps.
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
 #include "cpu/gemm.h"
 #include "cpu/gpt2_model.h"
+#include "cpu/op_profile.h"
 #include "cpu/optimizer.h"
 #include "dev/gemm_old.h"
 #include "host/error.h"
@@ -65,8 +66,11 @@ int main(int argc, char** argv) {
     for (int i = 0; i < B * T; i++) tgt[i] = inp[(i + 1) % (B * T)];
     std::printf("preset %s  params %zu  B=%d T=%d threads=%d gemm=%s\n", preset.c_str(), model.num_params(), B, T,
                 omp_get_max_threads(), gemm.c_str());
-    std::vector<double> total, fwd, zg, bwd, upd, cpu;
+    std::vector<double> total, fwd, zg, bwd, upd, cpu, norm_ms, adamw_ms;
+    std::vector<std::vector<double>> op_ms(llm::kNumProfOps);  // [op][timed step]
+    llm::op_profile().enabled = true;
     for (int s = 0; s < warmup + steps; s++) {
+      llm::op_profile().reset();
       const double c0 = cpu_ms();
       const double t0 = now_ms();
       const float loss = model.forward(inp.data(), tgt.data(), B, T, {true, 0});
@@ -76,6 +80,7 @@ int main(int argc, char** argv) {
       model.backward();
       const double t3 = now_ms();
       const double norm = llm::grad_norm(model);  // clipping fused into the update
+      const double t3n = now_ms();
       opt.step(model, 1e-4f, s + 1, llm::clip_scale(norm, 1.0f));
       const double t4 = now_ms();
       const double c1 = cpu_ms();
@@ -84,13 +89,19 @@ int main(int argc, char** argv) {
       if (s >= warmup) {
         total.push_back(t4 - t0); fwd.push_back(t1 - t0); zg.push_back(t2 - t1); bwd.push_back(t3 - t2);
         upd.push_back(t4 - t3);
+        norm_ms.push_back(t3n - t3);
+        adamw_ms.push_back(t4 - t3n);
         cpu.push_back(c1 - c0);
+        for (int k = 0; k < llm::kNumProfOps; k++) op_ms[k].push_back(llm::op_profile().ms[k]);
       }
     }
     auto median = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
     std::printf("median ms/step %.1f  (fwd %.1f, zero_grad %.1f, bwd %.1f, norm+adamw %.1f)  tok/s %.0f  cpu ms/step %.1f\n",
                 median(total), median(fwd), median(zg), median(bwd), median(upd), B * T / (median(total) / 1000.0),
                 median(cpu));
+    std::printf("per op family, median wall ms over the timed steps (all layers):\n");
+    for (int k = 0; k < llm::kNumProfOps; k++) std::printf("  %-30s %8.1f\n", llm::prof_op_name(k), median(op_ms[k]));
+    std::printf("  %-30s %8.1f\n  %-30s %8.1f\n", "grad norm", median(norm_ms), "adamw", median(adamw_ms));
   } catch (const llm::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return llm::kExitBadInput;

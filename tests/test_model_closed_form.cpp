@@ -44,6 +44,10 @@ TEST(BookClosedForm, CrossEntropyWithIgnoreIndex) {
   EXPECT_NEAR(dlogits[5], (probs[5] - 1) * 0.5f, 1e-7);
   for (int i = 8; i < 12; i++) EXPECT_EQ(dlogits[i], 0.0f);
   EXPECT_EQ(dlogits[2], 0.0f);
+  // accumulate = false: same values written over whatever the buffer held (padding and ignored rows become 0)
+  std::vector<float> written(12, 7.0f);
+  ref::softmax_crossentropy_backward(written.data(), probs.data(), tg.data(), 3, 2, 4, 0.5f, false);
+  for (int i = 0; i < 12; i++) EXPECT_EQ(written[i], dlogits[i]) << "element " << i;
   // all ignored: loss 0, no NaN
   EXPECT_EQ(book_ce({{-1, 1}}, {-100}, nullptr), 0.0f);
 }
