@@ -12,6 +12,10 @@
 
 namespace llm {
 
+namespace {
+constexpr size_t kParallelAttention = 64 * 768;  // rows × positions × channels below which attention is serial
+}  // namespace
+
 KVCacheGPT2::KVCacheGPT2(const GPT2Config& config, std::vector<float>&& params, WeightFormat format, bool use_cache)
     : c_(config), params_(std::move(params)), use_cache_(use_cache), off_(param_offsets(config)) {
   if (params_.size() != num_parameters(c_))
@@ -92,7 +96,10 @@ const float* KVCacheGPT2::forward_rows(const int* tokens, int n) {
       std::memcpy(kc + (size_t)(pos_ + i) * C, qkv_.data() + (size_t)i * 3 * C + C, C * sizeof(float));
       std::memcpy(vc + (size_t)(pos_ + i) * C, qkv_.data() + (size_t)i * 3 * C + 2 * C, C * sizeof(float));
     }
-#pragma omp parallel for schedule(static)
+    // One decode row over a short cache is a few µs of work: less than waking the second thread (the fork/join
+    // of a passive OpenMP team costs tens of µs on a shared machine), so it runs on the calling thread.
+    const bool par = (size_t)n * (pos_ + n) * C >= kParallelAttention;
+#pragma omp parallel for schedule(static) if (par)
     for (int ih = 0; ih < n * NH; ih++) {
       const int i = ih / NH, h = ih % NH, len = pos_ + i + 1;  // causal: row i sees positions 0..pos+i
       const float* q = qkv_.data() + (size_t)i * 3 * C + h * hs;
@@ -101,6 +108,7 @@ const float* KVCacheGPT2::forward_rows(const int* tokens, int n) {
       for (int t = 0; t < len; t++) {
         const float* k = kc + (size_t)t * C + h * hs;
         float d = 0.0f;
+#pragma omp simd reduction(+ : d)  // a vector sum (its order differs from a serial loop; the same in every mode)
         for (int e = 0; e < hs; e++) d += q[e] * k[e];
         s[t] = d * scale;
         mx = std::max(mx, s[t]);
