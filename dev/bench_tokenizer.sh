@@ -65,8 +65,8 @@ for path in sys.argv[2:]:
     print(f"{name:<20} {mb:5.2f} {len(ids):8d} | {f1:7.2f} {f2:7.2f} | {w1:7.2f} {p2:7.2f} "
           f"{p2/w1:5.2f} {float(o['pair2'])/w1:5.2f} {float(o['cpu2'])/float(o['cpu1']):5.2f} | {mb/best1:11.2f} {mb/best2:11.2f} | "
           f"{w1/(mb/best1):7.1f}x {'yes' if same else 'NO'}")
-print("MB/s, MB = 1e6 bytes; cold = first call with empty piece caches (one run); ours 1T/2T = warm caches,")
-print("best of", REPS, "interleaved runs; ceil = what two independent whole-text encodes on two threads get")
-print("over one (the machine's limit for 2T/1T); cpu = 2T/1T in bytes per CPU-second (1.00: the second thread")
-print("wastes nothing); 1T ratio = ours warm / tiktoken, single thread")
+print(f"MB/s, MB = 1e6 bytes. cold = first call with empty piece caches, best of {min(REPS, 5)} fresh loads;")
+print(f"ours 1T/2T = warm caches, best of {REPS} interleaved runs; ceil = two independent whole-text encodes on")
+print("two threads at once vs one (what the machine gives 2T/1T right now); cpu = 2T/1T in bytes per CPU-second")
+print("(1.00: the second thread wastes nothing); 1T ratio = ours warm / tiktoken, single thread")
 PY
