@@ -146,3 +146,9 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_attention_decode.cu)
   llm_add_kernel_test(test_kernel_attention_decode ${CMAKE_SOURCE_DIR}/tests/kernels/test_attention_decode.cu
                       LIBS llm_model_cpu TIMEOUT 120)
 endif()
+
+# ---- finetune: classification head (last-token gather/scatter, C → N head, N-class CE) + LoRA helpers --------
+if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_cls_head.cu)
+  llm_add_kernel_test(test_kernel_cls_head ${CMAKE_SOURCE_DIR}/tests/kernels/test_cls_head.cu
+                      LIBS llm_model_cpu LABELS finetune TIMEOUT 120)
+endif()

@@ -269,7 +269,7 @@ inline int matmul_dbias_splits(int N) {
 inline size_t matmul_backward_scratch_floats(int N, int OC) { return (size_t)matmul_dbias_splits(N) * OC; }
 
 // dinp(N,C) = dout·weight  [⊙ gelu'(dinp_pre_gelu)]   (overwritten; skipped if dinp == nullptr)
-// dweight(OC,C) += doutᵀ·inp
+// dweight(OC,C) += doutᵀ·inp                           (skipped if dweight == nullptr: a frozen weight)
 // dbias(OC) += Σ_rows dout                             (skipped if dbias == nullptr; deterministic)
 // scratch: nullptr or ≥ matmul_backward_scratch_floats(N, OC) floats of device memory.
 template <typename floatX>
@@ -288,7 +288,7 @@ void matmul_backward(floatX* dinp, floatX* dweight, floatX* dbias, const floatX*
       CUDA_CHECK(cudaGetLastError());
     }
   }
-  bool dinp_done = (dinp == nullptr), dweight_done = false;
+  bool dinp_done = (dinp == nullptr), dweight_done = (dweight == nullptr);
 #if LLM_HAVE_CUBLASLT
   if (backend != MatmulBackend::Own) {
     // dinpᵀ(C,N) = Wᵀ(C,OC)·doutᵀ(OC,N): A = weight as col-major (C,OC), B = dout as col-major (OC,N).
@@ -297,8 +297,9 @@ void matmul_backward(floatX* dinp, floatX* dweight, floatX* dbias, const floatX*
                                     dinp_pre_gelu ? matmul_lt::kDGelu : matmul_lt::kNone, (const floatX*)nullptr,
                                     dinp_pre_gelu, stream);
     // dweightᵀ(C,OC) += inpᵀ(C,N)·dout(N,OC): A = inp as col-major (C,N), B = dout as col-major (OC,N) transposed.
-    dweight_done = matmul_lt::matmul(dweight, inp, dout, C, OC, N, false, true, true, matmul_lt::kNone,
-                                     (const floatX*)nullptr, (const floatX*)nullptr, stream);
+    if (!dweight_done)
+      dweight_done = matmul_lt::matmul(dweight, inp, dout, C, OC, N, false, true, true, matmul_lt::kNone,
+                                       (const floatX*)nullptr, (const floatX*)nullptr, stream);
     if (!dinp_done || !dweight_done) matmul_cublaslt_fallbacks()++;
   }
 #endif
