@@ -6,6 +6,8 @@
 //                                  -r, --recompute 0|1     1: recompute GELU in backward instead of storing it
 //   train_gpt2cu eval --model M --data D [-b B -t T -m N] [--precision ...]
 //   train_gpt2cu generate --model M [--prompt P] ...   `gpt2_cpu generate`'s flags + --precision (gpu/generate.cuh)
+//   train_gpt2cu finetune-classify | classify | finetune-instruct ...   `gpt2_cpu`'s fine-tuning flags + --precision
+//                                  (cpu/finetune_main.h driver, gpu/finetune_gpu.cuh device model)
 //
 // The training loop itself is host/train_loop.h (shared with gpt2_cpu); this file picks the device and the
 // precision. Built twice from this source: with nvcc into build/train_gpt2cu (cuBLASLt matmuls), and through the
@@ -21,6 +23,7 @@
 #include <string>
 
 #include "gpu/comm_nccl.cuh"  // (nvcc build only)
+#include "gpu/finetune_gpu.cuh"  // finetune-classify, classify, finetune-instruct
 #include "gpu/generate.cuh"  // generate subcommand
 #include "gpu/train_model.cuh"
 #include "host/checkpoint.h"
@@ -95,6 +98,11 @@ int run_eval(const llm::EvalOptions& e, gpu::Precision precision, const gpu::Dev
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "generate")  // host/generate.h loop + the device KV-cache model
     return gpu::generate_main(argc - 1, argv + 1, [] { require_device(0); });
+  if (argc > 1) {  // the fine-tuning subcommands: cpu/finetune_main.h's driver + the device backend
+    const std::string cmd = argv[1];
+    if (cmd == "finetune-classify" || cmd == "classify" || cmd == "finetune-instruct")
+      return gpu::finetune_main(cmd, argc - 1, argv + 1, [] { require_device(0); });
+  }
   CLI::App app("train_gpt2cu — train and evaluate GPT-2 with CUDA (llm.c file formats; same flags as gpt2_cpu)");
   app.require_subcommand(1);
   llm::TrainOptions train_opts;
