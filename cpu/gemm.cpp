@@ -62,14 +62,17 @@ struct PackBuffer {
 // For A: r = row i of A (W = MR). For B: r = column j of B (W = NR).
 
 // Rows contiguous (s_r == 1): each k contributes W consecutive floats — a plain copy. G panels are copied
-// together so that every source row k is read G·W floats (≥ 4 cache lines) at a time, and the rows kPackAhead
-// steps ahead are prefetched: the source rows are usually a page or more apart (dYᵀ in dW = dYᵀ·X reads
-// OC-float rows), which defeats the hardware prefetchers; panel by panel, 8-float reads were latency-bound.
+// together so that every source row k is read G·W floats at a time, and the rows kPackAhead steps ahead are
+// prefetched: the source rows are usually a page or more apart (W in dX = dY·W, dYᵀ in dW = dYᵀ·X), which
+// defeats the hardware prefetchers; panel by panel, short strided reads were latency-bound (about a third
+// of the dX GEMM's time went to packing W). When a panel row is whole cache lines (W = 48) all panels are
+// copied together (each source row is read once, sequentially); with W = 8 (half lines) 8 panels at a time,
+// so each destination line is completed by the next k while it is still in L1.
 constexpr int kPackAhead = 8;
 template <int W>
 void pack_rows_contiguous(float* __restrict dst, const float* __restrict src, size_t s_k, int n, int kc) {
-  constexpr int G = W >= 64 ? 1 : 64 / W;
   const int full = n / W;  // complete panels
+  const int G = W % 16 == 0 ? std::max(full, 1) : std::max(1, 64 / W);
   for (int p0 = 0; p0 < full; p0 += G) {
     const int g = std::min(G, full - p0);
     for (int k = 0; k < kc; k++) {
