@@ -216,15 +216,26 @@ float GPT2Model::forward(const int* inputs, const int* targets, int B, int T, co
     LLM_PROF(kProfMatmulFwd, ref::matmul_forward(qkv, ln1, qkvw, qkvb, (int)BT, C, 3 * C));
     LLM_PROF(kProfAttentionFwd, ref::attention_forward(atty, att, qkv, B, T, C, NH, drop_spec(l, kDropAttn)));
     LLM_PROF(kProfMatmulFwd, ref::matmul_forward(attproj, atty, attprojw, attprojb, (int)BT, C, C));
-    LLM_PROF(kProfResidualFwd, ref::dropout_forward(a.scratch.data(), attproj, BT * C, drop_spec(l, kDropResidAttn)));
-    LLM_PROF(kProfResidualFwd, ref::residual_forward(residual2, x, a.scratch.data(), BT * C));
+    // without dropout (p = 0: eval, or none configured) the branch is added directly, not copied through scratch
+    const DropoutSpec drop_attn_res = drop_spec(l, kDropResidAttn);
+    const float* attn_branch = attproj;
+    if (drop_attn_res.p > 0.0f) {
+      LLM_PROF(kProfResidualFwd, ref::dropout_forward(a.scratch.data(), attproj, BT * C, drop_attn_res));
+      attn_branch = a.scratch.data();
+    }
+    LLM_PROF(kProfResidualFwd, ref::residual_forward(residual2, x, attn_branch, BT * C));
     // MLP branch: residual2 + drop(fcproj(gelu(fc(ln2(residual2)))))
     LLM_PROF(kProfLayernormFwd, ref::layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, ln2w, ln2b, (int)BT, C));
     LLM_PROF(kProfMatmulFwd, ref::matmul_forward(fch, ln2, fcw, fcb, (int)BT, C, 4 * C));
     LLM_PROF(kProfGeluFwd, ref::gelu_forward(fch_gelu, fch, BT * C4));
     LLM_PROF(kProfMatmulFwd, ref::matmul_forward(fcproj, fch_gelu, fcprojw, fcprojb, (int)BT, 4 * C, C));
-    LLM_PROF(kProfResidualFwd, ref::dropout_forward(a.scratch.data(), fcproj, BT * C, drop_spec(l, kDropResidMlp)));
-    LLM_PROF(kProfResidualFwd, ref::residual_forward(x_next, residual2, a.scratch.data(), BT * C));
+    const DropoutSpec drop_mlp_res = drop_spec(l, kDropResidMlp);
+    const float* mlp_branch = fcproj;
+    if (drop_mlp_res.p > 0.0f) {
+      LLM_PROF(kProfResidualFwd, ref::dropout_forward(a.scratch.data(), fcproj, BT * C, drop_mlp_res));
+      mlp_branch = a.scratch.data();
+    }
+    LLM_PROF(kProfResidualFwd, ref::residual_forward(x_next, residual2, mlp_branch, BT * C));
   }
 
   // final LayerNorm, logits = lnf · headᵀ, softmax (+ cross-entropy)
@@ -344,18 +355,23 @@ void GPT2Model::backward(float loss_scale) {
     const float* fch_gelu = a.fch_gelu.data() + l * BT * C4;
 
     // d.dres holds dL/dx_{l+1}. MLP branch: x_{l+1} = residual2 + drop(fcproj)
+    // without dropout (p = 0) dL/dfcproj is dL/dx_{l+1} itself: no clear + copy into d.dfcproj
+    const DropoutSpec drop_mlp_res = drop_spec(l, kDropResidMlp);
+    const float* dfcproj = d.dres.data();
     {
       ProfScope clears(kProfResidualBwd);
-      fill_zero(d.dfcproj);  // (dres2 needs no clearing: the copy below overwrites it)
+      if (drop_mlp_res.p > 0.0f) fill_zero(d.dfcproj);  // (dres2 needs no clearing: the copy below overwrites it)
       fill_zero(d.dfch_gelu);
       fill_zero(d.dfch);
       fill_zero(d.dln);
       std::copy(d.dres.begin(), d.dres.end(), d.dres2.begin());
     }
-    LLM_PROF(kProfResidualBwd,
-             ref::dropout_backward(d.dfcproj.data(), d.dres.data(), BT * C, drop_spec(l, kDropResidMlp)));
-    LLM_PROF(kProfMatmulBwd, ref::matmul_backward(d.dfch_gelu.data(), dfcprojw, dfcprojb, d.dfcproj.data(), fch_gelu,
-                                                  fcprojw, (int)BT, 4 * C, C, acc_w));
+    if (drop_mlp_res.p > 0.0f) {
+      LLM_PROF(kProfResidualBwd, ref::dropout_backward(d.dfcproj.data(), d.dres.data(), BT * C, drop_mlp_res));
+      dfcproj = d.dfcproj.data();
+    }
+    LLM_PROF(kProfMatmulBwd, ref::matmul_backward(d.dfch_gelu.data(), dfcprojw, dfcprojb, dfcproj, fch_gelu, fcprojw,
+                                                  (int)BT, 4 * C, C, acc_w));
     LLM_PROF(kProfGeluBwd, ref::gelu_backward(d.dfch.data(), fch, d.dfch_gelu.data(), BT * C4));
     LLM_PROF(kProfMatmulBwd,
              ref::matmul_backward(d.dln.data(), dfcw, dfcb, d.dfch.data(), ln2, fcw, (int)BT, C, 4 * C, acc_w));
@@ -364,18 +380,22 @@ void GPT2Model::backward(float loss_scale) {
                                      a.ln2_mean.data() + l * BT, a.ln2_rstd.data() + l * BT, (int)BT, C));
 
     // attention branch: residual2 = x_l + drop(attproj)
+    const DropoutSpec drop_attn_res = drop_spec(l, kDropResidAttn);
+    const float* dattproj = d.dres2.data();  // p = 0: dL/dattproj is dL/dresidual2 itself
     {
       ProfScope clears(kProfResidualBwd);
-      fill_zero(d.dattproj);  // (dx: overwritten by the copy below)
+      if (drop_attn_res.p > 0.0f) fill_zero(d.dattproj);  // (dx: overwritten by the copy below)
       fill_zero(d.datty);
       fill_zero(d.dqkv);
       fill_zero(d.dln);
       std::copy(d.dres2.begin(), d.dres2.end(), d.dx.begin());
     }
-    LLM_PROF(kProfResidualBwd,
-             ref::dropout_backward(d.dattproj.data(), d.dres2.data(), BT * C, drop_spec(l, kDropResidAttn)));
-    LLM_PROF(kProfMatmulBwd, ref::matmul_backward(d.datty.data(), dattprojw, dattprojb, d.dattproj.data(), atty,
-                                                  attprojw, (int)BT, C, C, acc_w));
+    if (drop_attn_res.p > 0.0f) {
+      LLM_PROF(kProfResidualBwd, ref::dropout_backward(d.dattproj.data(), d.dres2.data(), BT * C, drop_attn_res));
+      dattproj = d.dattproj.data();
+    }
+    LLM_PROF(kProfMatmulBwd, ref::matmul_backward(d.datty.data(), dattprojw, dattprojb, dattproj, atty, attprojw,
+                                                  (int)BT, C, C, acc_w));
     LLM_PROF(kProfAttentionBwd,
              ref::attention_backward(d.dqkv.data(), d.datty.data(), qkv, att, B, T, C, NH, drop_spec(l, kDropAttn)));
     LLM_PROF(kProfMatmulBwd,
