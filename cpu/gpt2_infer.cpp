@@ -13,7 +13,45 @@
 namespace llm {
 
 namespace {
+
 constexpr size_t kParallelAttention = 64 * 768;  // rows × positions × channels below which attention is serial
+
+// o (hs) = Σ_t softmax_t(scale · q·k_t) v_t over the len cached rows k_t = k + t·ld, v_t = v + t·ld; s: (len) scratch.
+// HS = the head size as a constant (GPT-2: 64), so q·k is an unrolled vector sum and o stays in registers over t
+// (with a runtime size o was loaded and stored back for every t); HS = 0: any hs.
+constexpr int kAttendAhead = 6;  // rows
+
+template <int HS>
+void attend_head(float* o, const float* q, const float* k, const float* v, size_t ld, int len, float scale, float* s,
+                 int hs_rt = HS) {
+  const int hs = HS > 0 ? HS : hs_rt;
+  float mx = -INFINITY;
+  for (int t = 0; t < len; t++) {
+    const float* kt = k + (size_t)t * ld;
+    // rows are ld apart: prefetch a few rows ahead (the hardware prefetcher does not follow this stride well)
+    for (int e = 0; e < hs; e += 16) __builtin_prefetch(kt + kAttendAhead * ld + e);
+    float d = 0.0f;
+#pragma omp simd reduction(+ : d)  // a vector sum (its order differs from a serial loop; the same in every mode)
+    for (int e = 0; e < hs; e++) d += q[e] * kt[e];
+    s[t] = d * scale;
+    mx = std::max(mx, s[t]);
+  }
+  float sum = 0.0f;
+  for (int t = 0; t < len; t++) { s[t] = std::exp(s[t] - mx); sum += s[t]; }
+  const float inv = 1.0f / sum;
+  float acc[HS > 0 ? HS : 1];
+  float* a = HS > 0 ? acc : o;  // accumulate in registers when the size is known
+  for (int e = 0; e < hs; e++) a[e] = 0.0f;
+  for (int t = 0; t < len; t++) {
+    const float* vt = v + (size_t)t * ld;
+    for (int e = 0; e < hs; e += 16) __builtin_prefetch(vt + kAttendAhead * ld + e);
+    const float w = s[t] * inv;
+#pragma omp simd
+    for (int e = 0; e < hs; e++) a[e] += w * vt[e];
+  }
+  if (HS > 0) std::memcpy(o, a, hs * sizeof(float));
+}
+
 }  // namespace
 
 KVCacheGPT2::KVCacheGPT2(const GPT2Config& config, std::vector<float>&& params, WeightFormat format, bool use_cache)
@@ -104,25 +142,9 @@ const float* KVCacheGPT2::forward_rows(const int* tokens, int n) {
       const int i = ih / NH, h = ih % NH, len = pos_ + i + 1;  // causal: row i sees positions 0..pos+i
       const float* q = qkv_.data() + (size_t)i * 3 * C + h * hs;
       float* s = scores_.data() + (size_t)omp_get_thread_num() * T;
-      float mx = -INFINITY;
-      for (int t = 0; t < len; t++) {
-        const float* k = kc + (size_t)t * C + h * hs;
-        float d = 0.0f;
-#pragma omp simd reduction(+ : d)  // a vector sum (its order differs from a serial loop; the same in every mode)
-        for (int e = 0; e < hs; e++) d += q[e] * k[e];
-        s[t] = d * scale;
-        mx = std::max(mx, s[t]);
-      }
-      float sum = 0.0f;
-      for (int t = 0; t < len; t++) { s[t] = std::exp(s[t] - mx); sum += s[t]; }
-      const float inv = 1.0f / sum;
       float* o = atty_.data() + (size_t)i * C + h * hs;
-      for (int e = 0; e < hs; e++) o[e] = 0.0f;
-      for (int t = 0; t < len; t++) {
-        const float* v = vc + (size_t)t * C + h * hs;
-        const float a = s[t] * inv;
-        for (int e = 0; e < hs; e++) o[e] += a * v[e];
-      }
+      if (hs == 64) attend_head<64>(o, q, kc + h * hs, vc + h * hs, C, len, scale, s);
+      else attend_head<0>(o, q, kc + h * hs, vc + h * hs, C, len, scale, s, hs);
     }
     attproj_w_[l].forward(tmp_.data(), atty_.data(), p(kAttprojb) + (size_t)l * C, n);
     for (size_t j = 0; j < nC; j++) x_[j] += tmp_[j];
