@@ -265,6 +265,30 @@ if (( $(left) > 60 )); then
       done
     fi
   fi
+  # ---- 3e. fine-tuning (engineer "ftg"): train_gpt2cu finetune-classify vs gpt2_cpu ----
+  # fp32 on a 2-block model of the recipe's width: the per-epoch lines (4 decimals) should match gpt2_cpu's
+  # (summation order may flip a last digit: then "differ", compare the logs); bf16 wall time of the same run.
+  if [[ -x "$BUILD/train_gpt2cu" ]] && (( $(left) > 15 )); then
+    build_target gpt2_cpu || true
+    build_target finetune_init || true
+    ftm="$BUILD/ft_check.bin"
+    if "$BUILD/finetune_init" --out "$ftm" --layers 2 --channels 128 --heads 4 --context 256 --seed 42 > /dev/null 2>&1; then
+      D=data/finetune
+      ft_args=(finetune-classify --model "$ftm" --train $D/sms_spam_train.csv --test $D/sms_spam_test.csv --max-train 256
+               --epochs 2 -b 8 --max-length 64 --eval-batches 4 --lr 5e-4 --out "$BUILD/ft_check.cls")
+      "$BUILD/gpt2_cpu" "${ft_args[@]}" > "$LOGS/ft_cpu.log" 2>&1 || true
+      timeout 120 "$BUILD/train_gpt2cu" "${ft_args[@]}" --precision fp32 > "$LOGS/ft_gpu_fp32.log" 2>&1 || true
+      t0=$(date +%s.%N)
+      timeout 120 "$BUILD/train_gpt2cu" "${ft_args[@]}" --precision bf16 > "$LOGS/ft_gpu_bf16.log" 2>&1 || true
+      t1=$(date +%s.%N)
+      want=$(grep -E "^(epoch|final)" "$LOGS/ft_cpu.log" || true)
+      got=$(grep -E "^(epoch|final)" "$LOGS/ft_gpu_fp32.log" || true)
+      if [[ -n "$want" && "$got" == "$want" ]]; then TRAINER_ROWS+=("finetune-classify fp32 == gpt2_cpu (per-epoch lines): ok")
+      elif [[ -n "$got" ]]; then TRAINER_ROWS+=("finetune-classify fp32 vs gpt2_cpu: differ ($LOGS/ft_*.log)")
+      else TRAINER_ROWS+=("finetune-classify fp32: FAIL ($LOGS/ft_gpu_fp32.log)"); FAILURES+=("train_gpt2cu finetune-classify"); fi
+      TRAINER_ROWS+=("finetune-classify bf16 (2 epochs, 256 texts): $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s, $(grep -E '^final' "$LOGS/ft_gpu_bf16.log" || echo FAIL)")
+    fi
+  fi
 else
   FAILURES+=("skipped trainer checks (budget)")
 fi
