@@ -29,10 +29,16 @@ Result run(const std::string& args) {
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
+// A temp-file path private to the running test: ctest runs each test as its own process, in parallel, so
+// tests must not share file names.
+std::string test_path(const std::string& name) {
+  return ::testing::TempDir() + "ft_" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
+}
+
 // The header plus the first n records of a committed split (no embedded newlines in these files).
 std::string slice(const std::string& name, int n, int* majority_count = nullptr) {
   std::ifstream in(std::string(LLM_SOURCE_DIR) + "/data/finetune/" + name);
-  const std::string path = ::testing::TempDir() + "ft_" + name;
+  const std::string path = test_path(name);
   std::ofstream out(path);
   std::string line;
   int ones = 0;
@@ -52,7 +58,7 @@ std::string tiny_checkpoint() {
   c.max_seq_len = 64;
   llm::GPT2Model m(c);
   m.init_gpt2(7);
-  const std::string path = ::testing::TempDir() + "ft_tiny.bin";
+  const std::string path = test_path("tiny.bin");
   llm::save_checkpoint(path, c, m.params());
   return path;
 }
@@ -64,7 +70,7 @@ TEST(FinetuneE2E, SpamSliceBeatsMajorityClass) {
   const std::string train = slice("sms_spam_train.csv", 240);
   int majority = 0;
   const std::string test = slice("sms_spam_test.csv", 100, &majority);
-  const std::string out = ::testing::TempDir() + "ft_cls.bin";
+  const std::string out = test_path("cls.bin");
   const Result r = run("finetune-classify --model " + model + " --train " + train + " --test " + test +
                        " --train-blocks all --epochs 2 --lr 2e-3 --max-length 48 --threads 1 --out " + out);
   ASSERT_EQ(r.code, 0) << r.out;
@@ -80,7 +86,7 @@ TEST(FinetuneE2E, SpamSliceBeatsMajorityClass) {
 
 TEST(FinetuneE2E, BadInputsExit2) {
   const std::string model = tiny_checkpoint();
-  const std::string bad = ::testing::TempDir() + "ft_bad.csv";
+  const std::string bad = test_path("bad.csv");
   std::ofstream(bad) << "Label,Text\n0,fine\n7,unknown label\n";
   Result r = run("finetune-classify --model " + model + " --train " + bad + " --out /dev/null");
   EXPECT_EQ(r.code, 2);
@@ -89,7 +95,7 @@ TEST(FinetuneE2E, BadInputsExit2) {
   r = run("finetune-classify --model " + model + " --train " + ok + " --lora-rank -2 --out /dev/null");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("--lora-rank -2 must be positive"), std::string::npos) << r.out;
-  const std::string json = ::testing::TempDir() + "ft_bad.json";
+  const std::string json = test_path("bad.json");
   std::ofstream(json) << "[{\"instruction\": \"x\",\n \"output\": \"y\",}]";
   r = run("finetune-instruct --model " + model + " --data " + json + " --out /dev/null");
   EXPECT_EQ(r.code, 2);
