@@ -40,6 +40,8 @@
 
 #include <gtest/gtest.h>
 
+#include "parity_util.h"
+
 #include "cpu/classifier.h"
 #include "cpu/gpt2_model.h"
 #include "gpu/finetune_gpu.cuh"
@@ -69,23 +71,6 @@ std::vector<float> init_params(const GPT2Config& c) {
   llm::GPT2Model m(c);
   m.init_gpt2(5);
   return std::vector<float>(m.params(), m.params() + llm::num_parameters(c));
-}
-
-double max_rel(const float* got, const float* ref, size_t n) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < n; i++) {
-    diff = std::max(diff, (double)std::fabs(got[i] - ref[i]));
-    scale = std::max(scale, (double)std::fabs(ref[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-double norm_rel(const float* got, const float* ref, size_t n) {
-  double d2 = 0, r2 = 0;
-  for (size_t i = 0; i < n; i++) {
-    d2 += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
-    r2 += (double)ref[i] * ref[i];
-  }
-  return r2 > 0 ? std::sqrt(d2 / r2) : std::sqrt(d2);
 }
 
 const char* kNames[llm::kNumParamTensors] = {"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",

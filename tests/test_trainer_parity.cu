@@ -26,6 +26,8 @@
 
 #include <gtest/gtest.h>
 
+#include "parity_util.h"
+
 #include "cpu/gpt2_model.h"
 #include "cpu/optimizer.h"
 #include "gpu/train_model.cuh"
@@ -37,24 +39,6 @@ namespace {
 const char* kTensorNames[llm::kNumParamTensors] = {"wte",  "wpe",  "ln1w",     "ln1b",     "qkvw", "qkvb",
                                                   "attprojw", "attprojb", "ln2w", "ln2b", "fcw",  "fcb",
                                                   "fcprojw", "fcprojb", "lnfw", "lnfb", "lm_head"};
-
-double max_rel(const float* got, const float* ref, size_t n) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < n; i++) {
-    diff = std::max(diff, (double)std::fabs(got[i] - ref[i]));
-    scale = std::max(scale, (double)std::fabs(ref[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-double norm_rel(const float* got, const float* ref, size_t n) {
-  double d2 = 0, r2 = 0;
-  for (size_t i = 0; i < n; i++) {
-    const double d = (double)got[i] - ref[i];
-    d2 += d * d;
-    r2 += (double)ref[i] * ref[i];
-  }
-  return r2 > 0 ? std::sqrt(d2 / r2) : std::sqrt(d2);
-}
 
 // The key bias (the middle third of each layer's qkvb) has a mathematically zero gradient: q·(k + b) adds the
 // same q·b to every score of a row, and softmax ignores a constant shift. Both sides compute it as rounding
