@@ -149,8 +149,9 @@ void InferMatrix::set(const float* w, int rows, int cols, WeightFormat f) {
     const int pad = qpad(cols, kQChunk);
     ld_ = pad / 2;
     ldd_ = pad / kQBlock;
-    u8_.assign(rows * ld_, 0x88);  // padding = nibbles 8 (= 0)
-    bscale_.assign(rows * ldd_, 0);
+    const int prows = qpad(rows, 4);  // the kernel works on groups of 4 rows
+    u8_.assign(prows * ld_, 0x88);    // padding (columns and rows) = nibbles 8 (= 0)
+    bscale_.assign(prows * ldd_, 0);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
       const float* src = w + (size_t)r * cols;
@@ -160,7 +161,7 @@ void InferMatrix::set(const float* w, int rows, int cols, WeightFormat f) {
         for (int c = c0; c < c1; c++)
           if (std::fabs(src[c]) > std::fabs(m)) m = src[c];
         const uint16_t db = fp32_to_bf16(m / -8.0f);
-        bscale_[r * ldd_ + b] = db;
+        bscale_[q4_scale_index(r, b, ldd_)] = db;
         const float d = bf16_to_fp32(db), inv = d != 0.0f ? 1.0f / d : 0.0f;
         for (int c = c0; c < c1; c++) {
           const int q = (int)std::max(-8.0f, std::min(7.0f, std::nearbyint(src[c] * inv)));
@@ -209,7 +210,7 @@ void InferMatrix::row(int r, float* dst) const {
       for (int c = 0; c < cols_; c++) {
         const uint8_t b = src[c / kQChunk * 64 + c % 64];
         const int q = (c % kQChunk < 64 ? b & 15 : b >> 4) - 8;
-        dst[c] = (float)q * bf16_to_fp32(bscale_[r * ldd_ + c / kQBlock]);
+        dst[c] = (float)q * bf16_to_fp32(bscale_[q4_scale_index(r, c / kQBlock, ldd_)]);
       }
       break;
     }

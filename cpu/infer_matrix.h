@@ -50,9 +50,9 @@ class InferMatrix {
   int rows_ = 0, cols_ = 0;
   const float* f32_ = nullptr;
   std::vector<uint16_t> bf16_;
-  std::vector<uint8_t> u8_;           // int8: (rows, ld_) q + 128; q4: (rows, ld_) nibble pairs (infer_qdot.h)
+  std::vector<uint8_t> u8_;           // int8: (rows, ld_) q + 128; q4: (qpad(rows, 4), ld_) nibble pairs (infer_qdot.h)
   std::vector<float> scale_;          // int8: per-row scale
-  std::vector<uint16_t> bscale_;      // q4: (rows, ldd_) bf16 block scales
+  std::vector<uint16_t> bscale_;      // q4: (qpad(rows, 4) · ldd_) bf16 block scales, q4_scale_index order
   size_t ld_ = 0, ldd_ = 0;
   mutable std::vector<float> wide_;   // (threads, cols) widened rows for n > 1 (allocated once)
 };

@@ -48,6 +48,8 @@ void QuantActs::quantize(const float* x, int n, int cols) {
   if (scale_.size() < (size_t)n * nb) scale_.resize((size_t)n * nb);
   lscale_ = aligned(lsbuf_, (size_t)n * nl);
   lsum_ = aligned(lsumbuf_, (size_t)n * nl);
+  loff8_ = aligned(loff8buf_, (size_t)n * nl);
+  loff4_ = aligned(loff4buf_, (size_t)n * nl);
   for (int i = 0; i < n; i++) {
     const float* xi = x + (size_t)i * cols;
     int8_t* qi = q_ + (size_t)i * pad_;
@@ -61,7 +63,10 @@ void QuantActs::quantize(const float* x, int n, int cols) {
       for (int c = len; c < kQBlock; c++) qi[c0 + c] = 0;                                   // padding
       for (int l = 0; l < kQBlock / 4; l++) {
         const int8_t* g = qi + c0 + 4 * l;
-        lsum_[(size_t)i * nl + c0 / 4 + l] = g[0] + g[1] + g[2] + g[3];
+        const int32_t sum = g[0] + g[1] + g[2] + g[3];
+        lsum_[(size_t)i * nl + c0 / 4 + l] = sum;
+        loff8_[(size_t)i * nl + c0 / 4 + l] = -128 * sum;
+        loff4_[(size_t)i * nl + c0 / 4 + l] = -8 * sum;
         lscale_[(size_t)i * nl + c0 / 4 + l] = scale_[(size_t)i * nb + b];
       }
     }
@@ -71,52 +76,55 @@ void QuantActs::quantize(const float* x, int n, int cols) {
 namespace {
 
 #if LLM_QDOT_VNNI
-// s[k] = Σ_c (w[k·ldw + c] − 128)·value(c) for R rows; wcols = ldw (a multiple of 64).
+// s[k] = Σ_c (w[k·ldw + c] − 128)·value(c) for R rows; ldw a multiple of 64. off: −128·lane_sum.
 template <int R>
-inline void dot_int8(const uint8_t* w, size_t ldw, const int8_t* x, const float* ls, const int32_t* lsum, float* s) {
+inline void dot_int8(const uint8_t* w, size_t ldw, const int8_t* x, const float* ls, const int32_t* off, float* s) {
   __m512 acc[R];
   for (int k = 0; k < R; k++) acc[k] = _mm512_setzero_ps();
   for (size_t c = 0; c < ldw; c += 64) {
     const __m512i xv = _mm512_load_si512(x + c);
     const __m512 sc = _mm512_load_ps(ls + c / 4);
-    const __m512i off = _mm512_slli_epi32(_mm512_load_si512(lsum + c / 4), 7);  // 128·Σ q_x per lane
+    const __m512i o = _mm512_load_si512(off + c / 4);  // the weight offset, taken out as the lanes' start value
     for (int k = 0; k < R; k++) {
-      const __m512i wv = _mm512_loadu_si512(w + k * ldw + c);
-      const __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv), off);
+      const __m512i d = _mm512_dpbusd_epi32(o, _mm512_loadu_si512(w + k * ldw + c), xv);
       acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sc, acc[k]);
     }
   }
   for (int k = 0; k < R; k++) s[k] = _mm512_reduce_add_ps(acc[k]);
 }
 
-// s[k] = Σ_b d_b Σ_{c in b} (nibble − 8)·value(c) for R rows; ldw bytes per row (a multiple of 64).
-template <int R>
-inline void dot_q4(const uint8_t* w, const uint16_t* d, size_t ldw, size_t ldd, const int8_t* x, const float* ls,
-                   const int32_t* lsum, float* s) {
+// s[k] = Σ_b d_kb Σ_{c in b} (nibble − 8)·value(c) for the 4 rows of one group; ldw bytes per row (a multiple of
+// 64), d: the group's scales (q4_scale_index layout), xs: the activation block scales, off: −8·lane_sum.
+// Per 128-column chunk and row: 2 vpdpbusd (low nibbles = columns 0-63, high = 64-127; lanes 0-7 are one block of
+// 32, lanes 8-15 the next), 2 conversions and 2 FMAs with the combined scale d_kb·xs_b, which is formed once per
+// chunk for all 4 rows (16 lanes = 4 rows × 4 blocks) and spread to the lanes by one permute per half.
+inline void dot_q4x4(const uint8_t* w, const uint16_t* d, size_t ldw, const int8_t* x, const float* xs,
+                     const int32_t* off, float* s) {
   const __m512i lo4 = _mm512_set1_epi8(0x0F);
-  // lanes 0-7 take block scale 0 (or 2), lanes 8-15 block scale 1 (or 3)
-  const __m512i ia = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  const __m512i ib = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  __m512 acc[R];
-  for (int k = 0; k < R; k++) acc[k] = _mm512_setzero_ps();
-  for (size_t j = 0; j < ldw; j += 64) {  // j: byte offset; columns 2j .. 2j+127
+  __m512i spread[8];  // row k, half h: lanes 0-7 take lane 4k + 2h of the combined scales, lanes 8-15 4k + 2h + 1
+  for (int k = 0; k < 4; k++)
+    for (int h = 0; h < 2; h++) {
+      const int a = 4 * k + 2 * h;
+      spread[2 * k + h] = _mm512_setr_epi32(a, a, a, a, a, a, a, a, a + 1, a + 1, a + 1, a + 1, a + 1, a + 1, a + 1, a + 1);
+    }
+  __m512 acc[4];
+  for (int k = 0; k < 4; k++) acc[k] = _mm512_setzero_ps();
+  for (size_t j = 0; j < ldw; j += 64) {  // j: byte offset; columns 2j .. 2j+127, blocks j/16 .. j/16+3
     const __m512i x0 = _mm512_load_si512(x + 2 * j), x1 = _mm512_load_si512(x + 2 * j + 64);
-    const __m512 s0 = _mm512_load_ps(ls + j / 2), s1 = _mm512_load_ps(ls + j / 2 + 16);
-    const __m512i o0 = _mm512_slli_epi32(_mm512_load_si512(lsum + j / 2), 3);  // 8·Σ q_x per lane
-    const __m512i o1 = _mm512_slli_epi32(_mm512_load_si512(lsum + j / 2 + 16), 3);
-    for (int k = 0; k < R; k++) {
+    const __m512i o0 = _mm512_load_si512(off + j / 2), o1 = _mm512_load_si512(off + j / 2 + 16);
+    // 16 bf16 scales (4 rows × 4 blocks) widened (bf16 = the high half of an fp32), times the activation scales
+    const __m256i d16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(d + j / 4));
+    const __m512 wd = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(d16), 16));
+    const __m512 sd = _mm512_mul_ps(wd, _mm512_broadcast_f32x4(_mm_loadu_ps(xs + j / 16)));
+    for (int k = 0; k < 4; k++) {
       const __m512i wv = _mm512_loadu_si512(w + k * ldw + j);
       const __m512i lo = _mm512_and_si512(wv, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), lo4);
-      const __m512i d0 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x0), o0);
-      const __m512i d1 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x1), o1);
-      // the 4 bf16 block scales of this chunk, widened (bf16 = high half of an fp32)
-      const __m128i b4 = _mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(d + k * ldd + j / 16)));
-      const __m512 w4 = _mm512_castps128_ps512(_mm_castsi128_ps(_mm_slli_epi32(b4, 16)));
-      acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d0), s0), _mm512_permutexvar_ps(ia, w4), acc[k]);
-      acc[k] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d1), s1), _mm512_permutexvar_ps(ib, w4), acc[k]);
+      const __m512i d0 = _mm512_dpbusd_epi32(o0, lo, x0), d1 = _mm512_dpbusd_epi32(o1, hi, x1);
+      acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_permutexvar_ps(spread[2 * k], sd), acc[k]);
+      acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_permutexvar_ps(spread[2 * k + 1], sd), acc[k]);
     }
   }
-  for (int k = 0; k < R; k++) s[k] = _mm512_reduce_add_ps(acc[k]);
+  for (int k = 0; k < 4; k++) s[k] = _mm512_reduce_add_ps(acc[k]);
 }
 #else
 template <int R>
@@ -132,10 +140,10 @@ inline void dot_int8(const uint8_t* w, size_t ldw, const int8_t* x, const float*
   }
 }
 
-template <int R>
-inline void dot_q4(const uint8_t* w, const uint16_t* d, size_t ldw, size_t ldd, const int8_t* x, const float* ls,
-                   const int32_t*, float* s) {
-  for (int k = 0; k < R; k++) {
+// The same integer lanes and the same combined scales as the AVX-512 kernel (the fp32 sums run in another order).
+inline void dot_q4x4(const uint8_t* w, const uint16_t* d, size_t ldw, const int8_t* x, const float* xs,
+                     const int32_t*, float* s) {
+  for (int k = 0; k < 4; k++) {
     float acc = 0.0f;
     for (size_t c = 0; c < 2 * ldw; c += 4) {
       const size_t j = c / 128 * 64 + c % 64;  // byte of column c
@@ -144,7 +152,8 @@ inline void dot_q4(const uint8_t* w, const uint16_t* d, size_t ldw, size_t ldd, 
         const uint8_t b = w[k * ldw + j + e];
         dot += ((c % 128 < 64 ? b & 15 : b >> 4) - 8) * x[c + e];
       }
-      acc += (float)dot * ls[c / 4] * bf16f(d[k * ldd + c / kQBlock]);
+      const size_t blk = c / kQBlock;
+      acc += (float)dot * (bf16f(d[blk / 4 * 16 + k * 4 + blk % 4]) * xs[blk]);
     }
     s[k] = acc;
   }
@@ -168,7 +177,7 @@ void qgemv(float* out, const QuantActs& a, const float* bias, int rows, size_t r
     }
     for (int i = 0; i < n; i++) {
       float s[4];
-      dot(r0, nr, a.q(i), a.lane_scale(i), a.lane_sum(i), s);
+      dot(r0, nr, i, s);
       for (int k = 0; k < nr; k++) out[(size_t)i * rows + r0 + k] = s[k] + (bias ? bias[r0 + k] : 0.0f);
     }
   }
@@ -178,23 +187,20 @@ void qgemv(float* out, const QuantActs& a, const float* bias, int rows, size_t r
 
 void qgemv_int8(float* out, const uint8_t* w, const float* scale, size_t ldw, const QuantActs& a, const float* bias,
                 int rows) {
-  qgemv(out, a, bias, rows, ldw, w, [&](int r0, int nr, const int8_t* x, const float* ls, const int32_t* lsum, float* s) {
+  qgemv(out, a, bias, rows, ldw, w, [&](int r0, int nr, int i, float* s) {
     const uint8_t* wr = w + (size_t)r0 * ldw;
-    if (nr == 4) dot_int8<4>(wr, ldw, x, ls, lsum, s);
+    if (nr == 4) dot_int8<4>(wr, ldw, a.q(i), a.lane_scale(i), a.lane_offset_int8(i), s);
     else
-      for (int k = 0; k < nr; k++) dot_int8<1>(wr + k * ldw, ldw, x, ls, lsum, s + k);
+      for (int k = 0; k < nr; k++) dot_int8<1>(wr + k * ldw, ldw, a.q(i), a.lane_scale(i), a.lane_offset_int8(i), s + k);
     for (int k = 0; k < nr; k++) s[k] *= scale[r0 + k];
   });
 }
 
 void qgemv_q4(float* out, const uint8_t* w, const uint16_t* d, size_t ldw, size_t ldd, const QuantActs& a,
               const float* bias, int rows) {
-  qgemv(out, a, bias, rows, ldw, w, [&](int r0, int nr, const int8_t* x, const float* ls, const int32_t* lsum, float* s) {
-    const uint8_t* wr = w + (size_t)r0 * ldw;
-    const uint16_t* dr = d + (size_t)r0 * ldd;
-    if (nr == 4) dot_q4<4>(wr, dr, ldw, ldd, x, ls, lsum, s);
-    else
-      for (int k = 0; k < nr; k++) dot_q4<1>(wr + k * ldw, dr + k * ldd, ldw, ldd, x, ls, lsum, s + k);
+  // rows are stored padded to a multiple of 4 (zero weights), so every group runs the 4-row kernel
+  qgemv(out, a, bias, rows, ldw, w, [&](int r0, int, int i, float* s) {
+    dot_q4x4(w + (size_t)r0 * ldw, d + (size_t)r0 * ldd, ldw, a.q(i), a.block_scales(i), a.lane_offset_q4(i), s);
   });
 }
 

@@ -12,6 +12,8 @@
 // vpdpbusd multiplies UNSIGNED bytes by signed ones, so the weights are stored unsigned with an offset
 // (int8: q + 128, q4: q + 8) and the offset is taken out exactly in int32 using the activation sums:
 //   Σ (q_w + o)·q_x − o·Σ q_x = Σ q_w·q_x   (per 4-byte lane: lane_sum = Σ of the lane's 4 q_x).
+// The kernels start each vpdpbusd from −o·lane_sum (precomputed per activation row, lane_offset), so removing the
+// offset costs no instruction.
 // Each int32 lane is exact (|Σ| <= 4·255·127); it is scaled in fp32 by the block's activation scale (and for q4 the
 // weight block scale) and accumulated in fp32.
 #pragma once
@@ -37,16 +39,20 @@ class QuantActs {
   float scale(int i, int block) const { return scale_[(size_t)i * (pad_ / kQBlock) + block]; }
   const float* lane_scale(int i) const { return lscale_ + (size_t)i * (pad_ / 4); }    // (padded/4)
   const int32_t* lane_sum(int i) const { return lsum_ + (size_t)i * (pad_ / 4); }      // (padded/4)
+  // −o·lane_sum for the weight offset o = 128 (int8) or 8 (q4): the start value of each lane's vpdpbusd
+  const int32_t* lane_offset_int8(int i) const { return loff8_ + (size_t)i * (pad_ / 4); }  // (padded/4)
+  const int32_t* lane_offset_q4(int i) const { return loff4_ + (size_t)i * (pad_ / 4); }    // (padded/4)
+  const float* block_scales(int i) const { return scale_.data() + (size_t)i * (pad_ / kQBlock); }  // (padded/32)
   float value(int i, int c) const { return q(i)[c] * scale(i, c / kQBlock); }          // what the products use
 
  private:
   int n_ = 0, cols_ = 0, pad_ = 0;
   std::vector<int8_t> qbuf_;
   std::vector<float> scale_, lsbuf_;
-  std::vector<int32_t> lsumbuf_;
+  std::vector<int32_t> lsumbuf_, loff8buf_, loff4buf_;
   int8_t* q_ = nullptr;  // 64-byte aligned views into the buffers
   float* lscale_ = nullptr;
-  int32_t* lsum_ = nullptr;
+  int32_t *lsum_ = nullptr, *loff8_ = nullptr, *loff4_ = nullptr;
 };
 
 // out[i·rows + r] = scale[r] · Σ_c (w[r][c] − 128)·value(i, c) (+ bias[r]) for every activation row i.
@@ -55,9 +61,14 @@ void qgemv_int8(float* out, const uint8_t* w, const float* scale, size_t ldw, co
                 int rows);
 
 // out[i·rows + r] = Σ_b d[r][b] · Σ_{c in block b} (w[r][c] − 8)·value(i, c) (+ bias[r]).
-// w: (rows, ldw) bytes, ldw = qpad(cols, 128) / 2; within each 64-byte chunk (128 columns) byte k holds column k in
-// its low nibble and column 64 + k in its high nibble, 8 (= 0) in the padding. d: (rows, ldd) bf16 block scales,
-// ldd = qpad(cols, 128) / 32.
+// w: (qpad(rows, 4), ldw) bytes, ldw = qpad(cols, 128) / 2; within each 64-byte chunk (128 columns) byte k holds
+// column k in its low nibble and column 64 + k in its high nibble, 8 (= 0) in the padding (padding rows too).
+// d: the bf16 block scales of each group of 4 rows, chunk by chunk: d[q4_scale_index(r, b, ldd)], ldd =
+// qpad(cols, 128) / 32 blocks per row, qpad(rows, 4) · ldd in all; one 32-byte load gives the 4 rows × 4 blocks
+// of a chunk (the kernel widens them once for the 4 rows).
+inline size_t q4_scale_index(int r, int b, size_t ldd) {
+  return (size_t)(r / 4) * 4 * ldd + (size_t)(b / 4) * 16 + (r % 4) * 4 + b % 4;
+}
 void qgemv_q4(float* out, const uint8_t* w, const uint16_t* d, size_t ldw, size_t ldd, const QuantActs& a,
               const float* bias, int rows);
 

@@ -124,7 +124,7 @@ TEST(InferMatrix, Q4QuantisationRules) {
   w[4 * cols + 195] = -0.9f;                             // a negative extreme in the short last block
   llm::InferMatrix m;
   m.set(w.data(), rows, cols, WeightFormat::kQ4);
-  EXPECT_EQ(m.bytes(), (size_t)rows * (256 / 2 + 2 * 256 / 32));  // 4 bits + a bf16 per 32, padded to 128 columns
+  EXPECT_EQ(m.bytes(), (size_t)8 * (256 / 2 + 2 * 256 / 32));  // 4 bits + a bf16 per 32, padded to 128 columns and 8 rows
   std::vector<float> got(cols);
   int clamped = 0;
   for (int r = 0; r < rows; r++) {
