@@ -76,6 +76,8 @@ KVCacheGPT2::KVCacheGPT2(const GPT2Config& config, std::vector<float>&& params, 
   kcache_.assign(cache, 0.0f);
   vcache_.assign(cache, 0.0f);
   scores_.assign((size_t)omp_get_max_threads() * T, 0.0f);
+  xt_.assign((size_t)omp_get_max_threads() * c, 0.0f);
+  lnt_.assign((size_t)omp_get_max_threads() * c, 0.0f);
   logits_.assign(c_.padded_vocab_size, 0.0f);
   // activations for up to maxT rows, allocated once (a decode step allocates nothing)
   for (auto* v : {&x_, &ln_, &atty_, &tmp_}) v->reserve((size_t)T * c);
@@ -107,7 +109,7 @@ const float* KVCacheGPT2::step(int token) {
     pos_ = 0;
     return forward_rows(ctx_.data(), (int)ctx_.size());
   }
-  return forward_rows(&token, 1);
+  return forward_one(token);
 }
 
 const float* KVCacheGPT2::forward_rows(const int* tokens, int n) {
@@ -161,6 +163,57 @@ const float* KVCacheGPT2::forward_rows(const int* tokens, int n) {
   const float* last = x_.data() + (size_t)(n - 1) * C;
   ref::layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), last, p(kLnfw), p(kLnfb), 1, C);
   head_w_.forward(logits_.data(), ln_.data(), nullptr, 1);
+  return logits_.data();
+}
+
+const float* KVCacheGPT2::forward_one(int token) {
+  const int C = c_.channels, NH = c_.num_heads, hs = C / NH, T = c_.max_seq_len, V = c_.vocab_size, pos = pos_;
+  if (token < 0 || token >= V) fail("token id ", token, " outside the vocabulary [0, ", V, ")");
+  const float scale = 1.0f / std::sqrt((float)hs);
+  const int threads = std::min(omp_get_max_threads(), (int)(xt_.size() / C));
+  qkv_.resize(3 * (size_t)C); atty_.resize(C); tmp_.resize(C); fch_.resize(4 * (size_t)C);
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    const Part part{tid, nth};
+    float* x = xt_.data() + (size_t)tid * C;   // this thread's copy of the residual row (all copies equal)
+    float* ln = lnt_.data() + (size_t)tid * C;
+    float mean, rstd;
+    const float* te = p(kWte) + (size_t)token * C;
+    const float* pe = p(kWpe) + (size_t)pos * C;
+    for (int c = 0; c < C; c++) x[c] = te[c] + pe[c];
+    for (int l = 0; l < c_.num_layers; l++) {
+      // attention block: x += proj(attn(ln1(x)))
+      ref::layernorm_forward(ln, &mean, &rstd, x, p(kLn1w) + (size_t)l * C, p(kLn1b) + (size_t)l * C, 1, C);
+      qkv_w_[l].forward_part(qkv_.data(), ln, c_.qkv_bias ? p(kQkvb) + (size_t)l * 3 * C : nullptr, part);
+      barrier_.wait(nth);
+      float* kc = kcache_.data() + (size_t)l * T * C;  // (maxT, C) of this layer
+      float* vc = vcache_.data() + (size_t)l * T * C;
+      for (int h = part.first(NH); h < part.end(NH); h++) {  // this thread's heads: append k, v, then attend
+        std::memcpy(kc + (size_t)pos * C + h * hs, qkv_.data() + C + h * hs, hs * sizeof(float));
+        std::memcpy(vc + (size_t)pos * C + h * hs, qkv_.data() + 2 * C + h * hs, hs * sizeof(float));
+        float* s = scores_.data() + (size_t)tid * T;
+        if (hs == 64) attend_head<64>(atty_.data() + h * hs, qkv_.data() + h * hs, kc + h * hs, vc + h * hs, C, pos + 1, scale, s);
+        else attend_head<0>(atty_.data() + h * hs, qkv_.data() + h * hs, kc + h * hs, vc + h * hs, C, pos + 1, scale, s, hs);
+      }
+      barrier_.wait(nth);
+      attproj_w_[l].forward_part(tmp_.data(), atty_.data(), p(kAttprojb) + (size_t)l * C, part);
+      barrier_.wait(nth);
+      for (int c = 0; c < C; c++) x[c] += tmp_[c];
+      // MLP block: x += fcproj(gelu(fc(ln2(x)))); each thread applies GELU to the fc rows it wrote
+      ref::layernorm_forward(ln, &mean, &rstd, x, p(kLn2w) + (size_t)l * C, p(kLn2b) + (size_t)l * C, 1, C);
+      const auto [r0, r1] = fc_w_[l].forward_part(fch_.data(), ln, p(kFcb) + (size_t)l * 4 * C, part);
+      ref::gelu_forward(fch_.data() + r0, fch_.data() + r0, r1 - r0);
+      barrier_.wait(nth);
+      fcproj_w_[l].forward_part(tmp_.data(), fch_.data(), p(kFcprojb) + (size_t)l * C, part);
+      barrier_.wait(nth);  // (tmp_ is next written by the attention projection, three barriers on)
+      for (int c = 0; c < C; c++) x[c] += tmp_[c];
+    }
+    // lnf, then the head over the V real rows (padding stays 0)
+    ref::layernorm_forward(ln, &mean, &rstd, x, p(kLnfw), p(kLnfb), 1, C);
+    head_w_.forward_part(logits_.data(), ln, nullptr, part);
+  }  // the team's join: logits_ complete
+  pos_ += 1;
   return logits_.data();
 }
 

@@ -8,6 +8,10 @@
 //
 // Decode steps use a matrix-vector product parallelised over output rows (the weights are read once per token, so
 // decoding is memory-bound; cpu/infer_matrix.h): fp32 prefill uses the reference GEMM (ref::matmul_forward).
+// A decode step runs as ONE parallel region (forward_one): each thread keeps its own copy of the residual row and
+// does the small row work (LayerNorm, residual add, activation quantisation) itself, the threads split each
+// product's rows and the attention heads, and they meet at 5 barriers per layer (cpu/spin_barrier.h) instead of
+// forking and joining an OpenMP team for every product with the row work serial in between.
 // Weight formats (--weights): fp32 (the parameters as loaded), bf16, int8 with per-row scales or q4 (4-bit blocks)
 // for the five matrix kinds (qkv, attention projection, fc, fc projection, LM head) — 1/2, 1/4, ~1/7 of the bytes
 // per token; embeddings, LayerNorms and biases stay fp32. int8 / q4 products quantise their input activations
@@ -21,6 +25,7 @@
 
 #include "cpu/gpt2_model.h"
 #include "cpu/infer_matrix.h"
+#include "cpu/spin_barrier.h"
 #include "host/generate.h"
 
 namespace llm {
@@ -40,6 +45,8 @@ class KVCacheGPT2 : public LogitsModel {
  private:
   // Feeds rows tokens[0..n) at positions pos_..pos_+n-1 through every layer; returns the last row's logits.
   const float* forward_rows(const int* tokens, int n);
+  // The same for one row (a decode step): one parallel region for the whole token; see the .cpp.
+  const float* forward_one(int token);
   const float* p(ParamTensor k) const { return params_.data() + off_[k]; }
 
   GPT2Config c_;
@@ -53,6 +60,8 @@ class KVCacheGPT2 : public LogitsModel {
   std::vector<float> x_, ln_, qkv_, atty_, tmp_, fch_;  // (n,C) (n,C) (n,3C) (n,C) (n,C) (n,4C)
   std::vector<float> mean_, rstd_, scores_;           // (n) (n) (threads, maxT)
   std::vector<float> logits_;                         // (Vp)
+  std::vector<float> xt_, lnt_;                       // forward_one: (threads, C) each thread's residual / LN row
+  SpinBarrier barrier_;
   int pos_ = 0;
 };
 

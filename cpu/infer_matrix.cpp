@@ -88,19 +88,18 @@ inline void dot_rows(const T* w, size_t ld, const float* x, int cols, float* s) 
 
 constexpr int kPrefetchGroups = 1;
 
-// out (rows) = W (rows, cols) · x + b[r]: groups of 4 rows, threads split the groups statically.
+// out (rows) = W (rows, cols) · x + b[r] for the groups of 4 rows of `part`.
 template <class T>
-void gemv(float* out, const T* w, const float* x, const float* b, int rows, int cols) {
-  const int groups = (rows + 3) / 4;
-#pragma omp parallel for schedule(static)
-  for (int g = 0; g < groups; g++) {
+void gemv(float* out, const T* w, const float* x, const float* b, int rows, int cols, Part part) {
+  const int groups = (rows + 3) / 4, g1 = part.end(groups);
+  for (int g = part.first(groups); g < g1; g++) {
     const int r0 = 4 * g, nr = std::min(4, rows - r0);
     const T* wr = w + (size_t)r0 * cols;
 #if LLM_INFER_AVX512
     // Software prefetch of the next group for bf16: it issues too few loads per byte for the hardware
     // prefetcher alone to keep enough DRAM requests in flight (one core, 200000x768, GB/s streamed: bf16
     // 6.1 -> 8.4, widened int8 5.6 -> 7.7; fp32 does not gain, so it is left to the hardware).
-    if (sizeof(T) < 4 && g + kPrefetchGroups < groups) {
+    if (sizeof(T) < 4 && g + kPrefetchGroups < g1) {
       const char* ahead = reinterpret_cast<const char*>(wr + (size_t)4 * kPrefetchGroups * cols);
       const size_t bytes = std::min<size_t>(4, rows - r0 - 4 * kPrefetchGroups) * cols * sizeof(T);
       for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
@@ -217,17 +216,40 @@ void InferMatrix::row(int r, float* dst) const {
   }
 }
 
+// This thread's part of the product; fp32 / bf16 multiply one input row, int8 / q4 the n rows of acts.
+void InferMatrix::product(float* out, const float* in, const float* bias, Part part, const QuantActs* acts) const {
+  switch (f_) {
+    case WeightFormat::kFp32: gemv(out, f32_, in, bias, rows_, cols_, part); break;
+    case WeightFormat::kBf16: gemv(out, bf16_.data(), in, bias, rows_, cols_, part); break;
+    case WeightFormat::kInt8: qgemv_int8(out, u8_.data(), scale_.data(), ld_, *acts, bias, rows_, part); break;
+    case WeightFormat::kQ4: qgemv_q4(out, u8_.data(), bscale_.data(), ld_, ldd_, *acts, bias, rows_, part); break;
+  }
+}
+
+std::pair<int, int> InferMatrix::forward_part(float* out, const float* in, const float* bias, Part part) const {
+  const QuantActs* acts = nullptr;
+  if (quantises_input()) {
+    static thread_local QuantActs mine;
+    mine.quantize(in, 1, cols_);
+    acts = &mine;
+  }
+  product(out, in, bias, part, acts);
+  const int groups = (rows_ + 3) / 4;
+  return {std::min(rows_, 4 * part.first(groups)), std::min(rows_, 4 * part.end(groups))};
+}
+
 void InferMatrix::forward(float* out, const float* in, const float* bias, int n) const {
-  if (f_ == WeightFormat::kInt8 || f_ == WeightFormat::kQ4) {
-    static thread_local QuantActs acts;  // the calling thread quantises; the product's threads only read
-    acts.quantize(in, n, cols_);
-    if (f_ == WeightFormat::kInt8) qgemv_int8(out, u8_.data(), scale_.data(), ld_, acts, bias, rows_);
-    else qgemv_q4(out, u8_.data(), bscale_.data(), ld_, ldd_, acts, bias, rows_);
+  if (quantises_input()) {
+    static thread_local QuantActs mine;  // the calling thread quantises; the product's threads only read
+    mine.quantize(in, n, cols_);
+    const QuantActs* acts = &mine;  // (taken here: inside the team `mine` names each thread's own instance)
+#pragma omp parallel
+    product(out, in, bias, Part{omp_get_thread_num(), omp_get_num_threads()}, acts);
     return;
   }
   if (n == 1) {
-    if (f_ == WeightFormat::kFp32) gemv(out, f32_, in, bias, rows_, cols_);
-    else gemv(out, bf16_.data(), in, bias, rows_, cols_);
+#pragma omp parallel
+    product(out, in, bias, Part{omp_get_thread_num(), omp_get_num_threads()}, nullptr);
     return;
   }
   if (f_ == WeightFormat::kFp32) {  // prefill in fp32: the reference GEMM

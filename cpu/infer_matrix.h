@@ -18,6 +18,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu/infer_qdot.h"
@@ -42,10 +43,21 @@ class InferMatrix {
   // quantise `in` first (QuantActs) and give the same value for a row whatever n is.
   void forward(float* out, const float* in, const float* bias, int n) const;
 
+  // One thread's share of out (rows) = W · in (+ bias) for ONE input row, inside a parallel team: every thread
+  // calls it with the same arguments and its own part, and waits at a barrier before anyone reads `out`. int8 / q4
+  // quantise `in` into the calling thread's own buffer (the same values in every thread, and as forward()).
+  // Returns the [first, end) rows this part wrote. Values are bit-identical to forward(…, n = 1).
+  std::pair<int, int> forward_part(float* out, const float* in, const float* bias, Part part) const;
+
   // Row r widened to fp32 (exactly the values forward() multiplies with).
   void row(int r, float* dst) const;
 
  private:
+  bool quantises_input() const { return f_ == WeightFormat::kInt8 || f_ == WeightFormat::kQ4; }
+  // `part` of the rows of the product with one input row `in` (fp32 / bf16) or with the quantised rows `acts`
+  // (int8 / q4, any number of rows)
+  void product(float* out, const float* in, const float* bias, Part part, const QuantActs* acts) const;
+
   WeightFormat f_ = WeightFormat::kFp32;
   int rows_ = 0, cols_ = 0;
   const float* f32_ = nullptr;

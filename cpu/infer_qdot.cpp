@@ -160,17 +160,16 @@ inline void dot_q4x4(const uint8_t* w, const uint16_t* d, size_t ldw, const int8
 }
 #endif
 
-// Threads split groups of 4 rows; each group is dotted with every activation row while it is in L1.
+// This part's groups of 4 rows; each group is dotted with every activation row while it is in L1.
 // Software prefetch of the next group: these loops issue too few loads per byte for the hardware prefetcher
 // alone to keep enough DRAM requests in flight (as for bf16/int8 in infer_matrix.cpp).
 template <class Dot>
 void qgemv(float* out, const QuantActs& a, const float* bias, int rows, size_t row_bytes, const uint8_t* w,
-           const Dot& dot) {
-  const int groups = (rows + 3) / 4, n = a.n();
-#pragma omp parallel for schedule(static)
-  for (int g = 0; g < groups; g++) {
+           const Dot& dot, Part part) {
+  const int groups = (rows + 3) / 4, n = a.n(), g1 = part.end(groups);
+  for (int g = part.first(groups); g < g1; g++) {
     const int r0 = 4 * g, nr = std::min(4, rows - r0);
-    if (g + 1 < groups) {
+    if (g + 1 < g1) {
       const char* ahead = reinterpret_cast<const char*>(w + (size_t)(r0 + 4) * row_bytes);
       const size_t bytes = std::min(4, rows - r0 - 4) * row_bytes;
       for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(ahead + off, 0, 3);
@@ -186,22 +185,22 @@ void qgemv(float* out, const QuantActs& a, const float* bias, int rows, size_t r
 }  // namespace
 
 void qgemv_int8(float* out, const uint8_t* w, const float* scale, size_t ldw, const QuantActs& a, const float* bias,
-                int rows) {
+                int rows, Part part) {
   qgemv(out, a, bias, rows, ldw, w, [&](int r0, int nr, int i, float* s) {
     const uint8_t* wr = w + (size_t)r0 * ldw;
     if (nr == 4) dot_int8<4>(wr, ldw, a.q(i), a.lane_scale(i), a.lane_offset_int8(i), s);
     else
       for (int k = 0; k < nr; k++) dot_int8<1>(wr + k * ldw, ldw, a.q(i), a.lane_scale(i), a.lane_offset_int8(i), s + k);
     for (int k = 0; k < nr; k++) s[k] *= scale[r0 + k];
-  });
+  }, part);
 }
 
 void qgemv_q4(float* out, const uint8_t* w, const uint16_t* d, size_t ldw, size_t ldd, const QuantActs& a,
-              const float* bias, int rows) {
+              const float* bias, int rows, Part part) {
   // rows are stored padded to a multiple of 4 (zero weights), so every group runs the 4-row kernel
   qgemv(out, a, bias, rows, ldw, w, [&](int r0, int, int i, float* s) {
     dot_q4x4(w + (size_t)r0 * ldw, d + (size_t)r0 * ldd, ldw, a.q(i), a.block_scales(i), a.lane_offset_q4(i), s);
-  });
+  }, part);
 }
 
 }  // namespace llm

@@ -28,6 +28,15 @@ constexpr int kQChunk = 128;  // activation rows are zero-padded to a multiple o
 
 inline int qpad(int cols, int m) { return (cols + m - 1) / m * m; }
 
+// One thread's share of a matrix-vector product: part `index` of `count` equal runs of row groups (groups of 4
+// rows). The products run no OpenMP of their own; every row's value is the same whatever the split.
+struct Part {
+  int index = 0, count = 1;
+  // [first, end) of `groups` items for this part
+  int first(int groups) const { return (int)((long long)groups * index / count); }
+  int end(int groups) const { return (int)((long long)groups * (index + 1) / count); }
+};
+
 // (n, cols) fp32 rows quantised as above. Storage only grows (no allocation once warmed up).
 class QuantActs {
  public:
@@ -57,8 +66,9 @@ class QuantActs {
 
 // out[i·rows + r] = scale[r] · Σ_c (w[r][c] − 128)·value(i, c) (+ bias[r]) for every activation row i.
 // w: (rows, ldw) bytes q + 128, ldw = qpad(cols, 64) with 128 (= 0) in the padding.
+// Only the rows of `part`'s groups are written.
 void qgemv_int8(float* out, const uint8_t* w, const float* scale, size_t ldw, const QuantActs& a, const float* bias,
-                int rows);
+                int rows, Part part);
 
 // out[i·rows + r] = Σ_b d[r][b] · Σ_{c in block b} (w[r][c] − 8)·value(i, c) (+ bias[r]).
 // w: (qpad(rows, 4), ldw) bytes, ldw = qpad(cols, 128) / 2; within each 64-byte chunk (128 columns) byte k holds
@@ -70,6 +80,6 @@ inline size_t q4_scale_index(int r, int b, size_t ldd) {
   return (size_t)(r / 4) * 4 * ldd + (size_t)(b / 4) * 16 + (r % 4) * 4 + b % 4;
 }
 void qgemv_q4(float* out, const uint8_t* w, const uint16_t* d, size_t ldw, size_t ldd, const QuantActs& a,
-              const float* bias, int rows);
+              const float* bias, int rows, Part part);
 
 }  // namespace llm

@@ -23,6 +23,7 @@
 //    0.75 (only catches a broken format). A broken format (wrong scale, byte order or row) gives O(1) errors.
 // 4. The CLI: --weights selects the format (same ids as in-process), a bad value exits 2.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <random>
@@ -250,6 +251,30 @@ TEST(DecodeFormats, LogitsBoundedAndGreedyIdenticalOnFixtures) {
       llm::KVCacheGPT2 q_nc(m.config, std::vector<float>(m.params), f, false);
       EXPECT_EQ(greedy(q_nc, prompt, 20), std::vector<int>(free_run.begin(), free_run.begin() + 20));
     }
+  }
+}
+
+// A decode step is one parallel region whose threads split every product's rows and the attention heads, each
+// thread keeping its own copy of the residual row (KVCacheGPT2::forward_one): every value is computed by the same
+// code whatever the split, so 1, 2 and 3 threads must give the same logits bit for bit, in every format.
+TEST(DecodeFormats, DecodeStepIdenticalForAnyThreadCount) {
+  const llm::LoadedModel m = llm::load_model(wt::fixture("tiny_b"));
+  const std::vector<int> prompt = wt::read_json(wt::fixture("tiny_b/ref.json"))["prompt"];
+  const std::vector<int> forced = {5, 17, 3, 99, 42, 7, 250, 1, 64, 12};
+  const int saved = omp_get_max_threads();
+  for (WeightFormat f : kFormats) {
+    SCOPED_TRACE(llm::weight_format_name(f));
+    std::vector<std::vector<std::vector<float>>> runs;
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);  // before construction: the per-thread buffers are sized then
+      llm::KVCacheGPT2 q(m.config, std::vector<float>(m.params), f);
+      runs.push_back(forced_logits(q, prompt, forced));
+    }
+    omp_set_num_threads(saved);
+    for (size_t r = 1; r < runs.size(); r++)
+      for (size_t p = 0; p < forced.size() + 1; p++)
+        for (size_t v = 0; v < runs[0][p].size(); v++)
+          ASSERT_EQ(runs[r][p][v], runs[0][p][v]) << (r + 1) << " threads, position " << p << ", logit " << v;
   }
 }
 
