@@ -28,7 +28,8 @@ void attend_head(float* o, const float* q, const float* k, const float* v, size_
   float mx = -INFINITY;
   for (int t = 0; t < len; t++) {
     const float* kt = k + (size_t)t * ld;
-    // rows are ld apart: prefetch a few rows ahead (the hardware prefetcher does not follow this stride well)
+    // a few rows ahead (the cache rows of one head are contiguous; this runs ahead of the hardware prefetcher,
+    // which stops at each 4 KB page)
     for (int e = 0; e < hs; e += 16) __builtin_prefetch(kt + kAttendAhead * ld + e);
     float d = 0.0f;
 #pragma omp simd reduction(+ : d)  // a vector sum (its order differs from a serial loop; the same in every mode)
@@ -130,12 +131,11 @@ const float* KVCacheGPT2::forward_rows(const int* tokens, int n) {
     ref::layernorm_forward(ln_.data(), mean_.data(), rstd_.data(), x_.data(), p(kLn1w) + (size_t)l * C,
                            p(kLn1b) + (size_t)l * C, n, C);
     qkv_w_[l].forward(qkv_.data(), ln_.data(), c_.qkv_bias ? p(kQkvb) + (size_t)l * 3 * C : nullptr, n);
-    float* kc = kcache_.data() + (size_t)l * T * C;  // (maxT, C) of this layer
-    float* vc = vcache_.data() + (size_t)l * T * C;
-    for (int i = 0; i < n; i++) {  // append this chunk's keys and values
-      std::memcpy(kc + (size_t)(pos_ + i) * C, qkv_.data() + (size_t)i * 3 * C + C, C * sizeof(float));
-      std::memcpy(vc + (size_t)(pos_ + i) * C, qkv_.data() + (size_t)i * 3 * C + 2 * C, C * sizeof(float));
-    }
+    for (int i = 0; i < n; i++)  // append this chunk's keys and values
+      for (int h = 0; h < NH; h++) {
+        std::memcpy(kv_row(kcache_, l, h, pos_ + i), qkv_.data() + (size_t)i * 3 * C + C + h * hs, hs * sizeof(float));
+        std::memcpy(kv_row(vcache_, l, h, pos_ + i), qkv_.data() + (size_t)i * 3 * C + 2 * C + h * hs, hs * sizeof(float));
+      }
     // One decode row over a short cache is a few µs of work: less than waking the second thread (the fork/join
     // of a passive OpenMP team costs tens of µs on a shared machine), so it runs on the calling thread.
     const bool par = (size_t)n * (pos_ + n) * C >= kParallelAttention;
@@ -145,8 +145,9 @@ const float* KVCacheGPT2::forward_rows(const int* tokens, int n) {
       const float* q = qkv_.data() + (size_t)i * 3 * C + h * hs;
       float* s = scores_.data() + (size_t)omp_get_thread_num() * T;
       float* o = atty_.data() + (size_t)i * C + h * hs;
-      if (hs == 64) attend_head<64>(o, q, kc + h * hs, vc + h * hs, C, len, scale, s);
-      else attend_head<0>(o, q, kc + h * hs, vc + h * hs, C, len, scale, s, hs);
+      const float *kc = kv_row(kcache_, l, h, 0), *vc = kv_row(vcache_, l, h, 0);
+      if (hs == 64) attend_head<64>(o, q, kc, vc, hs, len, scale, s);
+      else attend_head<0>(o, q, kc, vc, hs, len, scale, s, hs);
     }
     attproj_w_[l].forward(tmp_.data(), atty_.data(), p(kAttprojb) + (size_t)l * C, n);
     for (size_t j = 0; j < nC; j++) x_[j] += tmp_[j];
@@ -187,14 +188,13 @@ const float* KVCacheGPT2::forward_one(int token) {
       ref::layernorm_forward(ln, &mean, &rstd, x, p(kLn1w) + (size_t)l * C, p(kLn1b) + (size_t)l * C, 1, C);
       qkv_w_[l].forward_part(qkv_.data(), ln, c_.qkv_bias ? p(kQkvb) + (size_t)l * 3 * C : nullptr, part);
       barrier_.wait(nth);
-      float* kc = kcache_.data() + (size_t)l * T * C;  // (maxT, C) of this layer
-      float* vc = vcache_.data() + (size_t)l * T * C;
       for (int h = part.first(NH); h < part.end(NH); h++) {  // this thread's heads: append k, v, then attend
-        std::memcpy(kc + (size_t)pos * C + h * hs, qkv_.data() + C + h * hs, hs * sizeof(float));
-        std::memcpy(vc + (size_t)pos * C + h * hs, qkv_.data() + 2 * C + h * hs, hs * sizeof(float));
+        float *kc = kv_row(kcache_, l, h, 0), *vc = kv_row(vcache_, l, h, 0);
+        std::memcpy(kc + (size_t)pos * hs, qkv_.data() + C + h * hs, hs * sizeof(float));
+        std::memcpy(vc + (size_t)pos * hs, qkv_.data() + 2 * C + h * hs, hs * sizeof(float));
         float* s = scores_.data() + (size_t)tid * T;
-        if (hs == 64) attend_head<64>(atty_.data() + h * hs, qkv_.data() + h * hs, kc + h * hs, vc + h * hs, C, pos + 1, scale, s);
-        else attend_head<0>(atty_.data() + h * hs, qkv_.data() + h * hs, kc + h * hs, vc + h * hs, C, pos + 1, scale, s, hs);
+        if (hs == 64) attend_head<64>(atty_.data() + h * hs, qkv_.data() + h * hs, kc, vc, hs, pos + 1, scale, s);
+        else attend_head<0>(atty_.data() + h * hs, qkv_.data() + h * hs, kc, vc, hs, pos + 1, scale, s, hs);
       }
       barrier_.wait(nth);
       attproj_w_[l].forward_part(tmp_.data(), atty_.data(), p(kAttprojb) + (size_t)l * C, part);

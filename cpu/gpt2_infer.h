@@ -3,8 +3,8 @@
 // Why a KV cache: without it every new token re-runs the whole context (O(T) rows per token). With it, prefill
 // runs the prompt once and stores each layer's keys and values; a decode step then embeds ONE token at the next
 // absolute position, appends its k/v to the cache and attends over all cached positions — the same math, so the
-// same tokens as the uncached path (tested). The cache is (L, max_seq_len, C) for k and for v (heads side by side
-// in C, as in the qkv row); prefill resets it. Context beyond max_seq_len: see the crop rule in host/generate.h.
+// same tokens as the uncached path (tested). The cache is (L, NH, max_seq_len, hs) for k and for v (each head's
+// rows contiguous, so attention streams them); prefill resets it. Context beyond max_seq_len: see the crop rule in host/generate.h.
 //
 // Decode steps use a matrix-vector product parallelised over output rows (the weights are read once per token, so
 // decoding is memory-bound; cpu/infer_matrix.h): fp32 prefill uses the reference GEMM (ref::matmul_forward).
@@ -56,7 +56,11 @@ class KVCacheGPT2 : public LogitsModel {
   InferMatrix head_w_;
   std::vector<int> ctx_;  // tokens since the last prefill (re-run by the no-cache mode)
   std::array<size_t, kNumParamTensors> off_{};
-  std::vector<float> kcache_, vcache_;                // (L, maxT, C)
+  std::vector<float> kcache_, vcache_;                // (L, NH, maxT, hs): each head's rows contiguous
+  // row t of head h of layer l in a cache
+  float* kv_row(std::vector<float>& cache, int l, int h, int t) {
+    return cache.data() + (((size_t)l * c_.num_heads + h) * c_.max_seq_len + t) * (c_.channels / c_.num_heads);
+  }
   std::vector<float> x_, ln_, qkv_, atty_, tmp_, fch_;  // (n,C) (n,C) (n,3C) (n,C) (n,C) (n,4C)
   std::vector<float> mean_, rstd_, scores_;           // (n) (n) (threads, maxT)
   std::vector<float> logits_;                         // (Vp)
