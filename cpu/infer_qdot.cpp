@@ -8,7 +8,7 @@
 #include <cmath>
 #include <cstring>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define LLM_QDOT_VNNI 1
 #pragma GCC diagnostic ignored "-Wuninitialized"  // GCC 12's own _mm512_undefined_* in the reductions
@@ -37,6 +37,46 @@ inline float bf16f(uint16_t b) {
   return f;
 }
 
+// One block: q[c] = nearbyint(x[c] · 127/max|x|) for c < len, 0 up to kQBlock; per lane l (8): sums[l] = q[4l] +
+// … + q[4l+3], off8[l] = −128·sums[l], off4[l] = −8·sums[l], lscale[l] = the scale. Returns the scale max|x| / 127.
+// The AVX-512 form gives the same bytes: the multiply is the same fp32 operation and the conversion rounds to
+// nearest even, as nearbyint does in the default rounding mode.
+float quantize_block(int8_t* q, int32_t* sums, int32_t* off8, int32_t* off4, float* lscale, const float* x, int len) {
+#if LLM_QDOT_VNNI
+  const __mmask16 m0 = (__mmask16)((1u << std::min(len, 16)) - 1);
+  const __mmask16 m1 = (__mmask16)((1u << std::max(0, std::min(len - 16, 16))) - 1);
+  const __m512 x0 = _mm512_maskz_loadu_ps(m0, x), x1 = _mm512_maskz_loadu_ps(m1, x + 16);  // padding reads as 0
+  const float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+  const __m512 inv = _mm512_set1_ps(mx > 0.0f ? 127.0f / mx : 0.0f);
+  const __m128i q0 = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)));  // |.| <= 127: no saturation
+  const __m128i q1 = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, inv)));
+  const __m256i q32 = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), q32);
+  // lane sums: 1 (unsigned) · q (signed), 4 bytes per int32 lane
+  const __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q32);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums), sum);
+  const __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(off8), _mm256_slli_epi32(neg, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(off4), _mm256_slli_epi32(neg, 3));
+  const float scale = mx / 127.0f;
+  _mm256_storeu_ps(lscale, _mm256_set1_ps(scale));
+  return scale;
+#else
+  float mx = 0.0f;
+  for (int c = 0; c < len; c++) mx = std::max(mx, std::fabs(x[c]));
+  const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
+  for (int c = 0; c < len; c++) q[c] = (int8_t)std::nearbyint(x[c] * inv);  // |.| <= 127
+  for (int c = len; c < kQBlock; c++) q[c] = 0;                             // padding
+  for (int l = 0; l < kQBlock / 4; l++) {
+    sums[l] = q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3];
+    off8[l] = -128 * sums[l];
+    off4[l] = -8 * sums[l];
+    lscale[l] = mx / 127.0f;
+  }
+  return mx / 127.0f;
+#endif
+}
+
 }  // namespace
 
 void QuantActs::quantize(const float* x, int n, int cols) {
@@ -55,20 +95,8 @@ void QuantActs::quantize(const float* x, int n, int cols) {
     int8_t* qi = q_ + (size_t)i * pad_;
     for (int b = 0; b < nb; b++) {
       const int c0 = b * kQBlock, len = std::max(0, std::min(kQBlock, cols - c0));
-      float mx = 0.0f;
-      for (int c = 0; c < len; c++) mx = std::max(mx, std::fabs(xi[c0 + c]));
-      const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
-      scale_[(size_t)i * nb + b] = mx / 127.0f;
-      for (int c = 0; c < len; c++) qi[c0 + c] = (int8_t)std::nearbyint(xi[c0 + c] * inv);  // |.| <= 127
-      for (int c = len; c < kQBlock; c++) qi[c0 + c] = 0;                                   // padding
-      for (int l = 0; l < kQBlock / 4; l++) {
-        const int8_t* g = qi + c0 + 4 * l;
-        const int32_t sum = g[0] + g[1] + g[2] + g[3];
-        lsum_[(size_t)i * nl + c0 / 4 + l] = sum;
-        loff8_[(size_t)i * nl + c0 / 4 + l] = -128 * sum;
-        loff4_[(size_t)i * nl + c0 / 4 + l] = -8 * sum;
-        lscale_[(size_t)i * nl + c0 / 4 + l] = scale_[(size_t)i * nb + b];
-      }
+      const size_t l0 = (size_t)i * nl + c0 / 4;  // the block's 8 lanes
+      scale_[(size_t)i * nb + b] = quantize_block(qi + c0, lsum_ + l0, loff8_ + l0, loff4_ + l0, lscale_ + l0, xi + c0, len);
     }
   }
 }
