@@ -1,5 +1,6 @@
 // host_test_util.h — small helpers for the host tests: a fresh temp dir per test, whole-file byte access,
-// and a hand-written llm.c token shard (written here byte by byte, independent of the code under test).
+// a hand-written llm.c token shard (written here byte by byte, independent of the code under test), the
+// pseudo-random tokens of the end-to-end tests' shards, and running a program as a subprocess.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -8,9 +9,11 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace host_test {
@@ -54,6 +57,52 @@ inline void write_shard(const std::string& path, const std::vector<uint16_t>& to
 }
 
 inline bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+// n tokens < 200 from a fixed LCG (the shards of the end-to-end tests: train.bin seed 1, val.bin seed 2).
+inline std::vector<uint16_t> lcg_tokens(int n, uint32_t seed) {
+  std::vector<uint16_t> tok(n);
+  uint32_t s = seed;
+  for (int i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    tok[i] = (uint16_t)((i * 7 + (s >> 29)) % 200);
+  }
+  return tok;
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// The loss after each "train" word of a main.log, as printed, in step order.
+inline std::vector<std::string> train_losses(const std::string& log_path) {
+  std::vector<std::string> v;
+  std::istringstream in(slurp(log_path));
+  for (std::string w; in >> w;)
+    if (w == "train") {
+      in >> w;
+      v.push_back(w);
+    }
+  return v;
+}
+
+// A program run as a subprocess: its exit code (-1 when it did not exit normally), stdout and stderr.
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs the shell command line `cmd` inside dir, capturing its output in dir/stdout.txt and dir/stderr.txt.
+inline Result run_in_dir(const std::string& dir, const std::string& cmd) {
+  const int status = std::system(("cd '" + dir + "' && " + cmd + " > stdout.txt 2> stderr.txt").c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(dir + "/stdout.txt");
+  r.err = slurp(dir + "/stderr.txt");
+  return r;
+}
 
 // Expects `stmt` to throw llm::Error whose message contains every string in `parts`.
 #define EXPECT_LLM_ERROR(stmt, ...)                                                          \

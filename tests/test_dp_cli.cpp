@@ -30,29 +30,10 @@ using namespace host_test;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // launcher + gpt2_cpu + args, inside dir. The launcher is local() or mpi(n); both kill the run after 150 s at
 // worst (a hang fails the test instead of blocking it).
 Result run(const std::string& dir, const std::string& launcher, const std::string& args) {
-  const std::string cmd = "cd '" + dir + "' && " + launcher + " '" GPT2_CPU_BIN "' " + args +
-                          " > stdout.txt 2> stderr.txt";
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(dir + "/stdout.txt");
-  r.err = slurp(dir + "/stderr.txt");
-  return r;
+  return run_in_dir(dir, launcher + " '" GPT2_CPU_BIN "' " + args);
 }
 
 // One process, with extra environment variables ("RANK=1 WORLD_SIZE=2").

@@ -15,28 +15,8 @@ using namespace host_test;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // Runs gpt2_cpu with `args` (shell words) inside dir.
-Result run(const std::string& dir, const std::string& args) {
-  const std::string cmd = "cd '" + dir + "' && '" GPT2_CPU_BIN "' " + args + " > stdout.txt 2> stderr.txt";
-  int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(dir + "/stdout.txt");
-  r.err = slurp(dir + "/stderr.txt");
-  return r;
-}
+Result run(const std::string& dir, const std::string& args) { return run_in_dir(dir, "'" GPT2_CPU_BIN "' " + args); }
 
 // A learnable token stream below the tiny vocab (256): a fixed pseudo-random walk.
 std::vector<uint16_t> stream(int n, uint32_t seed) {

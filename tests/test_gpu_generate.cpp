@@ -17,38 +17,12 @@
 
 #include "host/checkpoint.h"
 #include "host/hf_gpt2.h"
+#include "host_test_util.h"
 #include "test_weights_util.h"
 
 namespace {
 
 const std::string kGpu = TRAIN_GPT2CU_BIN, kCpu = GPT2_CPU_BIN;
-
-void write_shard(const std::string& path, int n, uint32_t seed) {
-  std::vector<int32_t> header(256, 0);
-  header[0] = 20240520;
-  header[1] = 1;
-  header[2] = n;
-  std::vector<uint16_t> tok(n);
-  uint32_t s = seed;
-  for (int i = 0; i < n; i++) {
-    s = s * 1664525u + 1013904223u;
-    tok[i] = (uint16_t)((i * 7 + (s >> 29)) % 200);
-  }
-  std::ofstream f(path, std::ios::binary);
-  f.write((const char*)header.data(), 1024);
-  f.write((const char*)tok.data(), 2 * n);
-}
-
-std::vector<std::string> train_losses(const std::string& log_path) {
-  std::vector<std::string> v;
-  std::istringstream in(wt::read_bytes(log_path));
-  for (std::string w; in >> w;)
-    if (w == "train") {
-      in >> w;
-      v.push_back(w);
-    }
-  return v;
-}
 
 std::string prompt_ids() {
   const std::vector<int> ids = wt::read_json(wt::fixture("tiny_a/ref.json"))["prompt"];
@@ -75,13 +49,13 @@ const char* kFlags = " -i train.bin -b 2 -t 16 -x 2 -v 0 -s 0 -l 1e-3 -u 0 ";
 
 TEST(GpuTrainFromWeights, SafetensorsEqualsBinAndEval) {
   const std::string dir = wt::temp_dir("gpu_train");
-  write_shard(dir + "/train.bin", 2000, 1);
+  host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(2000, 1));
   llm::LoadedModel m = llm::load_model(wt::fixture("tiny_a"));
   llm::save_checkpoint(dir + "/model.bin", m.config, m.params.data());
   const std::string cd = "cd '" + dir + "' && ";
   auto cpu = wt::run(cd + kCpu + " train -e model.bin --threads 1" + kFlags + "-o cpu", "cpu_train");
   ASSERT_EQ(cpu.code, 0) << cpu.err;
-  const std::vector<std::string> cpu_log = train_losses(dir + "/cpu/main.log");
+  const std::vector<std::string> cpu_log = host_test::train_losses(dir + "/cpu/main.log");
   ASSERT_EQ(cpu_log.size(), 2u);
   for (const char* prec : {"fp32", "bf16"}) {
     SCOPED_TRACE(prec);
@@ -90,7 +64,7 @@ TEST(GpuTrainFromWeights, SafetensorsEqualsBinAndEval) {
       const std::string out = std::string(prec) + (src == "model.bin" ? "_bin" : "_st");
       auto r = wt::run(cd + kGpu + " train --precision " + prec + " -e " + src + kFlags + "-o " + out, "gpu_train");
       ASSERT_EQ(r.code, 0) << src << "\n" << r.out << r.err;
-      logs.push_back(train_losses(dir + "/" + out + "/main.log"));
+      logs.push_back(host_test::train_losses(dir + "/" + out + "/main.log"));
       ASSERT_EQ(logs.back().size(), 2u);
     }
     EXPECT_EQ(logs[0], logs[1]) << "-e HF directory vs -e .bin of the same weights";

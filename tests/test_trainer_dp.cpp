@@ -39,6 +39,9 @@
 #include "host/checkpoint.h"
 #include "host/gpt2_config.h"
 #include "host/train_state.h"
+#include "host_test_util.h"
+
+using namespace host_test;
 
 namespace {
 
@@ -46,21 +49,10 @@ const char* kTensorNames[llm::kNumParamTensors] = {"wte",  "wpe",  "ln1w",     "
                                                   "attprojw", "attprojb", "ln2w", "ln2b", "fcw",  "fcb",
                                                   "fcprojw", "fcprojb", "lnfw", "lnfb", "lm_head"};
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 std::vector<char> bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
-
-struct Result {
-  int code;
-  std::string out, err;
-};
 
 // `ranks` 0: a plain process (no launcher); else mpirun -np ranks.
 Result run(const std::string& dir, int ranks, const std::string& args, const std::string& env = "") {
@@ -72,39 +64,14 @@ Result run(const std::string& dir, int ranks, const std::string& args, const std
                std::to_string(ranks) + " --oversubscribe --bind-to none ";
     if (geteuid() == 0) launcher += "--allow-run-as-root ";
   }
-  const std::string cmd = "cd '" + dir + "' && " + env + " " + launcher + "'" TRAIN_GPT2CU_BIN "' " + args +
-                          " > stdout.txt 2> stderr.txt";
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(dir + "/stdout.txt");
-  r.err = slurp(dir + "/stderr.txt");
-  return r;
+  return run_in_dir(dir, env + " " + launcher + "'" TRAIN_GPT2CU_BIN "' " + args);
 }
 
-// llm.c token shard (header 20240520, version 1, count; uint16 tokens < 200).
-void write_shard(const std::string& path, int n, uint32_t seed) {
-  std::vector<int32_t> header(256, 0);
-  header[0] = 20240520;
-  header[1] = 1;
-  header[2] = n;
-  std::vector<uint16_t> tok(n);
-  uint32_t s = seed;
-  for (int i = 0; i < n; i++) {
-    s = s * 1664525u + 1013904223u;
-    tok[i] = (uint16_t)((i * 7 + (s >> 29)) % 200);
-  }
-  std::ofstream f(path, std::ios::binary);
-  f.write((const char*)header.data(), 1024);
-  f.write((const char*)tok.data(), 2 * n);
-}
-
-std::string temp_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const std::string dir = ::testing::TempDir() + "llm_dp_" + std::to_string(getpid()) + "_" + info->name();
-  EXPECT_EQ(std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str()), 0);
-  write_shard(dir + "/train.bin", 3000, 1);
-  write_shard(dir + "/val.bin", 400, 2);
+// A fresh directory with the LCG train.bin (3000 tokens) and val.bin (400).
+std::string shard_dir() {
+  const std::string dir = temp_dir();
+  write_shard(dir + "/train.bin", lcg_tokens(3000, 1));
+  write_shard(dir + "/val.bin", lcg_tokens(400, 2));
   return dir;
 }
 
@@ -203,7 +170,7 @@ void expect_ok(const Result& r, const char* what) {
 // 2 ranks × 1 micro-batch == 1 rank × 2 accumulated micro-batches (fp32): losses, norms, val losses, weights, m/v.
 TEST(TrainerDataParallel, Fp32TwoRanksEqualOneRankTwoAccum) {
   REQUIRE_MPIRUN();
-  const std::string dir = temp_dir();
+  const std::string dir = shard_dir();
   const std::string flags = std::string(kTrain) + "--precision fp32 ";
   expect_ok(run(dir, 0, flags + "-o one"), "1 rank");
   const Result two = run(dir, 2, flags + "-o two");
@@ -237,7 +204,7 @@ TEST(TrainerDataParallel, Fp32TwoRanksEqualOneRankTwoAccum) {
 // bf16; the checkpoint getters gather the shards (weights and m/v written by rank 0 are the full arrays).
 TEST(TrainerDataParallel, Zero1EqualsZero0) {
   REQUIRE_MPIRUN();
-  const std::string dir = temp_dir();
+  const std::string dir = shard_dir();
   for (const char* prec : {"fp32", "bf16"}) {
     const std::string flags = std::string(kTrain) + "--precision " + prec + " ";
     expect_ok(run(dir, 2, flags + "-z 0 -o z0_" + prec), "ZeRO-0");
@@ -260,7 +227,7 @@ TEST(TrainerDataParallel, Zero1EqualsZero0) {
 // bf16: 2 ranks vs 1 rank × 2 accum within the bounds justified at the top of this file.
 TEST(TrainerDataParallel, Bf16TwoRanksCloseToOneRankTwoAccum) {
   REQUIRE_MPIRUN();
-  const std::string dir = temp_dir();
+  const std::string dir = shard_dir();
   const std::string flags = std::string(kTrain) + "--precision bf16 ";
   expect_ok(run(dir, 0, flags + "-o one"), "1 rank");
   expect_ok(run(dir, 2, flags + "-o two"), "2 ranks");
@@ -284,7 +251,7 @@ TEST(TrainerDataParallel, Bf16TwoRanksCloseToOneRankTwoAccum) {
 // Resume under ZeRO-1 (the collective set_optimizer_state keeps each rank's shard): bit-exact.
 TEST(TrainerDataParallel, Zero1ResumeIsBitExact) {
   REQUIRE_MPIRUN();
-  const std::string dir = temp_dir();
+  const std::string dir = shard_dir();
   const std::string flags = std::string(kTrain) + "--precision bf16 -z 1 -n 3 ";
   expect_ok(run(dir, 2, flags + "-o full"), "full");
   ASSERT_EQ(std::system(("mkdir '" + dir + "/cut' && cp '" + dir + "'/full/*_00000003* '" + dir + "/cut/'").c_str()), 0);
@@ -298,7 +265,7 @@ TEST(TrainerDataParallel, Zero1ResumeIsBitExact) {
 // Bad launches: a world size that does not divide the batch, a torchrun-style environment (the CPU build needs
 // mpirun), a half-set torchrun environment.
 TEST(TrainerDataParallel, BadLaunchesExitNonZeroWithAMessage) {
-  const std::string dir = temp_dir();
+  const std::string dir = shard_dir();
   if (have_mpirun()) {
     const Result r = run(dir, 2, "train --preset tiny -i train.bin -j '' -b 2 -t 16 -d 96 -x 1 -s 0");
     EXPECT_NE(r.code, 0);

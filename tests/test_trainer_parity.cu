@@ -26,6 +26,7 @@
 
 #include <gtest/gtest.h>
 
+#include "host_test_util.h"
 #include "parity_util.h"
 
 #include "cpu/gpt2_model.h"
@@ -354,55 +355,23 @@ TEST(TrainerParity, RecomputeIsBitIdenticalBf16) { expect_recompute_identical<__
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
+using host_test::Result;
+using host_test::slurp;
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 std::vector<char> bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
 Result run(const std::string& dir, const std::string& args) {
-  const std::string cmd = "cd '" + dir + "' && '" TRAIN_GPT2CU_BIN "' " + args + " > stdout.txt 2> stderr.txt";
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(dir + "/stdout.txt");
-  r.err = slurp(dir + "/stderr.txt");
-  return r;
+  return host_test::run_in_dir(dir, "'" TRAIN_GPT2CU_BIN "' " + args);
 }
 
-// llm.c token shard (header 20240520, version 1, count; uint16 tokens), written byte by byte here.
-void write_shard(const std::string& path, int n, uint32_t seed) {
-  std::vector<int32_t> header(256, 0);
-  header[0] = 20240520;
-  header[1] = 1;
-  header[2] = n;
-  std::vector<uint16_t> tok(n);
-  uint32_t s = seed;
-  for (int i = 0; i < n; i++) {
-    s = s * 1664525u + 1013904223u;
-    tok[i] = (uint16_t)((i * 7 + (s >> 29)) % 200);
-  }
-  std::ofstream f(path, std::ios::binary);
-  f.write((const char*)header.data(), 1024);
-  f.write((const char*)tok.data(), 2 * n);
-}
-
-std::string temp_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const std::string dir = ::testing::TempDir() + "llm_trainer_" + std::to_string(getpid()) + "_" + info->name();
-  EXPECT_EQ(std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str()), 0);
-  write_shard(dir + "/train.bin", 3000, 1);
-  write_shard(dir + "/val.bin", 400, 2);
+// A fresh directory with the LCG train.bin (3000 tokens) and val.bin (400).
+std::string shard_dir() {
+  const std::string dir = host_test::temp_dir();
+  host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(3000, 1));
+  host_test::write_shard(dir + "/val.bin", host_test::lcg_tokens(400, 2));
   return dir;
 }
 
@@ -413,7 +382,7 @@ const char* kTrain = "train --preset tiny -i train.bin -j val.bin -b 2 -t 16 -d 
 // 6 steps in one go == 3 steps, checkpoint, resume, 3 more: model and state files identical, byte for byte.
 // bf16 with dropout: the resumed run must re-derive the stochastically rounded bf16 weights and the masks.
 TEST(TrainerProgram, ResumeIsBitExactBf16WithDropout) {
-  const std::string dir = temp_dir();
+  const std::string dir = shard_dir();
   const std::string flags = std::string(kTrain) + "-x 6 -n 3 --dropout 0.1 --precision bf16 ";
   Result a = run(dir, flags + "-o full");
   ASSERT_EQ(a.code, 0) << a.err;
@@ -441,7 +410,7 @@ TEST(TrainerProgram, ResumeIsBitExactBf16WithDropout) {
 }
 
 TEST(TrainerProgram, ResumeIsBitExactFp32) {
-  const std::string dir = temp_dir();
+  const std::string dir = shard_dir();
   const std::string flags = std::string(kTrain) + "-x 4 -n 2 --precision fp32 -r 1 ";
   ASSERT_EQ(run(dir, flags + "-o full").code, 0);
   ASSERT_EQ(std::system(("mkdir '" + dir + "/cut' && cp '" + dir + "'/full/*_00000002* '" + dir + "/cut/'").c_str()), 0);
@@ -455,7 +424,7 @@ TEST(TrainerProgram, ResumeIsBitExactFp32) {
 // norms and val losses as gpt2_cpu (main.log, 1e-5 relative), i.e. same data order, schedule and step.
 #ifdef GPT2_CPU_BIN
 TEST(TrainerProgram, SameLogAsGpt2Cpu) {
-  const std::string dir = temp_dir();
+  const std::string dir = shard_dir();
   const std::string flags = std::string(kTrain) + "-x 6 -c 0.1 -q 0.1 -k cosine --dropout 0.1 ";
   ASSERT_EQ(run(dir, flags + "--precision fp32 -o gpu").code, 0);
   const std::string cmd = "cd '" + dir + "' && '" GPT2_CPU_BIN "' " + flags + "--threads 2 -o cpu > cpu.txt 2>&1";
@@ -480,7 +449,7 @@ TEST(TrainerProgram, SameLogAsGpt2Cpu) {
 #endif
 
 TEST(TrainerProgram, BadInputsExitWithTwo) {
-  const std::string dir = temp_dir();
+  const std::string dir = shard_dir();
   struct Case {
     std::string args, needle;
   } cases[] = {

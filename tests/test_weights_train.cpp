@@ -12,39 +12,11 @@
 
 #include "host/checkpoint.h"
 #include "host/hf_gpt2.h"
+#include "host_test_util.h"
 #include "test_weights_util.h"
 
 #ifdef GPT2_CPU_BIN
 namespace {
-
-// llm.c token shard (magic 20240520, version 1, n, uint16 tokens < 200).
-void write_shard(const std::string& path, int n, uint32_t seed) {
-  std::vector<int32_t> header(256, 0);
-  header[0] = 20240520;
-  header[1] = 1;
-  header[2] = n;
-  std::vector<uint16_t> tok(n);
-  uint32_t s = seed;
-  for (int i = 0; i < n; i++) {
-    s = s * 1664525u + 1013904223u;
-    tok[i] = (uint16_t)((i * 7 + (s >> 29)) % 200);
-  }
-  std::ofstream f(path, std::ios::binary);
-  f.write((const char*)header.data(), 1024);
-  f.write((const char*)tok.data(), 2 * n);
-}
-
-// The "train" values of main.log, in step order.
-std::vector<std::string> train_losses(const std::string& log_path) {
-  std::vector<std::string> v;
-  std::istringstream in(wt::read_bytes(log_path));
-  for (std::string w; in >> w;)
-    if (w == "train") {
-      in >> w;
-      v.push_back(w);
-    }
-  return v;
-}
 
 const char* kFlags = " -i train.bin -b 2 -t 16 -x 2 -v 0 -s 0 -l 1e-3 -u 0 --threads 1 ";
 
@@ -54,7 +26,7 @@ TEST(TrainFromWeights, SafetensorsDirFileAndBinGiveTheSameStepsAndEvalLoss) {
   for (const char* name : {"tiny_b", "tiny_a"}) {
     SCOPED_TRACE(name);
     const std::string dir = wt::temp_dir(std::string("train_") + name);
-    write_shard(dir + "/train.bin", 2000, 1);
+    host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(2000, 1));
     llm::LoadedModel m = llm::load_model(wt::fixture(name));
     llm::save_checkpoint(dir + "/model.bin", m.config, m.params.data());
     const std::string sources[] = {wt::fixture(name), wt::fixture(std::string(name) + "/model.safetensors"),
@@ -65,7 +37,7 @@ TEST(TrainFromWeights, SafetensorsDirFileAndBinGiveTheSameStepsAndEvalLoss) {
       auto r = wt::run("cd '" + dir + "' && " GPT2_CPU_BIN " train -e " + sources[i] + kFlags + "-o " + out, "train");
       ASSERT_EQ(r.code, 0) << sources[i] << "\n" << r.out << r.err;
       EXPECT_NE(r.out.find("model checkpoint " + sources[i]), std::string::npos) << r.out;
-      logs.push_back(train_losses(dir + "/" + out + "/main.log"));
+      logs.push_back(host_test::train_losses(dir + "/" + out + "/main.log"));
       ASSERT_EQ(logs.back().size(), 2u) << sources[i];
     }
     EXPECT_EQ(logs[0], logs[1]) << "HF directory vs model.safetensors file";
@@ -81,13 +53,13 @@ TEST(TrainFromWeights, SafetensorsDirFileAndBinGiveTheSameStepsAndEvalLoss) {
     auto p = wt::run("cd '" + dir + "' && " GPT2_CPU_BIN " train --preset tiny" + std::string(kFlags) + "-o preset",
                      "preset");
     ASSERT_EQ(p.code, 0) << p.err;
-    EXPECT_NE(train_losses(dir + "/preset/main.log")[0], logs[0][0]);
+    EXPECT_NE(host_test::train_losses(dir + "/preset/main.log")[0], logs[0][0]);
   }
 }
 
 TEST(TrainFromWeights, MismatchingConfigAndBadFilesExitTwo) {
   const std::string dir = wt::temp_dir("train_bad");
-  write_shard(dir + "/train.bin", 2000, 1);
+  host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(2000, 1));
   // config.json that disagrees with the tensors: n_embd 64 for a 32-wide model
   ASSERT_EQ(std::system(("mkdir -p '" + dir + "/wide' && cp " + wt::fixture("tiny_a/model.safetensors") + " '" + dir +
                          "/wide/'").c_str()), 0);
