@@ -286,6 +286,20 @@ void residual_backward(float* da, float* db, const float* dout, size_t n) {
   }
 }
 
+namespace {
+// Calls f(i, kept) for every element i < n: kept = the element survives dropout. One Philox call yields the
+// uniforms of 4 consecutive elements (host/philox.h mapping), so forward and backward see the same mask.
+template <class F>
+void for_each_dropout_mask(size_t n, const llm::DropoutSpec& drop, const F& f) {
+#pragma omp parallel for schedule(static) if(n >= kParallelMin / 8)
+  for (size_t q = 0; q < (n + 3) / 4; q++) {
+    float u[4];
+    llm::dropout_uniform4(drop.seed, drop.stream, q, u);
+    for (size_t j = 0; j < 4 && 4 * q + j < n; j++) f(4 * q + j, u[j] >= drop.p);
+  }
+}
+}  // namespace
+
 void dropout_forward(float* out, const float* inp, size_t n, const llm::DropoutSpec& drop) {
   if (drop.p <= 0.0f) {
 #pragma omp parallel for simd schedule(static) if(parallel: n >= kParallelMin / 8)
@@ -293,16 +307,7 @@ void dropout_forward(float* out, const float* inp, size_t n, const llm::DropoutS
     return;
   }
   const float keep_scale = llm::dropout_scale(drop);
-  // one Philox call yields the uniforms of 4 consecutive elements (host/philox.h mapping)
-#pragma omp parallel for schedule(static) if(n >= kParallelMin / 8)
-  for (size_t q = 0; q < (n + 3) / 4; q++) {
-    float u[4];
-    llm::dropout_uniform4(drop.seed, drop.stream, q, u);
-    for (size_t j = 0; j < 4 && 4 * q + j < n; j++) {
-      const size_t i = 4 * q + j;
-      out[i] = u[j] >= drop.p ? inp[i] * keep_scale : 0.0f;
-    }
-  }
+  for_each_dropout_mask(n, drop, [&](size_t i, bool kept) { out[i] = kept ? inp[i] * keep_scale : 0.0f; });
 }
 
 void dropout_backward(float* dinp, const float* dout, size_t n, const llm::DropoutSpec& drop) {
@@ -312,15 +317,9 @@ void dropout_backward(float* dinp, const float* dout, size_t n, const llm::Dropo
     return;
   }
   const float keep_scale = llm::dropout_scale(drop);
-#pragma omp parallel for schedule(static) if(n >= kParallelMin / 8)
-  for (size_t q = 0; q < (n + 3) / 4; q++) {
-    float u[4];
-    llm::dropout_uniform4(drop.seed, drop.stream, q, u);
-    for (size_t j = 0; j < 4 && 4 * q + j < n; j++) {
-      const size_t i = 4 * q + j;
-      if (u[j] >= drop.p) dinp[i] += dout[i] * keep_scale;
-    }
-  }
+  for_each_dropout_mask(n, drop, [&](size_t i, bool kept) {
+    if (kept) dinp[i] += dout[i] * keep_scale;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
