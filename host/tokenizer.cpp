@@ -132,8 +132,30 @@ static size_t valid_utf8_end(const unsigned char* s, size_t i, size_t n) {
 
 namespace {
 
+// Front cache: the short pieces this thread met recently -> their ids, with the key and the ids inline
+// in one 32-byte entry. Why: with ~3.3 bytes per piece nearly every piece needs a table lookup, and the
+// vocabulary table (3 MiB of 24-byte slots + the key arena) and the piece cache do not fit in a core's
+// L2, so a lookup there costs one or two cache misses (slot, then the key bytes for the memcmp); perf
+// showed the first probe load of the vocabulary table as the hottest instruction of the encoder, and
+// those misses go to the L3 / memory that both cores share. This table is 2-way set associative, one
+// set per 64-byte line, 256 KiB per thread: most pieces are found with one line touched and no string
+// compare (cachegrind, warm encode: ~30% fewer L1d misses, ~4% fewer instructions). Entries are filled
+// only with what the full path computed for that exact key, so the ids never depend on what is in it.
+struct FrontEntry {
+  uint64_t w0 = 0, w1 = 0;  // the piece's bytes, zero padded (pieces of 2..16 bytes)
+  uint8_t len = 0;          // 0 marks an empty entry (pieces here have >= 2 bytes)
+  uint8_t count = 0;        // ids in use
+  uint16_t ids[6] = {};     // ids < 65536 (GPT-2 has 50257); pieces with larger ids are not kept here
+};
+struct alignas(64) FrontSet {
+  FrontEntry e[2];  // e[0] is the more recently filled
+};
+constexpr int kFrontBits = 12;  // 4096 sets = 8192 entries
+constexpr size_t kFrontMaxLen = 16, kFrontMaxIds = 6;
+
 struct Scratch {
   uint64_t owner = 0;
+  std::vector<FrontSet> front;
   pcre2_match_data* md = nullptr;
   pcre2_match_context* mctx = nullptr;
   pcre2_jit_stack* jstack = nullptr;
@@ -153,6 +175,9 @@ struct Scratch {
       jstack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, nullptr);
       if (!md || !mctx || !jstack) throw std::bad_alloc();
       pcre2_jit_stack_assign(mctx, nullptr, jstack);
+    }
+    if (owner != uid) {  // front entries hold ids of the tokenizer that filled them
+      front.assign(size_t(1) << kFrontBits, FrontSet{});
     }
     if (owner != uid || cache.arena_bytes() > (64u << 20)) {  // another tokenizer, or too big
       cache.clear();
@@ -248,13 +273,9 @@ void merge_large(const Tokenizer::Impl& T, const unsigned char* s, size_t n, std
   for (int p = 0; p < int(n); p = nxt[p]) out.push_back(tokv[p]);
 }
 
-// One pre-token piece -> ids, through the whole-piece lookup and the cache.
-inline void encode_piece(const Tokenizer::Impl& T, const unsigned char* s, size_t n, Scratch& sc,
-                         std::vector<int>& out) {
-  if (n == 1) {
-    out.push_back(T.byte_token[s[0]]);
-    return;
-  }
+// The full path for a piece of >= 2 bytes: vocabulary, then the piece cache, then the merge loop.
+void encode_piece_slow(const Tokenizer::Impl& T, const unsigned char* s, size_t n, Scratch& sc,
+                       std::vector<int>& out) {
   std::string_view key(reinterpret_cast<const char*>(s), n);
   uint64_t h = tok::hash_bytes(key.data(), n);
   if (const uint32_t* id = T.vocab.find(key, h)) {
@@ -273,6 +294,58 @@ inline void encode_piece(const Tokenizer::Impl& T, const unsigned char* s, size_
   sc.cache.insert(key, h, uint32_t(sc.cache_ids.size()));
   sc.cache_ids.push_back(int(cnt));
   sc.cache_ids.insert(sc.cache_ids.end(), out.begin() + before, out.end());
+}
+
+// The low k bytes of w (k <= 8).
+inline uint64_t low_bytes(uint64_t w, size_t k) { return k >= 8 ? w : w & ((uint64_t(1) << (8 * k)) - 1); }
+
+// One pre-token piece -> ids, through the front cache, the whole-piece lookup and the piece cache.
+// `avail` >= n bytes are readable from s (the rest of the valid run).
+inline void encode_piece(const Tokenizer::Impl& T, const unsigned char* s, size_t n, size_t avail, Scratch& sc,
+                         std::vector<int>& out) {
+  if (n == 1) {
+    out.push_back(T.byte_token[s[0]]);
+    return;
+  }
+  tok::FrontSet* set = nullptr;
+  uint64_t w0 = 0, w1 = 0;
+  if (n <= tok::kFrontMaxLen) {
+    if (avail >= 16) {  // two unaligned loads, masked to the piece; else copy the piece byte-exact
+      std::memcpy(&w0, s, 8);
+      std::memcpy(&w1, s + 8, 8);
+      w0 = low_bytes(w0, n);
+      w1 = n > 8 ? low_bytes(w1, n - 8) : 0;
+    } else {
+      unsigned char b[16] = {};
+      std::memcpy(b, s, n);
+      std::memcpy(&w0, b, 8);
+      std::memcpy(&w1, b + 8, 8);
+    }
+    // multiply-shift hash: the top bits of the product depend on every byte of w0 (and of w1 via its own
+    // multiply); the length separates keys that differ only in trailing zero bytes
+    uint64_t h = (w0 ^ (w1 * 0x9E3779B97F4A7C15ull) ^ n) * 0xbf58476d1ce4e5b9ull;
+    set = &sc.front[size_t(h >> (64 - tok::kFrontBits))];
+    for (const tok::FrontEntry& e : set->e)
+      if (e.w0 == w0 && e.w1 == w1 && e.len == n) {
+        if (e.count == 1) out.push_back(int(e.ids[0]));  // most pieces here are one vocabulary token
+        else out.insert(out.end(), e.ids, e.ids + e.count);
+        return;
+      }
+  }
+  size_t before = out.size();
+  encode_piece_slow(T, s, n, sc, out);
+  if (set) {
+    size_t cnt = out.size() - before;
+    if (cnt > tok::kFrontMaxIds) return;
+    tok::FrontEntry e;
+    e.w0 = w0, e.w1 = w1, e.len = uint8_t(n), e.count = uint8_t(cnt);
+    for (size_t k = 0; k < cnt; ++k) {
+      if (out[before + k] > 0xFFFF) return;
+      e.ids[k] = uint16_t(out[before + k]);
+    }
+    set->e[1] = set->e[0];  // the older entry goes
+    set->e[0] = e;
+  }
 }
 
 // A run of valid UTF-8 without special tokens: regex pieces -> BPE.
@@ -295,7 +368,7 @@ void encode_valid_run(const Tokenizer::Impl& T, const unsigned char* s, size_t n
       pcre2_get_error_message(rc, msg, sizeof msg);
       fail("tokenizer: regex match failed at byte ", pos, ": ", reinterpret_cast<const char*>(msg));
     }
-    encode_piece(T, s + pos, end - pos, sc, out);
+    encode_piece(T, s + pos, end - pos, n - pos, sc, out);
     pos = end;
   }
 }
