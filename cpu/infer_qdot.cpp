@@ -64,16 +64,16 @@ float quantize_block(int8_t* q, int32_t* sums, int32_t* off8, int32_t* off4, flo
 #else
   float mx = 0.0f;
   for (int c = 0; c < len; c++) mx = std::max(mx, std::fabs(x[c]));
-  const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
+  const float inv = mx > 0.0f ? 127.0f / mx : 0.0f, scale = mx / 127.0f;
   for (int c = 0; c < len; c++) q[c] = (int8_t)std::nearbyint(x[c] * inv);  // |.| <= 127
   for (int c = len; c < kQBlock; c++) q[c] = 0;                             // padding
   for (int l = 0; l < kQBlock / 4; l++) {
     sums[l] = q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3];
     off8[l] = -128 * sums[l];
     off4[l] = -8 * sums[l];
-    lscale[l] = mx / 127.0f;
+    lscale[l] = scale;
   }
-  return mx / 127.0f;
+  return scale;
 #endif
 }
 
@@ -180,8 +180,8 @@ inline void dot_q4x4(const uint8_t* w, const uint16_t* d, size_t ldw, const int8
         const uint8_t b = w[k * ldw + j + e];
         dot += ((c % 128 < 64 ? b & 15 : b >> 4) - 8) * x[c + e];
       }
-      const size_t blk = c / kQBlock;
-      acc += (float)dot * (bf16f(d[blk / 4 * 16 + k * 4 + blk % 4]) * xs[blk]);
+      const int blk = (int)(c / kQBlock);
+      acc += (float)dot * (bf16f(d[q4_scale_index(k, blk, 0)]) * xs[blk]);  // row k of this group (ldd unused)
     }
     s[k] = acc;
   }

@@ -49,11 +49,6 @@ const char* kTensorNames[llm::kNumParamTensors] = {"wte",  "wpe",  "ln1w",     "
                                                   "attprojw", "attprojb", "ln2w", "ln2b", "fcw",  "fcb",
                                                   "fcprojw", "fcprojb", "lnfw", "lnfb", "lm_head"};
 
-std::vector<char> bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
 // `ranks` 0: a plain process (no launcher); else mpirun -np ranks.
 Result run(const std::string& dir, int ranks, const std::string& args, const std::string& env = "") {
   // a deadline instead of a hang if a rank gets stuck; no single-copy shared memory between the ranks (containers
@@ -219,7 +214,8 @@ TEST(TrainerDataParallel, Zero1EqualsZero0) {
     std::printf("[dp %s] ZeRO-1 vs ZeRO-0 on 2 ranks: log values %.3g, weights %.3g (%s), adam m/v %.3g\n", prec,
                 logs, w, which.c_str(), st);
     EXPECT_EQ(logs, 0.0) << prec;
-    EXPECT_TRUE(bytes(a + "/model_00000006.bin") == bytes(b + "/model_00000006.bin")) << prec << " weights differ";
+    EXPECT_TRUE(read_bytes(a + "/model_00000006.bin") == read_bytes(b + "/model_00000006.bin"))
+        << prec << " weights differ";
     EXPECT_EQ(st, 0.0) << prec << " AdamW m/v differ";  // (the state files' fingerprints name the ZeRO stage)
   }
 }
@@ -258,8 +254,8 @@ TEST(TrainerDataParallel, Zero1ResumeIsBitExact) {
   const Result r = run(dir, 2, flags + "-o cut -y 1");
   expect_ok(r, "resume");
   EXPECT_NE(r.out.find("resumed from cut at step 3"), std::string::npos) << r.out;
-  EXPECT_TRUE(bytes(dir + "/full/model_00000006.bin") == bytes(dir + "/cut/model_00000006.bin"));
-  EXPECT_TRUE(bytes(dir + "/full/state_00000006.bin") == bytes(dir + "/cut/state_00000006.bin"));
+  EXPECT_TRUE(read_bytes(dir + "/full/model_00000006.bin") == read_bytes(dir + "/cut/model_00000006.bin"));
+  EXPECT_TRUE(read_bytes(dir + "/full/state_00000006.bin") == read_bytes(dir + "/cut/state_00000006.bin"));
 }
 
 // Bad launches: a world size that does not divide the batch, a torchrun-style environment (the CPU build needs

@@ -356,12 +356,8 @@ TEST(TrainerParity, RecomputeIsBitIdenticalBf16) { expect_recompute_identical<__
 namespace {
 
 using host_test::Result;
+using host_test::read_bytes;
 using host_test::slurp;
-
-std::vector<char> bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
 
 Result run(const std::string& dir, const std::string& args) {
   return host_test::run_in_dir(dir, "'" TRAIN_GPT2CU_BIN "' " + args);
@@ -397,11 +393,11 @@ TEST(TrainerProgram, ResumeIsBitExactBf16WithDropout) {
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_NE(b.out.find("resumed from cut at step 3"), std::string::npos) << b.out;
   EXPECT_EQ(b.out.find("step     3/6"), std::string::npos);
-  const auto full = bytes(dir + "/full/model_00000006.bin");
+  const auto full = read_bytes(dir + "/full/model_00000006.bin");
   ASSERT_GT(full.size(), 1024u);
-  EXPECT_TRUE(full == bytes(dir + "/cut/model_00000006.bin")) << "resumed weights differ";
-  EXPECT_TRUE(bytes(dir + "/full/state_00000006.bin") == bytes(dir + "/cut/state_00000006.bin"));
-  EXPECT_FALSE(full == bytes(dir + "/full/model_00000003.bin"));
+  EXPECT_TRUE(full == read_bytes(dir + "/cut/model_00000006.bin")) << "resumed weights differ";
+  EXPECT_TRUE(read_bytes(dir + "/full/state_00000006.bin") == read_bytes(dir + "/cut/state_00000006.bin"));
+  EXPECT_FALSE(full == read_bytes(dir + "/full/model_00000003.bin"));
   // a resume with another precision is refused (its fingerprint differs)
   ASSERT_EQ(std::system(("rm '" + dir + "'/cut/*_00000006*").c_str()), 0);
   Result c = run(dir, std::string(kTrain) + "-x 6 -n 3 --dropout 0.1 --precision fp32 -o cut -y 1");
@@ -416,8 +412,8 @@ TEST(TrainerProgram, ResumeIsBitExactFp32) {
   ASSERT_EQ(std::system(("mkdir '" + dir + "/cut' && cp '" + dir + "'/full/*_00000002* '" + dir + "/cut/'").c_str()), 0);
   Result b = run(dir, flags + "-o cut --resume");
   ASSERT_EQ(b.code, 0) << b.err;
-  EXPECT_TRUE(bytes(dir + "/full/model_00000004.bin") == bytes(dir + "/cut/model_00000004.bin"));
-  EXPECT_TRUE(bytes(dir + "/full/state_00000004.bin") == bytes(dir + "/cut/state_00000004.bin"));
+  EXPECT_TRUE(read_bytes(dir + "/full/model_00000004.bin") == read_bytes(dir + "/cut/model_00000004.bin"));
+  EXPECT_TRUE(read_bytes(dir + "/full/state_00000004.bin") == read_bytes(dir + "/cut/state_00000004.bin"));
 }
 
 // The two programs on the same command line: train_gpt2cu --precision fp32 logs the same train losses, grad
