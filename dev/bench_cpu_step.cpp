@@ -5,6 +5,9 @@
 // --gemm old runs every matmul through the previous GEMM (dev/gemm_old.cpp) for a same-run comparison.
 // Threads: set OMP_NUM_THREADS (dev/bench_cpu_step.sh uses 2). Prints per-step times, the median, and a
 // per-phase breakdown of the median step, and per op family (cpu/op_profile.h) the median over the timed steps.
+// Last, the arithmetic floor: the step's linear-layer matmuls (6 · B·T · weights of the linear layers, LM head
+// included: forward, dx and dW) at the fp32 FMA peak that all threads get right now (dev/fma_peak.h), next to the
+// measured matmul time and the measured time of everything else.
 #include <omp.h>
 
 #include <algorithm>
@@ -20,6 +23,7 @@
 #include "cpu/gpt2_model.h"
 #include "cpu/op_profile.h"
 #include "cpu/optimizer.h"
+#include "dev/fma_peak.h"
 #include "dev/gemm_old.h"
 #include "host/error.h"
 
@@ -102,6 +106,16 @@ int main(int argc, char** argv) {
     std::printf("per op family, median wall ms over the timed steps (all layers):\n");
     for (int k = 0; k < llm::kNumProfOps; k++) std::printf("  %-30s %8.1f\n", llm::prof_op_name(k), median(op_ms[k]));
     std::printf("  %-30s %8.1f\n  %-30s %8.1f\n", "grad norm", median(norm_ms), "adamw", median(adamw_ms));
+    // the floor: linear-layer matmul FLOPs at the FMA peak of all threads
+    const double C = cfg.channels, linear_weights = cfg.num_layers * 12.0 * C * C + (double)cfg.padded_vocab_size * C;
+    const double matmul_gflop = 6.0 * B * T * linear_weights / 1e9;
+    const double peak = dev::fma_peak_all_threads_gflops();
+    const double matmul_ms = median(op_ms[llm::kProfMatmulFwd]) + median(op_ms[llm::kProfMatmulBwd]);
+    if (peak > 0)
+      std::printf("floor: linear-layer matmuls %.1f GFLOP; FMA peak of %d threads now %.0f GFLOP/s -> %.0f ms at 100%% "
+                  "of peak; measured %.0f ms (%.0f%% of peak); everything else %.0f ms\n",
+                  matmul_gflop, omp_get_max_threads(), peak, matmul_gflop / peak * 1e3, matmul_ms,
+                  100.0 * matmul_gflop / peak * 1e3 / matmul_ms, median(total) - matmul_ms);
   } catch (const llm::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return llm::kExitBadInput;

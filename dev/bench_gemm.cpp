@@ -9,7 +9,6 @@
 // Reported per product: wall GFLOP/s (median call), GFLOP per process CPU-second (median call; on a shared machine
 // wall time mostly measures the neighbours, CPU time is what the code costs), and that per-core rate as a
 // fraction of the FMA peak this core reaches right now (best of several runs of a register-only FMA loop).
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -24,6 +23,7 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "dev/fma_peak.h"
 #include "dev/gemm_old.h"
 
 namespace {
@@ -33,38 +33,8 @@ double cpu_s() {
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
-double thread_cpu_s() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 double wall_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Per-core fp32 FMA peak in GFLOP/s: 12 independent accumulator chains of 16-wide FMAs, timed by thread CPU time.
-double fma_peak_gflops() {
-#ifdef __AVX512F__
-  __m512 c0 = _mm512_set1_ps(0), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0, c8 = c0, c9 = c0,
-         c10 = c0, c11 = c0;
-  const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(1e-4f);
-  const long iters = 20000000;
-  const double t0 = thread_cpu_s();
-  for (long it = 0; it < iters; it++) {
-    c0 = _mm512_fmadd_ps(c0, a, b); c1 = _mm512_fmadd_ps(c1, a, b); c2 = _mm512_fmadd_ps(c2, a, b);
-    c3 = _mm512_fmadd_ps(c3, a, b); c4 = _mm512_fmadd_ps(c4, a, b); c5 = _mm512_fmadd_ps(c5, a, b);
-    c6 = _mm512_fmadd_ps(c6, a, b); c7 = _mm512_fmadd_ps(c7, a, b); c8 = _mm512_fmadd_ps(c8, a, b);
-    c9 = _mm512_fmadd_ps(c9, a, b); c10 = _mm512_fmadd_ps(c10, a, b); c11 = _mm512_fmadd_ps(c11, a, b);
-    __asm__ volatile("" : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3), "+v"(c4), "+v"(c5), "+v"(c6), "+v"(c7), "+v"(c8),
-                     "+v"(c9), "+v"(c10), "+v"(c11));
-  }
-  const double t = thread_cpu_s() - t0;
-  volatile float sink = _mm512_reduce_add_ps(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
-  (void)sink;
-  return iters * 12 * 32.0 / t / 1e9;
-#else
-  return 0.0;
-#endif
 }
 
 using GemmFn = void (*)(float*, size_t, ref::MatView, ref::MatView, int, int, int);
@@ -114,7 +84,7 @@ int main(int argc, char** argv) {
   }
   const int threads = omp_get_max_threads();
   double peak = 0;
-  for (int i = 0; i < 5; i++) peak = std::max(peak, fma_peak_gflops());
+  for (int i = 0; i < 5; i++) peak = std::max(peak, dev::fma_peak_gflops());
   std::printf("rows %d  threads %d  per-core FMA peak now %.1f GFLOP/s (thread CPU time)\n", BT, threads, peak);
   std::printf("%-8s %-4s %6s %6s %6s | %-21s | %-21s | %s\n", "layer", "prod", "M", "N", "K",
               "old wall / cpu-rate", "new wall / cpu-rate", "new/old (cpu)  new %peak");
