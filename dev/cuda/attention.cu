@@ -290,13 +290,8 @@ int run(int version) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int version = dev::kernel_version(argc, argv, 2);
-  if (version < 1 || version > 3) {
-    std::fprintf(stderr, "error: attention version must be 1..3, got %d\n", version);
-    return 2;
-  }
-  int rc = 0;
-  if (dev::want_precision(argc, argv, "fp32")) rc |= run<float>(version);
-  if (dev::want_precision(argc, argv, "bf16")) rc |= run<__nv_bfloat16>(version);
-  return rc;
+  return dev::lab_main(argc, argv, 3, 2, [](auto zero, int version) {
+    using T = decltype(zero);
+    return run<T>(version);
+  });
 }

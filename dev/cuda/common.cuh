@@ -167,12 +167,22 @@ inline void print_timing(const char* what, int block_size, float ms, double byte
   std::printf("\n");
 }
 
-// Kernel version from argv[1] (default `def`); the benchmark validates and times only that version.
-inline int kernel_version(int argc, char** argv, int def) { return argc > 1 ? std::atoi(argv[1]) : def; }
-
-// Precision from argv[2] ("fp32" or "bf16"; default both, in that order).
-inline bool want_precision(int argc, char** argv, const char* name) {
-  return argc <= 2 || std::strcmp(argv[2], name) == 0;
+// A lab's main: `lab [version] [fp32|bf16]`. argv[1] picks the kernel version, 1..versions (default `def`; any
+// other value: usage, exit 2); the lab validates and times only that version. argv[2] picks the precision
+// (default both, fp32 first). run(T{}, version) runs one precision (T = float or __nv_bfloat16) and returns 0 on
+// success; the exit code is the OR of the runs.
+template <class Run>
+int lab_main(int argc, char** argv, int versions, int def, Run&& run) {
+  const int version = argc > 1 ? std::atoi(argv[1]) : def;
+  if (version < 1 || version > versions) {
+    std::fprintf(stderr, "usage: %s [version 1..%d, default %d] [fp32|bf16]\n", argv[0], versions, def);
+    return 2;
+  }
+  const auto want = [&](const char* name) { return argc <= 2 || std::strcmp(argv[2], name) == 0; };
+  int rc = 0;
+  if (want("fp32")) rc |= run(float{}, version);
+  if (want("bf16")) rc |= run(__nv_bfloat16{}, version);
+  return rc;
 }
 
 inline const int kBlockSizes[] = {64, 128, 256, 512, 1024};

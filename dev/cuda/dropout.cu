@@ -56,18 +56,10 @@ void run() {
 }
 
 int main(int argc, char** argv) {
-  const int version = dev::kernel_version(argc, argv, 2);
-  if (version != 1 && version != 2) {
-    std::fprintf(stderr, "usage: %s [1|2] [fp32|bf16]\n", argv[0]);
-    return 2;
-  }
-  if (dev::want_precision(argc, argv, "fp32")) {
-    if (version == 1) run<float, 1>();
-    else run<float, 2>();
-  }
-  if (dev::want_precision(argc, argv, "bf16")) {
-    if (version == 1) run<__nv_bfloat16, 1>();
-    else run<__nv_bfloat16, 2>();
-  }
-  return 0;
+  return dev::lab_main(argc, argv, 2, 2, [](auto zero, int version) {
+    using T = decltype(zero);
+    if (version == 1) run<T, 1>();
+    else run<T, 2>();
+    return 0;
+  });
 }

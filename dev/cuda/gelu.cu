@@ -59,18 +59,10 @@ void run(const char* label) {
 }
 
 int main(int argc, char** argv) {
-  const int version = dev::kernel_version(argc, argv, 2);
-  if (version != 1 && version != 2) {
-    std::fprintf(stderr, "usage: %s [1|2] [fp32|bf16]\n", argv[0]);
-    return 2;
-  }
-  if (dev::want_precision(argc, argv, "fp32")) {
-    if (version == 1) run<float, 1>("v1 scalar");
-    else run<float, 4>("v2 packed");
-  }
-  if (dev::want_precision(argc, argv, "bf16")) {
-    if (version == 1) run<__nv_bfloat16, 1>("v1 scalar");
-    else run<__nv_bfloat16, 8>("v2 packed");
-  }
-  return 0;
+  return dev::lab_main(argc, argv, 2, 2, [](auto zero, int version) {
+    using T = decltype(zero);
+    if (version == 1) run<T, 1>("v1 scalar");
+    else run<T, 16 / sizeof(T)>("v2 packed");  // 16 bytes per access: 4 fp32, 8 bf16
+    return 0;
+  });
 }

@@ -60,12 +60,9 @@ void run(int version) {
 }
 
 int main(int argc, char** argv) {
-  const int version = dev::kernel_version(argc, argv, 1);
-  if (version != 1 && version != 2) {
-    std::fprintf(stderr, "usage: %s [1|2] [fp32|bf16]\n", argv[0]);
-    return 2;
-  }
-  if (dev::want_precision(argc, argv, "fp32")) run<float>(version);
-  if (dev::want_precision(argc, argv, "bf16")) run<__nv_bfloat16>(version);
-  return 0;
+  return dev::lab_main(argc, argv, 2, 1, [](auto zero, int version) {
+    using T = decltype(zero);
+    run<T>(version);
+    return 0;
+  });
 }
