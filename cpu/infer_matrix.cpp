@@ -132,7 +132,7 @@ void InferMatrix::set(const float* w, int rows, int cols, WeightFormat f) {
     for (size_t i = 0; i < n; i++) bf16_[i] = fp32_to_bf16(w[i]);
   } else if (f == WeightFormat::kInt8) {
     ld_ = qpad(cols, 64);
-    u8_.assign(rows * ld_, 128);  // padding = 0
+    u8_.assign(rows * ld_, kInt8Offset);  // padding = 0
     scale_.resize(rows);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
@@ -142,14 +142,14 @@ void InferMatrix::set(const float* w, int rows, int cols, WeightFormat f) {
       const float s = mx > 0.0f ? mx / 127.0f : 1.0f;
       scale_[r] = s;
       for (int c = 0; c < cols; c++)
-        u8_[r * ld_ + c] = (uint8_t)(128 + std::max(-127.0f, std::min(127.0f, std::nearbyint(src[c] / s))));
+        u8_[r * ld_ + c] = (uint8_t)(kInt8Offset + std::max(-127.0f, std::min(127.0f, std::nearbyint(src[c] / s))));
     }
   } else if (f == WeightFormat::kQ4) {
     const int pad = qpad(cols, kQChunk);
     ld_ = pad / 2;
     ldd_ = pad / kQBlock;
     const int prows = qpad(rows, 4);  // the kernel works on groups of 4 rows
-    u8_.assign(prows * ld_, 0x88);    // padding (columns and rows) = nibbles 8 (= 0)
+    u8_.assign(prows * ld_, 0x88);    // padding (columns and rows) = nibbles kQ4Offset (= 0)
     bscale_.assign(prows * ldd_, 0);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
@@ -165,7 +165,8 @@ void InferMatrix::set(const float* w, int rows, int cols, WeightFormat f) {
         for (int c = c0; c < c1; c++) {
           const int q = (int)std::max(-8.0f, std::min(7.0f, std::nearbyint(src[c] * inv)));
           uint8_t& byte = u8_[r * ld_ + c / kQChunk * 64 + c % 64];  // low nibble: c % 128 < 64, else high
-          byte = c % kQChunk < 64 ? (uint8_t)((byte & 0xF0) | (q + 8)) : (uint8_t)((byte & 0x0F) | ((q + 8) << 4));
+          const int nibble = q + kQ4Offset;
+          byte = c % kQChunk < 64 ? (uint8_t)((byte & 0xF0) | nibble) : (uint8_t)((byte & 0x0F) | (nibble << 4));
         }
       }
     }
@@ -201,14 +202,14 @@ void InferMatrix::row(int r, float* dst) const {
       const uint8_t* src = u8_.data() + r * ld_;
       const float s = scale_[r];
 #pragma omp simd
-      for (int c = 0; c < cols_; c++) dst[c] = (float)((int)src[c] - 128) * s;
+      for (int c = 0; c < cols_; c++) dst[c] = (float)((int)src[c] - kInt8Offset) * s;
       break;
     }
     case WeightFormat::kQ4: {
       const uint8_t* src = u8_.data() + r * ld_;
       for (int c = 0; c < cols_; c++) {
         const uint8_t b = src[c / kQChunk * 64 + c % 64];
-        const int q = (c % kQChunk < 64 ? b & 15 : b >> 4) - 8;
+        const int q = (c % kQChunk < 64 ? b & 15 : b >> 4) - kQ4Offset;
         dst[c] = (float)q * bf16_to_fp32(bscale_[q4_scale_index(r, c / kQBlock, ldd_)]);
       }
       break;
@@ -230,7 +231,7 @@ std::pair<int, int> InferMatrix::forward_part(float* out, const float* in, const
   const QuantActs* acts = nullptr;
   if (quantises_input()) {
     static thread_local QuantActs mine;
-    mine.quantize(in, 1, cols_);
+    mine.quantize(in, 1, cols_, weight_offset());
     acts = &mine;
   }
   product(out, in, bias, part, acts);
@@ -241,7 +242,7 @@ std::pair<int, int> InferMatrix::forward_part(float* out, const float* in, const
 void InferMatrix::forward(float* out, const float* in, const float* bias, int n) const {
   if (quantises_input()) {
     static thread_local QuantActs mine;  // the calling thread quantises; the product's threads only read
-    mine.quantize(in, n, cols_);
+    mine.quantize(in, n, cols_, weight_offset());
     const QuantActs* acts = &mine;  // (taken here: inside the team `mine` names each thread's own instance)
 #pragma omp parallel
     product(out, in, bias, Part{omp_get_thread_num(), omp_get_num_threads()}, acts);

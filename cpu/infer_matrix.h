@@ -54,6 +54,7 @@ class InferMatrix {
 
  private:
   bool quantises_input() const { return f_ == WeightFormat::kInt8 || f_ == WeightFormat::kQ4; }
+  int weight_offset() const { return f_ == WeightFormat::kInt8 ? kInt8Offset : kQ4Offset; }  // (int8 / q4)
   // `part` of the rows of the product with one input row `in` (fp32 / bf16) or with the quantised rows `acts`
   // (int8 / q4, any number of rows)
   void product(float* out, const float* in, const float* bias, Part part, const QuantActs* acts) const;

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "host/error.h"
+
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define LLM_QDOT_VNNI 1
@@ -37,11 +39,11 @@ inline float bf16f(uint16_t b) {
   return f;
 }
 
-// One block: q[c] = nearbyint(x[c] · 127/max|x|) for c < len, 0 up to kQBlock; per lane l (8): sums[l] = q[4l] +
-// … + q[4l+3], off8[l] = −128·sums[l], off4[l] = −8·sums[l], lscale[l] = the scale. Returns the scale max|x| / 127.
+// One block: q[c] = nearbyint(x[c] · 127/max|x|) for c < len, 0 up to kQBlock; per lane l (8): off[l] =
+// −o·(q[4l] + … + q[4l+3]), lscale[l] = the scale. Returns the scale max|x| / 127.
 // The AVX-512 form gives the same bytes: the multiply is the same fp32 operation and the conversion rounds to
 // nearest even, as nearbyint does in the default rounding mode.
-float quantize_block(int8_t* q, int32_t* sums, int32_t* off8, int32_t* off4, float* lscale, const float* x, int len) {
+float quantize_block(int8_t* q, int32_t* off, float* lscale, const float* x, int len, int o) {
 #if LLM_QDOT_VNNI
   const __mmask16 m0 = (__mmask16)((1u << std::min(len, 16)) - 1);
   const __mmask16 m1 = (__mmask16)((1u << std::max(0, std::min(len - 16, 16))) - 1);
@@ -54,10 +56,7 @@ float quantize_block(int8_t* q, int32_t* sums, int32_t* off8, int32_t* off4, flo
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), q32);
   // lane sums: 1 (unsigned) · q (signed), 4 bytes per int32 lane
   const __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q32);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums), sum);
-  const __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(off8), _mm256_slli_epi32(neg, 7));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(off4), _mm256_slli_epi32(neg, 3));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(off), _mm256_mullo_epi32(sum, _mm256_set1_epi32(-o)));
   const float scale = mx / 127.0f;
   _mm256_storeu_ps(lscale, _mm256_set1_ps(scale));
   return scale;
@@ -68,9 +67,7 @@ float quantize_block(int8_t* q, int32_t* sums, int32_t* off8, int32_t* off4, flo
   for (int c = 0; c < len; c++) q[c] = (int8_t)std::nearbyint(x[c] * inv);  // |.| <= 127
   for (int c = len; c < kQBlock; c++) q[c] = 0;                             // padding
   for (int l = 0; l < kQBlock / 4; l++) {
-    sums[l] = q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3];
-    off8[l] = -128 * sums[l];
-    off4[l] = -8 * sums[l];
+    off[l] = -o * (q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3]);
     lscale[l] = scale;
   }
   return scale;
@@ -79,24 +76,23 @@ float quantize_block(int8_t* q, int32_t* sums, int32_t* off8, int32_t* off4, flo
 
 }  // namespace
 
-void QuantActs::quantize(const float* x, int n, int cols) {
+void QuantActs::quantize(const float* x, int n, int cols, int weight_offset) {
   n_ = n;
   cols_ = cols;
+  offset_ = weight_offset;
   pad_ = qpad(cols, kQChunk);
   const int nb = pad_ / kQBlock, nl = pad_ / 4;
   q_ = aligned(qbuf_, (size_t)n * pad_);
   if (scale_.size() < (size_t)n * nb) scale_.resize((size_t)n * nb);
   lscale_ = aligned(lsbuf_, (size_t)n * nl);
-  lsum_ = aligned(lsumbuf_, (size_t)n * nl);
-  loff8_ = aligned(loff8buf_, (size_t)n * nl);
-  loff4_ = aligned(loff4buf_, (size_t)n * nl);
+  loff_ = aligned(loffbuf_, (size_t)n * nl);
   for (int i = 0; i < n; i++) {
     const float* xi = x + (size_t)i * cols;
     int8_t* qi = q_ + (size_t)i * pad_;
     for (int b = 0; b < nb; b++) {
       const int c0 = b * kQBlock, len = std::max(0, std::min(kQBlock, cols - c0));
       const size_t l0 = (size_t)i * nl + c0 / 4;  // the block's 8 lanes
-      scale_[(size_t)i * nb + b] = quantize_block(qi + c0, lsum_ + l0, loff8_ + l0, loff4_ + l0, lscale_ + l0, xi + c0, len);
+      scale_[(size_t)i * nb + b] = quantize_block(qi + c0, loff_ + l0, lscale_ + l0, xi + c0, len, weight_offset);
     }
   }
 }
@@ -214,20 +210,22 @@ void qgemv(float* out, const QuantActs& a, const float* bias, int rows, size_t r
 
 void qgemv_int8(float* out, const uint8_t* w, const float* scale, size_t ldw, const QuantActs& a, const float* bias,
                 int rows, Part part) {
+  if (a.weight_offset() != kInt8Offset) fail("qgemv_int8: activations quantised for weight offset ", a.weight_offset());
   qgemv(out, a, bias, rows, ldw, w, [&](int r0, int nr, int i, float* s) {
     const uint8_t* wr = w + (size_t)r0 * ldw;
-    if (nr == 4) dot_int8<4>(wr, ldw, a.q(i), a.lane_scale(i), a.lane_offset_int8(i), s);
+    if (nr == 4) dot_int8<4>(wr, ldw, a.q(i), a.lane_scale(i), a.lane_offset(i), s);
     else
-      for (int k = 0; k < nr; k++) dot_int8<1>(wr + k * ldw, ldw, a.q(i), a.lane_scale(i), a.lane_offset_int8(i), s + k);
+      for (int k = 0; k < nr; k++) dot_int8<1>(wr + k * ldw, ldw, a.q(i), a.lane_scale(i), a.lane_offset(i), s + k);
     for (int k = 0; k < nr; k++) s[k] *= scale[r0 + k];
   }, part);
 }
 
 void qgemv_q4(float* out, const uint8_t* w, const uint16_t* d, size_t ldw, size_t ldd, const QuantActs& a,
               const float* bias, int rows, Part part) {
+  if (a.weight_offset() != kQ4Offset) fail("qgemv_q4: activations quantised for weight offset ", a.weight_offset());
   // rows are stored padded to a multiple of 4 (zero weights), so every group runs the 4-row kernel
   qgemv(out, a, bias, rows, ldw, w, [&](int r0, int, int i, float* s) {
-    dot_q4x4(w + (size_t)r0 * ldw, d + (size_t)r0 * ldd, ldw, a.q(i), a.block_scales(i), a.lane_offset_q4(i), s);
+    dot_q4x4(w + (size_t)r0 * ldw, d + (size_t)r0 * ldd, ldw, a.q(i), a.block_scales(i), a.lane_offset(i), s);
   }, part);
 }
 

@@ -25,6 +25,7 @@ namespace llm {
 
 constexpr int kQBlock = 32;   // values per scale: activations and q4 weights
 constexpr int kQChunk = 128;  // activation rows are zero-padded to a multiple of this
+constexpr int kInt8Offset = 128, kQ4Offset = 8;  // stored weight = q + offset (unsigned for vpdpbusd)
 
 inline int qpad(int cols, int m) { return (cols + m - 1) / m * m; }
 
@@ -40,28 +41,28 @@ struct Part {
 // (n, cols) fp32 rows quantised as above. Storage only grows (no allocation once warmed up).
 class QuantActs {
  public:
-  void quantize(const float* x, int n, int cols);
+  // weight_offset: the offset o of the weights this product multiplies with (kInt8Offset or kQ4Offset)
+  void quantize(const float* x, int n, int cols, int weight_offset);
+  int weight_offset() const { return offset_; }
   int n() const { return n_; }
   int cols() const { return cols_; }
   int padded() const { return pad_; }
   const int8_t* q(int i) const { return q_ + (size_t)i * pad_; }                       // (padded)
   float scale(int i, int block) const { return scale_[(size_t)i * (pad_ / kQBlock) + block]; }
   const float* lane_scale(int i) const { return lscale_ + (size_t)i * (pad_ / 4); }    // (padded/4)
-  const int32_t* lane_sum(int i) const { return lsum_ + (size_t)i * (pad_ / 4); }      // (padded/4)
-  // −o·lane_sum for the weight offset o = 128 (int8) or 8 (q4): the start value of each lane's vpdpbusd
-  const int32_t* lane_offset_int8(int i) const { return loff8_ + (size_t)i * (pad_ / 4); }  // (padded/4)
-  const int32_t* lane_offset_q4(int i) const { return loff4_ + (size_t)i * (pad_ / 4); }    // (padded/4)
+  // −o·lane_sum for the weight offset o given to quantize(): the start value of each lane's vpdpbusd
+  const int32_t* lane_offset(int i) const { return loff_ + (size_t)i * (pad_ / 4); }  // (padded/4)
   const float* block_scales(int i) const { return scale_.data() + (size_t)i * (pad_ / kQBlock); }  // (padded/32)
   float value(int i, int c) const { return q(i)[c] * scale(i, c / kQBlock); }          // what the products use
 
  private:
-  int n_ = 0, cols_ = 0, pad_ = 0;
+  int n_ = 0, cols_ = 0, pad_ = 0, offset_ = 0;
   std::vector<int8_t> qbuf_;
   std::vector<float> scale_, lsbuf_;
-  std::vector<int32_t> lsumbuf_, loff8buf_, loff4buf_;
+  std::vector<int32_t> loffbuf_;
   int8_t* q_ = nullptr;  // 64-byte aligned views into the buffers
   float* lscale_ = nullptr;
-  int32_t *lsum_ = nullptr, *loff8_ = nullptr, *loff4_ = nullptr;
+  int32_t* loff_ = nullptr;
 };
 
 // out[i·rows + r] = scale[r] · Σ_c (w[r][c] − 128)·value(i, c) (+ bias[r]) for every activation row i.

@@ -68,7 +68,7 @@ TEST(InferMatrix, ProductsMatchDoubleReference) {
         std::vector<float> xv(x);
         if (quantises_input(f)) {
           llm::QuantActs a;
-          a.quantize(x.data(), n, cols);
+          a.quantize(x.data(), n, cols, f == WeightFormat::kInt8 ? llm::kInt8Offset : llm::kQ4Offset);
           for (int i = 0; i < n; i++)
             for (int c = 0; c < cols; c++) xv[(size_t)i * cols + c] = a.value(i, c);
         }
@@ -157,13 +157,14 @@ TEST(InferMatrix, Q4QuantisationRules) {
   EXPECT_EQ(llm::parse_weight_format("q4"), WeightFormat::kQ4);
 }
 
-TEST(QuantActs, BlockScalesRoundingPaddingAndLaneSums) {
+TEST(QuantActs, BlockScalesRoundingPaddingAndLaneOffsets) {
   const int n = 2, cols = 70;  // blocks 32 + 32 + 6, padded to 128
   auto x = randv((size_t)n * cols, 5, 3.0f);
   for (int c = 32; c < 64; c++) x[cols + c] = 0.0f;  // row 1, block 1: all zero
   x[5] = -3.5f;                                      // row 0, block 0: the extreme maps to -127
-  llm::QuantActs a;
-  a.quantize(x.data(), n, cols);
+  llm::QuantActs a, a4;
+  a.quantize(x.data(), n, cols, llm::kInt8Offset);
+  a4.quantize(x.data(), n, cols, llm::kQ4Offset);
   ASSERT_EQ(a.padded(), 128);
   for (int i = 0; i < n; i++) {
     for (int b = 0; b < 4; b++) {
@@ -181,12 +182,21 @@ TEST(QuantActs, BlockScalesRoundingPaddingAndLaneSums) {
     }
     for (int l = 0; l < 32; l++) {
       const int8_t* g = a.q(i) + 4 * l;
-      ASSERT_EQ(a.lane_sum(i)[l], g[0] + g[1] + g[2] + g[3]) << l;
+      ASSERT_EQ(a.lane_offset(i)[l], -128 * (g[0] + g[1] + g[2] + g[3])) << l;
+      ASSERT_EQ(a4.lane_offset(i)[l], -8 * (g[0] + g[1] + g[2] + g[3])) << l;
+      ASSERT_EQ(a4.q(i)[4 * l], g[0]) << l;  // the values do not depend on the offset
       ASSERT_EQ(a.lane_scale(i)[l], a.scale(i, l / 8)) << l;
     }
   }
   EXPECT_EQ(a.scale(1, 1), 0.0f);
   EXPECT_EQ(a.q(0)[5], -127);
+  // a product refuses activations quantised for the other format's offset (its lanes would start wrong)
+  std::vector<uint8_t> w(4 * 64, llm::kInt8Offset);
+  std::vector<uint16_t> d(4 * 4, 0);
+  const float row_scale[4] = {1, 1, 1, 1};
+  std::vector<float> out(4 * n);
+  EXPECT_THROW(llm::qgemv_int8(out.data(), w.data(), row_scale, 64, a4, nullptr, 4, llm::Part{0, 1}), llm::Error);
+  EXPECT_THROW(llm::qgemv_q4(out.data(), w.data(), d.data(), 64, 4, a, nullptr, 4, llm::Part{0, 1}), llm::Error);
 }
 
 namespace {
