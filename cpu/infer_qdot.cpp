@@ -157,7 +157,7 @@ inline void dot_int8(const uint8_t* w, size_t ldw, const int8_t* x, const float*
     float acc = 0.0f;
     for (size_t l = 0; l < ldw / 4; l++) {
       int32_t d = 0;
-      for (int e = 0; e < 4; e++) d += ((int32_t)w[k * ldw + 4 * l + e] - 128) * x[4 * l + e];
+      for (int e = 0; e < 4; e++) d += ((int32_t)w[k * ldw + 4 * l + e] - kInt8Offset) * x[4 * l + e];
       acc += (float)d * ls[l];
     }
     s[k] = acc;
@@ -174,7 +174,7 @@ inline void dot_q4x4(const uint8_t* w, const uint16_t* d, size_t ldw, const int8
       int32_t dot = 0;
       for (int e = 0; e < 4; e++) {
         const uint8_t b = w[k * ldw + j + e];
-        dot += ((c % 128 < 64 ? b & 15 : b >> 4) - 8) * x[c + e];
+        dot += ((c % kQChunk < 64 ? b & 15 : b >> 4) - kQ4Offset) * x[c + e];
       }
       const int blk = (int)(c / kQBlock);
       acc += (float)dot * (bf16f(d[q4_scale_index(k, blk, 0)]) * xs[blk]);  // row k of this group (ldd unused)
