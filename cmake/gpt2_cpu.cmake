@@ -27,6 +27,10 @@ if(LLM_GPT2_CPU_CLI_TEST_SOURCES AND TARGET gpt2_cpu)
   target_compile_definitions(test_gpt2_cpu_cli PRIVATE LLM_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
                              GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")
   add_dependencies(test_gpt2_cpu_cli gpt2_cpu)
+  if(MPI_CXX_FOUND AND MPIEXEC_EXECUTABLE)  # (the reliability tests' data-parallel cases)
+    target_compile_definitions(test_gpt2_cpu_cli PRIVATE LLM_MPIEXEC="${MPIEXEC_EXECUTABLE}"
+                               LLM_MPIEXEC_NUMPROC_FLAG="${MPIEXEC_NUMPROC_FLAG}")
+  endif()
   gtest_discover_tests(test_gpt2_cpu_cli PROPERTIES LABELS host TIMEOUT 300 DISCOVERY_TIMEOUT 60)
 endif()
 

@@ -1,6 +1,9 @@
 #include "host/cli.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <sstream>
 #include <iostream>
 
 #include "host/error.h"
@@ -56,12 +59,98 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("-y", o.resume, "1 = resume from the latest complete checkpoint in -o (llm.c style)")
       ->capture_default_str();
   app.add_flag_callback("--resume", [&o] { o.resume = 1; }, "same as -y 1");
+  app.add_flag("--overwrite", o.overwrite,
+               "a fresh run into an -o that holds checkpoints deletes them (without it: exit 2; or use --resume)");
   app.add_option("-z,--zero", o.zero_stage,
                  "data parallel: 0 = every rank holds the whole optimizer state, 1 = ZeRO-1 (sharded AdamW state)")
       ->capture_default_str();
   app.add_option("--rendezvous-timeout", o.rendezvous_timeout,
                  "data parallel: seconds to wait for the other ranks at MASTER_ADDR:MASTER_PORT")
       ->capture_default_str();
+  // which options the command line gave (a resume takes the others from the run it continues)
+  app.final_callback([&app, &o] {
+    o.given.clear();
+    for (const CLI::Option* opt : app.get_options())
+      if (opt->count() > 0) {
+        o.given.push_back(opt->get_name());
+        for (const std::string& l : opt->get_lnames()) o.given.push_back("--" + l);
+      }
+  });
+}
+
+namespace {
+// One resumable setting: its flag and how to print / parse it.
+struct Setting {
+  const char* flag;
+  std::string (*get)(const TrainOptions&);
+  void (*set)(TrainOptions&, const std::string&);
+};
+std::string fmt_float(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+#define LLM_STR(field) \
+  [](const TrainOptions& o) { return std::string(o.field); }, [](TrainOptions& o, const std::string& v) { o.field = v; }
+#define LLM_INT(field)                                                                   \
+  [](const TrainOptions& o) { return std::to_string(o.field); },                        \
+      [](TrainOptions& o, const std::string& v) {                                        \
+        o.field = static_cast<decltype(o.field)>(std::stoll(v));                         \
+      }
+#define LLM_U64(field)                                                                   \
+  [](const TrainOptions& o) { return std::to_string(o.field); },                        \
+      [](TrainOptions& o, const std::string& v) { o.field = std::stoull(v); }
+#define LLM_FLT(field)                                                                   \
+  [](const TrainOptions& o) { return fmt_float(o.field); },                             \
+      [](TrainOptions& o, const std::string& v) { o.field = static_cast<decltype(o.field)>(std::stod(v)); }
+const Setting kResumeSettings[] = {
+    {"--train-data", LLM_STR(train_data)},     {"--val-data", LLM_STR(val_data)},
+    {"--init", LLM_STR(init)},                 {"--preset", LLM_STR(preset)},
+    {"--batch-size", LLM_INT(batch_size)},     {"--seq-len", LLM_INT(seq_len)},
+    {"--total-batch", LLM_INT(total_batch)},   {"--max-steps", LLM_INT(max_steps)},
+    {"--lr-schedule", LLM_STR(lr_schedule)},   {"--lr", LLM_FLT(lr)},
+    {"--warmup", LLM_INT(warmup)},             {"--min-lr-frac", LLM_FLT(min_lr_frac)},
+    {"--weight-decay", LLM_FLT(weight_decay)}, {"--weight-decay-all", LLM_INT(weight_decay_all)},
+    {"--beta1", LLM_FLT(beta1)},               {"--beta2", LLM_FLT(beta2)},
+    {"--adam-eps", LLM_FLT(eps)},              {"--grad-clip", LLM_FLT(grad_clip)},
+    {"--dropout", LLM_FLT(dropout)},           {"--seed", LLM_U64(seed)},
+    {"--val-every", LLM_INT(val_every)},       {"--val-max-batches", LLM_INT(val_max_batches)},
+    {"--sample-every", LLM_INT(sample_every)}, {"--gen-tokens", LLM_INT(gen_tokens)},
+    {"--temperature", LLM_FLT(temperature)},   {"--checkpoint-every", LLM_INT(checkpoint_every)},
+    {"--checkpoint-bf16", LLM_INT(checkpoint_bf16)}, {"--zero", LLM_INT(zero_stage)},
+};
+#undef LLM_STR
+#undef LLM_INT
+#undef LLM_U64
+#undef LLM_FLT
+}  // namespace
+
+std::string resume_settings_text(const TrainOptions& o) {
+  std::string text;
+  for (const Setting& s : kResumeSettings) {
+    const std::string v = s.get(o);
+    if (v.find('\n') != std::string::npos) fail(s.flag, ": a value with a newline cannot be saved");
+    text += std::string(s.flag) + "=" + v + "\n";
+  }
+  return text;
+}
+
+void apply_resume_settings(TrainOptions* o, const std::string& text, const std::string& source) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const size_t eq = line.find('=');
+    if (eq == std::string::npos) fail(source, ": malformed saved setting '", line, "'");
+    const std::string flag = line.substr(0, eq), value = line.substr(eq + 1);
+    if (std::find(o->given.begin(), o->given.end(), flag) != o->given.end()) continue;  // the command line wins
+    for (const Setting& s : kResumeSettings)
+      if (flag == s.flag) {
+        try {
+          s.set(*o, value);
+        } catch (const std::exception&) {
+          fail(source, ": malformed saved setting '", line, "'");
+        }
+      }
+  }
 }
 
 void add_eval_options(CLI::App& app, EvalOptions& o) {
@@ -125,6 +214,7 @@ void validate_train_options(const TrainOptions& o) {
   if (!std::isfinite(o.rendezvous_timeout) || o.rendezvous_timeout <= 0)
     fail("--rendezvous-timeout must be a positive number of seconds (got ", o.rendezvous_timeout, ")");
   if (o.resume == 1 && o.output_dir.empty()) fail("-y 1/--resume needs -o/--output-dir (where the checkpoints are)");
+  if (o.resume == 1 && o.overwrite) fail("--overwrite and -y 1/--resume are mutually exclusive");
 }
 
 void validate_eval_options(const EvalOptions& o) {

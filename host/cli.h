@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -45,6 +46,10 @@ struct TrainOptions {
   // data parallel (several ranks: mpirun, or torchrun-style env for the GPU trainer)
   int zero_stage = 0;               // -z 0: every rank keeps the whole AdamW state; 1: ZeRO-1, each rank a shard
   double rendezvous_timeout = 120;  // --rendezvous-timeout seconds to wait for the other ranks (TCP rendezvous)
+  bool overwrite = false;           // --overwrite: a fresh run may replace the checkpoints already in -o
+  // Filled by the parser: the long names of the options given on the command line (e.g. "--max-steps").
+  // On --resume every resumable setting NOT given is taken from the run being resumed (resume_settings_text).
+  std::vector<std::string> given;
 };
 
 struct EvalOptions {
@@ -57,6 +62,14 @@ struct EvalOptions {
 };
 
 void add_train_options(CLI::App& app, TrainOptions& o);
+
+// The settings a resumed run inherits when its command line does not give them: model (-e/--preset/--dropout),
+// data (-i/-j), batch (-b/-t/-d), -x, schedule and AdamW flags, --seed, -z, and the val/sample/checkpoint
+// cadence. "flag=value" lines, floats with 9 significant digits (exact for float). Stored in state files.
+std::string resume_settings_text(const TrainOptions& o);
+// Sets every setting of `text` whose flag is not in o->given (unknown lines are ignored). source names the file
+// in errors.
+void apply_resume_settings(TrainOptions* o, const std::string& text, const std::string& source);
 void add_eval_options(CLI::App& app, EvalOptions& o);
 
 // Range checks that need no file (files are checked when opened). Throw llm::Error naming the flag.

@@ -17,6 +17,7 @@
 #include "host/error.h"
 #include "host/hf_gpt2.h"
 #include "host/progress.h"
+#include "host/run_guard.h"
 #include "host/sampling.h"
 #include "host/tokenizer.h"
 
@@ -103,6 +104,22 @@ int64_t latest_done_step(const std::string& dir) {
   return best;
 }
 
+// Names of the checkpoint files of a run (model_*.bin, state_*.bin, DONE_*) in dir; empty if none or no dir.
+std::vector<std::string> checkpoint_files(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return names;
+  while (dirent* e = readdir(d)) {
+    const std::string n = e->d_name;
+    if (n.rfind("DONE_", 0) == 0 || (n.rfind("model_", 0) == 0 && n.size() > 4 && n.substr(n.size() - 4) == ".bin") ||
+        (n.rfind("state_", 0) == 0 && n.size() > 4 && n.substr(n.size() - 4) == ".bin"))
+      names.push_back(n);
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 void make_dirs(const std::string& dir) {
   std::string partial;
   std::stringstream ss(dir);
@@ -133,12 +150,13 @@ ModelSource resolve_model(const TrainOptions& o) {
 
 std::string run_fingerprint(const TrainOptions& o, const GPT2Config& c, int accum, int64_t max_steps,
                             const std::string& extra, int world_size) {
+  (void)max_steps;  // not part of it: --resume -x N may extend a run (the schedule is recomputed over N)
   std::ostringstream s;
   s << "model maxT=" << c.max_seq_len << " V=" << c.vocab_size << " Vp=" << c.padded_vocab_size
     << " L=" << c.num_layers << " NH=" << c.num_heads << " C=" << c.channels << " qkv_bias=" << c.qkv_bias
     << " tied=" << c.tied_head << " dropout=" << c.dropout << " | "
     << "data " << o.train_data << " B=" << o.batch_size << " T=" << o.seq_len << " accum=" << accum << " | "
-    << "steps=" << max_steps << " schedule=" << o.lr_schedule << " lr=" << o.lr << " warmup=" << o.warmup
+    << "schedule=" << o.lr_schedule << " lr=" << o.lr << " warmup=" << o.warmup
     << " min_lr_frac=" << o.min_lr_frac << " | "
     << "adamw wd=" << o.weight_decay << " wd_all=" << o.weight_decay_all << " betas=" << o.beta1 << "," << o.beta2
     << " eps=" << o.eps << " clip=" << o.grad_clip << " seed=" << o.seed;
@@ -148,6 +166,15 @@ std::string run_fingerprint(const TrainOptions& o, const GPT2Config& c, int accu
 }
 
 namespace {
+// Fingerprints written before -x could change on resume held " steps=N"; it is not compared any more.
+std::string without_steps(std::string fp) {
+  const size_t at = fp.find("| steps=");
+  if (at != std::string::npos) {
+    const size_t end = fp.find(' ', at + 2);
+    if (end != std::string::npos) fp.erase(at + 2, end - at - 1);
+  }
+  return fp;
+}
 // The data-parallel part of a fingerprint ("world=W zero=Z"; single process when absent).
 std::string dp_part(const std::string& fingerprint) {
   const size_t at = fingerprint.rfind(" | dp ");
@@ -189,9 +216,21 @@ std::vector<int> generate(TrainModel& model, const GPT2Config& c, int n, int T, 
   return std::vector<int>(ids.begin() + 1, ids.end());
 }
 
-int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& comm,
+int run_training_impl(const TrainOptions& command_line, const TrainProgram& program, Comm& comm,
                       const std::function<float(const LRSchedule&, int)>& lr_at) {
-  validate_train_options(o);
+  validate_train_options(command_line);
+  // --resume continues the run in -o: every resumable setting the command line does not give comes from it
+  // (so `--resume -o DIR -x N` extends a run), and the fingerprint below still refuses conflicting ones.
+  TrainOptions o = command_line;
+  if (o.resume) {
+    const int64_t latest = latest_done_step(o.output_dir);
+    if (latest >= 0) {
+      const std::string spath = step_file(o.output_dir, "state", latest, ".bin");
+      apply_resume_settings(&o, read_train_state_settings(spath), spath);
+      validate_train_options(o);
+    }
+  }
+  StopSignals signals;  // SIGTERM / SIGINT: finish the step, checkpoint, exit 0 (a second one: exit at once)
   if (o.threads > 0) omp_set_num_threads(o.threads);
   const int world = comm.world_size(), rank = comm.rank();
   const bool main_rank = rank == 0;  // the only rank that prints and writes files
@@ -224,6 +263,14 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& 
   const std::string fp = run_fingerprint(o, cfg, accum, max_steps, model->fingerprint_extra(), world);
   const LRSchedule sched = make_schedule(o, max_steps);
 
+  // A fresh run must not mix its checkpoints with another run's (checked again under the lock below).
+  auto refuse_foreign_checkpoints = [&o](const std::vector<std::string>& found) {
+    if (!found.empty() && !o.resume && !o.overwrite)
+      fail(o.output_dir, ": already holds checkpoints of a run (", found.front(), found.size() > 1 ? ", ..." : "",
+           "); continue it with --resume, or start over with --overwrite (deletes them), or choose another -o");
+  };
+  if (!o.output_dir.empty() && main_rank) refuse_foreign_checkpoints(checkpoint_files(o.output_dir));
+
   int64_t start_step = 0;
   const int64_t resume_step = o.resume ? latest_done_step(o.output_dir) : -1;
   if (world > 1) {  // every rank must continue from the same checkpoint (e.g. -o not on a shared filesystem)
@@ -249,11 +296,14 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& 
     if (dp_part(st.fingerprint) != dp_part(fp))
       fail(spath, ": was written by a data-parallel run with ", dp_part(st.fingerprint), " but this run has ",
            dp_part(fp), "; resume needs the same number of ranks (mpirun -np) and -z/--zero");
-    if (st.fingerprint != fp)
+    if (without_steps(st.fingerprint) != fp)
       fail(spath, ": was written with different settings; resume needs the same model, data, batch and optimizer "
                   "flags.\n  saved:   ",
            st.fingerprint, "\n  current: ", fp);
     if (st.step != resume_step) fail(spath, ": holds step ", st.step, " but its name says ", resume_step);
+    if (st.step > max_steps)
+      fail("-x/--max-steps ", max_steps, " is below the step ", st.step, " of the checkpoint to resume (", spath,
+           "); give a larger -x to extend the run");
     if (info.dtype == CheckpointDtype::kBf16 && main_rank)
       std::printf("warning: resuming from bf16 weights; the continuation is not bit-exact\n");
     model->set_weights(w);
@@ -270,9 +320,24 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& 
 
   // ---- outputs (created only now that every input has been checked) ----
   std::string log_path;
+  std::unique_ptr<OutputLock> lock;  // held until the run ends; the kernel drops it if the process dies
   if (!o.output_dir.empty() && main_rank) {
     make_dirs(o.output_dir);
+    lock = std::make_unique<OutputLock>(o.output_dir);
+    remove_stale_temporaries(o.output_dir);  // left by a writer that was killed (we hold the lock now)
+    // what was checked before the lock must still hold: nobody wrote checkpoints in between
+    const std::vector<std::string> found = checkpoint_files(o.output_dir);
+    refuse_foreign_checkpoints(found);
+    if (latest_done_step(o.output_dir) != resume_step && o.resume)
+      fail(o.output_dir, ": its latest complete checkpoint changed while this run was starting (another trainer?)");
     log_path = o.output_dir + "/main.log";
+    if (o.overwrite && !o.resume) {  // the previous run's files go: DONE markers first, so no half-deleted
+      for (const std::string& n : found)  // checkpoint ever looks complete
+        if (n.rfind("DONE_", 0) == 0) std::remove((o.output_dir + "/" + n).c_str());
+      for (const std::string& n : found)
+        if (n.rfind("DONE_", 0) != 0) std::remove((o.output_dir + "/" + n).c_str());
+      std::remove(log_path.c_str());
+    }
   }
   Progress progress(max_steps, log_path);  // used by rank 0 only
   if (main_rank) print_banner(o, program, src, *model, train, world, accum, max_steps, resume_step, start_step);
@@ -281,14 +346,16 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& 
 
   std::vector<int> x(bt), y(bt);
   std::vector<float> w, m, v;
+  bool stopping = false;  // a SIGTERM / SIGINT reached some rank: checkpoint this step and exit 0
   for (int64_t step = start_step; step <= max_steps; step++) {
-    const bool last = step == max_steps;
+    const bool last = step == max_steps || stopping;
     const bool resumed_here = resume_step >= 0 && step == start_step;  // already done before the checkpoint
-    if (val && !resumed_here && (step % o.val_every == 0 || last)) {
+    if (val && !resumed_here && !stopping && (step % o.val_every == 0 || last)) {
       const float val_loss = evaluate(*model, *val, o.val_max_batches, comm);
       if (main_rank) progress.val(step, val_loss);
     }
-    if (o.sample_every > 0 && main_rank && !resumed_here && step > 0 && (step % o.sample_every == 0 || last))
+    if (o.sample_every > 0 && main_rank && !resumed_here && !stopping && step > 0 &&
+        (step % o.sample_every == 0 || last))
       print_sample(generate(*model, cfg, o.gen_tokens, T, o.temperature, o.seed + static_cast<uint64_t>(step)),
                    tok.get());
     if (!o.output_dir.empty() && !resumed_here && step > start_step &&
@@ -303,11 +370,27 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& 
         st.seed = o.seed;
         st.loader = train.position();  // the same on every rank: windows count world*B*T tokens
         st.fingerprint = fp;
+        TrainOptions saved = o;
+        saved.max_steps = max_steps;  // the resolved -x (-1 = one epoch)
+        st.settings = resume_settings_text(saved);
         save_train_state(step_file(o.output_dir, "state", step, ".bin"), st);
         AtomicFile done(step_file(o.output_dir, "DONE", step, ""));
         done.commit();
-        std::printf("checkpoint: %s\n", step_file(o.output_dir, "model", step, ".bin").c_str());
+        if (!stopping) std::printf("checkpoint: %s\n", step_file(o.output_dir, "model", step, ".bin").c_str());
       }
+    }
+    if (stopping) {
+      if (main_rank) {
+        const int sig = StopSignals::requested();
+        const std::string by = sig ? std::string("stopped by ") + StopSignals::name(sig) : "stopped by a signal to another rank";
+        if (o.output_dir.empty())
+          std::printf("%s after step %lld (no -o/--output-dir: nothing saved)\n", by.c_str(), (long long)step);
+        else
+          std::printf("%s after step %lld: complete checkpoint %s; continue with --resume -o %s\n", by.c_str(),
+                      (long long)step, step_file(o.output_dir, "model", step, ".bin").c_str(), o.output_dir.c_str());
+        std::fflush(stdout);
+      }
+      return 0;
     }
     if (last) break;
 
@@ -330,6 +413,10 @@ int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& 
     if (main_rank)
       progress.train_step(step + 1, static_cast<float>(loss), lr, static_cast<float>(norm), ms, tokens,
                           model->mfu_percent(ms, bt * accum));  // per rank: each rank has its own device
+    // a stop request on any rank stops every rank after the same step (one host scalar per step)
+    stopping = StopSignals::requested() != 0;
+    if (world > 1) stopping = comm.all_reduce_sum_host(stopping ? 1.0 : 0.0) > 0;
+    if (step + 1 == max_steps) stopping = false;  // the run ends here anyway, with its val loss and sample
   }
   if (main_rank)
     std::printf("done: %lld steps in %s, %.0f tok/s average (excluding each session's first step)\n",

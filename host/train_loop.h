@@ -95,7 +95,8 @@ struct ModelSource {
 };
 ModelSource resolve_model(const TrainOptions& o);
 
-// Canonical text of everything a resume must share with the run that wrote the checkpoint. The data-parallel
+// Canonical text of everything a resume must share with the run that wrote the checkpoint: model, data, batch,
+// schedule and AdamW settings, seed (not -x nor the val/sample/checkpoint cadence: a resume may extend a run). The data-parallel
 // part (" | dp world=W zero=Z") is there only when W > 1 or Z > 0, so single-process states stay as they were.
 std::string run_fingerprint(const TrainOptions& o, const GPT2Config& c, int accum, int64_t max_steps,
                             const std::string& extra, int world_size = 1);
@@ -115,6 +116,8 @@ std::vector<int> generate(TrainModel& model, const GPT2Config& c, int n, int T, 
 // "<dir>/<prefix>_<step 8 digits><ext>", highest step with a DONE_ marker (-1 if none), mkdir -p.
 std::string step_file(const std::string& dir, const char* prefix, int64_t step, const char* ext);
 int64_t latest_done_step(const std::string& dir);
+// model_*.bin, state_*.bin and DONE_* files in dir, sorted (empty when none or no such directory).
+std::vector<std::string> checkpoint_files(const std::string& dir);
 void make_dirs(const std::string& dir);
 
 }  // namespace llm

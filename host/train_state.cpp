@@ -36,22 +36,50 @@ void save_train_state(const std::string& path, const TrainState& s) {
   put64(h, 10, static_cast<uint64_t>(s.loader.shard));
   put64(h, 12, static_cast<uint64_t>(s.loader.window));
   h[14] = static_cast<int32_t>(s.fingerprint.size());
+  if (s.settings.size() > kMaxFingerprint) fail(path, ": internal error: settings too long");
+  h[15] = static_cast<int32_t>(s.settings.size());
   AtomicFile out(path);
   out.write(h, sizeof(h));
   out.write(s.fingerprint.data(), s.fingerprint.size());
+  out.write(s.settings.data(), s.settings.size());
   out.write(s.m.data(), s.m.size() * 4);
   out.write(s.v.data(), s.v.size() * 4);
   out.commit();
 }
 
-TrainState load_train_state(const std::string& path, size_t num_parameters) {
-  InFile f(path);
+namespace {
+// Reads and checks the header; returns the settings length (0 for version 1).
+int32_t read_header(InFile& f, int32_t* h) {
+  const std::string& path = f.path();
   if (f.size() < kSlots * 4) fail(path, ": truncated (", f.size(), " bytes, smaller than the 1024-byte header)");
-  int32_t h[kSlots];
-  f.read(h, sizeof(h), "the header");
+  f.read(h, kSlots * 4, "the header");
   if (h[0] != kTrainStateMagic)
     fail(path, ": bad magic ", h[0], " (expected ", kTrainStateMagic, "; not a training-state file)");
-  if (h[1] != kTrainStateVersion) fail(path, ": unsupported training-state version ", h[1], " (expected 1)");
+  if (h[1] != 1 && h[1] != 2) fail(path, ": unsupported training-state version ", h[1], " (expected 1 or 2)");
+  const int32_t slen = h[1] >= 2 ? h[15] : 0;
+  if (slen < 0 || static_cast<uint32_t>(slen) > kMaxFingerprint)
+    fail(path, ": header settings length ", slen, " is out of range");
+  if (h[14] < 0 || static_cast<uint32_t>(h[14]) > kMaxFingerprint)
+    fail(path, ": header fingerprint length ", h[14], " is out of range");
+  return slen;
+}
+}  // namespace
+
+std::string read_train_state_settings(const std::string& path) {
+  InFile f(path);
+  int32_t h[kSlots];
+  const int32_t slen = read_header(f, h);
+  if (f.size() < kSlots * 4 + static_cast<uint64_t>(h[14]) + slen) fail(path, ": truncated (settings)");
+  f.seek(kSlots * 4 + static_cast<uint64_t>(h[14]));
+  std::string settings(slen, '\0');
+  f.read(settings.data(), slen, "the saved settings");
+  return settings;
+}
+
+TrainState load_train_state(const std::string& path, size_t num_parameters) {
+  InFile f(path);
+  int32_t h[kSlots];
+  const int32_t slen = read_header(f, h);
   TrainState s;
   const int64_t step = static_cast<int64_t>(get64(h, 2));
   const uint64_t n = get64(h, 6);
@@ -64,11 +92,11 @@ TrainState load_train_state(const std::string& path, size_t num_parameters) {
     fail(path, ": negative data loader position in the header");
   if (flen < 0 || static_cast<uint32_t>(flen) > kMaxFingerprint)
     fail(path, ": header fingerprint length ", flen, " is out of range");
-  for (int i = 15; i < kSlots; i++)
+  for (int i = h[1] >= 2 ? 16 : 15; i < kSlots; i++)
     if (h[i] != 0) fail(path, ": header slot ", i, " = ", h[i], ", expected 0 (unused)");
   if (n != num_parameters)
     fail(path, ": holds optimizer state for ", n, " parameters but the model has ", num_parameters);
-  const uint64_t expected = kSlots * 4 + static_cast<uint64_t>(flen) + 8 * n;
+  const uint64_t expected = kSlots * 4 + static_cast<uint64_t>(flen) + static_cast<uint64_t>(slen) + 8 * n;
   if (f.size() != expected)
     fail(path, ": file size ", f.size(), " bytes disagrees with the header (expected ", expected, " bytes); the file is ",
          f.size() < expected ? "truncated" : "oversized");
@@ -76,6 +104,8 @@ TrainState load_train_state(const std::string& path, size_t num_parameters) {
   s.seed = get64(h, 4);
   s.fingerprint.resize(flen);
   f.read(s.fingerprint.data(), flen, "the settings fingerprint");
+  s.settings.resize(slen);
+  f.read(s.settings.data(), slen, "the saved settings");
   s.m.resize(n);
   s.v.resize(n);
   f.read(s.m.data(), n * 4, "AdamW m");

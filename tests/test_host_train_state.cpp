@@ -49,9 +49,9 @@ TEST(HostTrainState, BadInputs) {
   write_bytes(bad, b);
   EXPECT_LLM_ERROR(llm::load_train_state(bad, 100), bad, "bad magic");
   b = bytes;
-  set_i32(b, 1, 2);
+  set_i32(b, 1, 3);
   write_bytes(bad, b);
-  EXPECT_LLM_ERROR(llm::load_train_state(bad, 100), bad, "version 2");
+  EXPECT_LLM_ERROR(llm::load_train_state(bad, 100), bad, "version 3");
   b = bytes;
   b.pop_back();
   write_bytes(bad, b);
