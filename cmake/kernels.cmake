@@ -152,3 +152,11 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_cls_head.cu)
   llm_add_kernel_test(test_kernel_cls_head ${CMAKE_SOURCE_DIR}/tests/kernels/test_cls_head.cu
                       LIBS llm_model_cpu LABELS finetune TIMEOUT 120)
 endif()
+
+# ---- mma: tensor-core building blocks (kernels/mma.cuh, emulated by the layer) and the flash attention on them ---
+foreach(op mma flash_attention)
+  if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu)
+    llm_add_kernel_test(test_kernel_${op} ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu
+                        LIBS llm_model_cpu TIMEOUT 120)
+  endif()
+endforeach()

@@ -27,6 +27,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 // Static __shared__ arrays become block-scope thread_local (implicitly static): one instance per worker
 // thread, and a worker runs one block at a time, which is exactly per-block sharing. Unlike dynamic
@@ -60,7 +61,8 @@ struct Stats {
 };
 Stats& stats();
 
-enum class WarpOp : int { Sync, Idx, Up, Down, Xor, Ballot };
+// Mma and Ldmatrix are the tensor-core warp collectives below (entered through mma_m16n8k16_bf16 / ldmatrix).
+enum class WarpOp : int { Sync, Idx, Up, Down, Xor, Ballot, Mma, Ldmatrix };
 
 // Device-side entry points (called from inside a fiber).
 void syncthreads(const char* file, int line);
@@ -68,6 +70,37 @@ int syncthreads_reduce(int op, int pred, const char* file, int line);  // op: 0 
 uint64_t warp_op(WarpOp op, unsigned mask, uint64_t val, int arg, int width, const char* file, int line);
 unsigned active_mask();
 void* dynamic_smem();
+
+// Tensor-core warp collectives (kernels reach them through kernels/mma.cuh). Both need all 32 lanes of a full
+// warp at the same instruction and complete when the last lane arrives, like a shuffle; the last lane gathers
+// every lane's registers (or row addresses) and scatters the results by the PTX ISA's fragment tables
+// (groupID = lane >> 2, threadID_in_group = lane % 4):
+//   mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: d = a·b + c. a: 4 regs of 2 bf16 (low half = the even
+//   element) holding A[16][16]; b: 2 regs holding B[16][8]; c, d: 4 floats of C/D[16][8]. Products of bf16 are
+//   exact in fp32; the sum is accumulated in fp32 in k order (the hardware's order is unspecified).
+void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4], const char* file,
+                       int line);
+//   ldmatrix.sync.aligned.m8n8.x{num}{.trans}.shared.b16: lanes 8i..8i+7 give the 16-byte-aligned row addresses of
+//   matrix i (i < num; the other lanes' addresses are ignored); r[i] of lane l = row l/4, b16 elements 2(l%4) and
+//   2(l%4)+1 of matrix i (with trans: elements [2(l%4)][l/4] and [2(l%4)+1][l/4]).
+void ldmatrix_collective(uint32_t* r, int num, bool trans, const void* row, const char* file, int line);
+
+// cp.async: each CUDA thread keeps a queue of its issued copies, tagged with the group they belong to (groups are
+// numbered by commit_group). The copy happens when cp.async.wait_group retires its group, NOT at issue, so a
+// kernel that reads the destination before waiting reads the 0xFF poison of dynamic shared memory (or stale
+// data). The copies run inline in the calling (kernel) code so that sanitizers see them as that thread's writes.
+struct CpAsyncCopy {
+  void* dst;
+  const void* src;
+  unsigned bytes, src_bytes;  // src_bytes < bytes: the rest is zero-filled (PTX's src-size operand)
+  unsigned group;
+};
+struct CpAsyncQueue {
+  std::vector<CpAsyncCopy> copies;  // issued, not yet retired, in issue order
+  unsigned open = 0;                // the group new copies join = the number of commit_groups so far
+};
+CpAsyncQueue& cp_async_queue(const char* file, int line);  // the calling CUDA thread's queue (empty per block)
+[[noreturn]] void device_fail(const char* file, int line, const char* what);  // abort naming kernel/thread/line
 [[noreturn]] void trap(const char* file, int line);
 
 // One launch, type-erased: body(pack) runs the kernel for the current fiber.
@@ -188,6 +221,57 @@ inline unsigned __ballot_sync(unsigned mask, int pred, CUCPU_LOC) {
 }
 inline int __any_sync(unsigned mask, int pred, CUCPU_LOC) { return __ballot_sync(mask, pred, CUCPU_AT) != 0; }
 inline int __all_sync(unsigned mask, int pred, CUCPU_LOC) { return __ballot_sync(mask, pred, CUCPU_AT) == mask; }
+
+// ------------------------------------------------------------------ ldmatrix, cp.async
+namespace cucpu {
+// ldmatrix: a lane whose address is used first reads its 16 bytes here, in the kernel's (instrumented) code, so
+// ASan sees an out-of-bounds row and TSan a row written by another thread without a barrier; the collective then
+// delivers the data by the PTX layout.
+inline void ldmatrix(uint32_t* r, int num, bool trans, const void* row, const char* file, int line) {
+  const unsigned lane = (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) & 31u;
+  if (lane < 8u * (unsigned)num && reinterpret_cast<uintptr_t>(row) % 16 == 0) {
+    const volatile unsigned char* p = static_cast<const volatile unsigned char*>(row);
+    for (int i = 0; i < 16; ++i) (void)p[i];
+  }
+  ldmatrix_collective(r, num, trans, row, file, line);
+}
+
+// cp.async.{ca,cg}.shared.global [dst], [src], bytes, src_bytes: queue the copy (checks as ptxas/the GPU would).
+inline void cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes, bool cg, const char* file,
+                     int line) {
+  if (bytes != 4 && bytes != 8 && bytes != 16) device_fail(file, line, "cp.async copies 4, 8 or 16 bytes");
+  if (cg && bytes != 16) device_fail(file, line, "cp.async.cg copies 16 bytes only");
+  if (src_bytes > bytes) device_fail(file, line, "cp.async: src-size larger than the copy size");
+  if (((uintptr_t)dst | (uintptr_t)src) % bytes)
+    device_fail(file, line, "cp.async: shared or global address not aligned to the copy size");
+  CpAsyncQueue& q = cp_async_queue(file, line);
+  q.copies.push_back(CpAsyncCopy{dst, src, bytes, src_bytes, q.open});
+}
+// cp.async.commit_group: close the current group (an empty group is allowed, as in PTX).
+inline void cp_async_commit(const char* file, int line) { ++cp_async_queue(file, line).open; }
+// cp.async.wait_group n: perform (retire) every copy of the committed groups except the newest n; copies not yet
+// committed stay pending.
+inline void cp_async_wait_group(unsigned n, const char* file, int line) {
+  CpAsyncQueue& q = cp_async_queue(file, line);
+  const unsigned limit = q.open > n ? q.open - n : 0;  // groups [0, limit) are retired
+  size_t keep = 0;
+  for (size_t i = 0; i < q.copies.size(); ++i) {
+    const CpAsyncCopy& c = q.copies[i];
+    if (c.group < limit) {
+      if (c.src_bytes) std::memcpy(c.dst, c.src, c.src_bytes);
+      if (c.src_bytes < c.bytes) std::memset(static_cast<char*>(c.dst) + c.src_bytes, 0, c.bytes - c.src_bytes);
+    } else {
+      q.copies[keep++] = c;
+    }
+  }
+  q.copies.resize(keep);
+}
+// cp.async.wait_all = commit_group + wait_group 0.
+inline void cp_async_wait_all(const char* file, int line) {
+  cp_async_commit(file, line);
+  cp_async_wait_group(0, file, line);
+}
+}  // namespace cucpu
 
 // ------------------------------------------------------------------ memory ordering and misc
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

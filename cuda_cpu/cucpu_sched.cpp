@@ -176,6 +176,11 @@ struct Fiber {
   unsigned mask = 0;
   uint64_t val = 0, res = 0;
   int src = -1;
+  int arg = 0;
+  // tensor-core collectives: this lane's input registers (mma: a0..a3, b0, b1, c0..c3 as bits) and results
+  uint32_t tc_in[10] = {0};
+  uint32_t tc_out[4] = {0};
+  CpAsyncQueue cpq;  // cp.async copies issued and not yet retired
   // its stack
   char* stack_lo = nullptr;  // lowest usable byte (guard page below)
   size_t stack_size = 0;
@@ -344,11 +349,23 @@ const char* op_name(WarpOp op) {
     case WarpOp::Down: return "__shfl_down_sync";
     case WarpOp::Xor: return "__shfl_xor_sync";
     case WarpOp::Ballot: return "__ballot_sync";
+    case WarpOp::Mma: return "mma.sync.m16n8k16";
+    case WarpOp::Ldmatrix: return "ldmatrix.sync.m8n8";
   }
   return "?";
 }
 
-int op_class(WarpOp op) { return op == WarpOp::Sync ? 0 : op == WarpOp::Ballot ? 1 : 2; }
+// Lanes of one pending group must all run the same kind of operation: shuffles of any kind (2), or the same
+// tensor-core instruction (3: mma; 4 + arg: ldmatrix, whose arg encodes .x1/.x2/.x4 and .trans).
+int op_class(WarpOp op, int arg) {
+  switch (op) {
+    case WarpOp::Sync: return 0;
+    case WarpOp::Ballot: return 1;
+    case WarpOp::Mma: return 3;
+    case WarpOp::Ldmatrix: return 4 + arg;
+    default: return 2;
+  }
+}
 
 // kernel name = the first top-level argument of launch_kernel(...)
 std::string kernel_name(const char* what) {
@@ -630,6 +647,8 @@ void run_block(Worker& w, unsigned bx, unsigned by, unsigned bz) {
     size_t colour = (i % 64) * 64;
     f.ctx = make_context(f.stack_lo + f.stack_size - colour, f.stack_size - colour, fiber_entry);
     f.state = kReady;
+    f.cpq.copies.clear();  // copies a thread of the previous block left pending are dropped
+    f.cpq.open = 0;
 #ifdef CUCPU_TSAN
     snprintf(f.tsan_name, sizeof f.tsan_name, "cuda block (%u,%u,%u) thread (%u,%u,%u)", bx, by, bz, f.tid.x,
              f.tid.y, f.tid.z);
@@ -658,6 +677,65 @@ void run_block(Worker& w, unsigned bx, unsigned by, unsigned bz) {
 #ifdef CUCPU_TSAN
   __tsan_acquire(&w.tsan_end);
 #endif
+}
+
+// ---------------------------------------------------------------- tensor-core collectives (PTX ISA layouts)
+// groupID = lane >> 2, tig = lane % 4 (threadID_in_group). A 32-bit register holds two b16 values, the element
+// with the smaller index in the low half.
+inline float bf16_bits_to_float(uint32_t h) { return bits_as<float>(h << 16); }
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 over the 32 lanes of warp W (inputs in tc_in).
+void tc_mma(Worker& w, const Warp& W) {
+  float A[16][16], B[16][8], C[16][8];
+  for (unsigned l = 0; l < 32; ++l) {
+    const Fiber& f = w.fibers[W.first + l];
+    const unsigned g = l >> 2, t = l & 3;
+    for (unsigned i = 0; i < 8; ++i) {  // a_i: register i/2, half i&1
+      const uint32_t h = (f.tc_in[i >> 1] >> (16 * (i & 1))) & 0xFFFFu;
+      const unsigned row = g + 8 * ((i >> 1) & 1);  // a0,a1,a4,a5: groupID; a2,a3,a6,a7: groupID + 8
+      const unsigned col = t * 2 + (i & 1) + 8 * (i >> 2);  // +8 for a4..a7
+      A[row][col] = bf16_bits_to_float(h);
+    }
+    for (unsigned i = 0; i < 4; ++i) {  // b_i: register 4 + i/2
+      const uint32_t h = (f.tc_in[4 + (i >> 1)] >> (16 * (i & 1))) & 0xFFFFu;
+      const unsigned k = t * 2 + (i & 1) + 8 * (i >> 1);  // b0,b1: rows 2t, 2t+1; b2,b3: + 8
+      B[k][g] = bf16_bits_to_float(h);                     // column = groupID
+    }
+    for (unsigned i = 0; i < 4; ++i)  // c0,c1: row groupID; c2,c3: row groupID + 8; column 2t + (i&1)
+      C[g + 8 * (i >> 1)][t * 2 + (i & 1)] = bits_as<float>(f.tc_in[6 + i]);
+  }
+  for (unsigned l = 0; l < 32; ++l) {
+    Fiber& f = w.fibers[W.first + l];
+    const unsigned g = l >> 2, t = l & 3;
+    for (unsigned i = 0; i < 4; ++i) {
+      const unsigned row = g + 8 * (i >> 1), col = t * 2 + (i & 1);
+      float acc = C[row][col];
+      for (unsigned k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];  // bf16 products are exact in fp32
+      f.tc_out[i] = bits_as<uint32_t>(acc);
+    }
+  }
+}
+
+// ldmatrix.sync.aligned.m8n8.x{num}{.trans}.shared.b16 over warp W (row addresses in val).
+void tc_ldmatrix(Worker& w, const Warp& W, int num, bool trans) {
+  uint16_t M[4][8][8];
+  for (int m = 0; m < num; ++m)
+    for (int r = 0; r < 8; ++r) {
+      const Fiber& f = w.fibers[W.first + 8 * m + r];  // lanes 8m..8m+7 give matrix m's rows
+      const void* p = reinterpret_cast<const void*>(f.val);
+      if (reinterpret_cast<uintptr_t>(p) % 16)
+        fail("ldmatrix (%s:%d): lane %u's row address %p is not 16-byte aligned", f.file, f.line, f.lane, p);
+      std::memcpy(M[m][r], p, 16);
+    }
+  for (unsigned l = 0; l < 32; ++l) {
+    Fiber& f = w.fibers[W.first + l];
+    const unsigned g = l >> 2, t = l & 3;
+    for (int m = 0; m < num; ++m) {
+      const uint32_t lo = trans ? M[m][2 * t][g] : M[m][g][2 * t];          // without .trans: row l/4,
+      const uint32_t hi = trans ? M[m][2 * t + 1][g] : M[m][g][2 * t + 1];  // columns 2(l%4), 2(l%4)+1
+      f.tc_out[m] = lo | hi << 16;
+    }
+  }
 }
 
 }  // namespace
@@ -705,7 +783,7 @@ uint64_t warp_op(WarpOp op, unsigned mask, uint64_t val, int arg, int width, con
          mask & W.exited);
   if (width < 1 || width > 32 || (width & (width - 1)))
     fail("%s (%s:%d): width %d is not a power of two in 1..32", op_name(op), file, line, width);
-  const uint8_t cls = (uint8_t)op_class(op);
+  const uint8_t cls = (uint8_t)op_class(op, arg);
   if (unsigned hit = mask & W.cover) {  // joins a pending group: it must be the same mask and kind of op
     unsigned k = __builtin_ctz(hit);
     if (W.gmask[k] != mask || W.gclass[k] != cls) {
@@ -737,12 +815,21 @@ uint64_t warp_op(WarpOp op, unsigned mask, uint64_t val, int arg, int width, con
   f->mask = mask;
   f->val = val;
   f->src = src;
+  f->arg = arg;
   f->file = file;
   f->line = line;
   f->state = kAtWarp;
   W.arrived |= bit;
   ++stats().warp_ops;
-  if ((W.arrived & mask) == mask) {  // last lane of the group: compute every lane's result
+  if ((W.arrived & mask) == mask && (op == WarpOp::Mma || op == WarpOp::Ldmatrix)) {  // tensor-core collective
+    if (op == WarpOp::Mma)
+      tc_mma(w, W);
+    else
+      tc_ldmatrix(w, W, arg >> 1, arg & 1);
+    for (unsigned a = mask; a; a &= a - 1) w.fibers[W.first + __builtin_ctz(a)].state = kReady;
+    W.arrived &= ~mask;
+    W.cover &= ~mask;
+  } else if ((W.arrived & mask) == mask) {  // last lane of the group: compute every lane's result
     unsigned ballot = 0;
     for (unsigned a = mask; a; a &= a - 1) {
       const Fiber& g = w.fibers[W.first + __builtin_ctz(a)];
@@ -779,6 +866,40 @@ unsigned active_mask() {
   if (!wp || !wp->cur) fail("__activemask called outside a kernel");
   const Warp& W = wp->warps[wp->cur->warp];
   return W.exists & ~W.exited;
+}
+
+void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4], const char* file,
+                       int line) {
+  Worker* wp = tw;
+  if (!wp || !wp->cur) fail("mma.sync called outside a kernel (%s:%d)", file, line);
+  Fiber* f = wp->cur;
+  for (int i = 0; i < 4; ++i) f->tc_in[i] = a[i];
+  f->tc_in[4] = b[0];
+  f->tc_in[5] = b[1];
+  for (int i = 0; i < 4; ++i) f->tc_in[6 + i] = bits_as<uint32_t>(c[i]);
+  warp_op(WarpOp::Mma, 0xffffffffu, 0, 0, 32, file, line);  // .aligned: every lane of the warp
+  for (int i = 0; i < 4; ++i) d[i] = bits_as<float>(f->tc_out[i]);
+}
+
+void ldmatrix_collective(uint32_t* r, int num, bool trans, const void* row, const char* file, int line) {
+  Worker* wp = tw;
+  if (!wp || !wp->cur) fail("ldmatrix called outside a kernel (%s:%d)", file, line);
+  if (num != 1 && num != 2 && num != 4) fail("ldmatrix (%s:%d): .x%d (must be .x1, .x2 or .x4)", file, line, num);
+  Fiber* f = wp->cur;
+  warp_op(WarpOp::Ldmatrix, 0xffffffffu, reinterpret_cast<uintptr_t>(row), num * 2 + (trans ? 1 : 0), 32, file, line);
+  for (int i = 0; i < num; ++i) r[i] = f->tc_out[i];
+}
+
+CpAsyncQueue& cp_async_queue(const char* file, int line) {
+  Worker* wp = tw;
+  if (!wp || !wp->cur) fail("cp.async called outside a kernel (%s:%d)", file, line);
+  return wp->cur->cpq;
+}
+
+void device_fail(const char* file, int line, const char* what) {
+  if (tw && tw->cur)
+    fail("%s (%s:%d) in thread (%u,%u,%u)", what, file, line, threadIdx.x, threadIdx.y, threadIdx.z);
+  fail("%s (%s:%d)", what, file, line);
 }
 
 void* dynamic_smem() {
