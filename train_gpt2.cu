@@ -4,9 +4,13 @@
 //                                  --precision bf16|fp32   bf16 mixed precision (default; fp32 master weights and
 //                                                          AdamW state) or plain fp32
 //                                  -r, --recompute 0|1     1: recompute GELU in backward instead of storing it
-//   train_gpt2cu eval --model M --data D [-b B -t T -m N] [--precision ...]
-//   train_gpt2cu generate --model M [--prompt P] ...   `gpt2_cpu generate`'s flags + --precision (gpu/generate.cuh)
-//   train_gpt2cu finetune-classify | classify | finetune-instruct ...   `gpt2_cpu`'s fine-tuning flags + --precision
+//                                  --attention auto|flash|cudnn|portable   attention kernels (gpu/attention_path.h;
+//                                                          default auto; the choice is printed in the banner)
+//   train_gpt2cu eval --model M --data D [-b B -t T -m N] [--precision ...] [--attention ...]
+//   train_gpt2cu generate --model M [--prompt P] ...   `gpt2_cpu generate`'s flags + --precision, --attention
+//                                  (gpu/generate.cuh)
+//   train_gpt2cu finetune-classify | classify | finetune-instruct ...   `gpt2_cpu`'s fine-tuning flags + --precision,
+//                                  --attention
 //                                  (cpu/finetune_main.h driver, gpu/finetune_gpu.cuh device model)
 //
 // The training loop itself is host/train_loop.h (shared with gpt2_cpu); this file picks the device and the
@@ -77,7 +81,8 @@ std::unique_ptr<llm::Comm> make_comm(const llm::RankEnv& env, double rendezvous_
 #endif
 }
 
-int run_eval(const llm::EvalOptions& e, gpu::Precision precision, const gpu::DeviceInfo& dev) {
+int run_eval(const llm::EvalOptions& e, gpu::Precision precision, gpu::AttentionPath attention,
+             const gpu::DeviceInfo& dev) {
   llm::validate_eval_options(e);
   const llm::LoadedModel m = llm::load_model(e.model);  // llm.c .bin, model.safetensors or a HF directory
   if (e.seq_len > m.config.max_seq_len)
@@ -86,7 +91,10 @@ int run_eval(const llm::EvalOptions& e, gpu::Precision precision, const gpu::Dev
   llm::TrainOptions o;
   o.batch_size = e.batch_size;
   o.seq_len = e.seq_len;
-  auto model = gpu::make_train_model(precision, m.config, o, false, dev);
+  llm::GPT2Config cfg = m.config;
+  cfg.dropout = 0.0f;  // evaluation never drops: no reason to refuse --attention cudnn
+  auto model = gpu::make_train_model(precision, cfg, o, false, dev, nullptr, 0, attention);
+  std::fprintf(stderr, "%s\n", model->describe().c_str());  // stdout stays "val_loss ...\nperplexity ..."
   model->set_weights(m.params);
   const float loss = llm::evaluate(*model, data, e.max_batches);
   std::printf("val_loss %.6f\nperplexity %.6f\n", loss, std::exp(static_cast<double>(loss)));
@@ -107,15 +115,20 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   llm::TrainOptions train_opts;
   llm::EvalOptions eval_opts;
-  std::string precision = "bf16";
+  std::string precision = "bf16", attention = "auto";
   int recompute = 0;
   CLI::App* train = app.add_subcommand("train", "train on llm.c token shards (see train_gpt2cu train --help)");
   CLI::App* eval = app.add_subcommand("eval", "val loss + perplexity of a checkpoint on token shards");
   llm::add_train_options(*train, train_opts);
   llm::add_eval_options(*eval, eval_opts);
-  for (CLI::App* sub : {train, eval})
+  for (CLI::App* sub : {train, eval}) {
     sub->add_option("--precision", precision, "bf16 (mixed precision, fp32 master weights) or fp32")
         ->capture_default_str();
+    sub->add_option("--attention", attention,
+                    "auto (cudnn if built, bf16 and no dropout; else flash if bf16 and head size 64/128; else "
+                    "portable), flash, cudnn or portable")
+        ->capture_default_str();
+  }
   train->add_option("-r,--recompute", recompute, "1 = recompute GELU in backward (saves L*B*T*4C activations)")
       ->capture_default_str();
   int code = llm::parse_command_line(app, argc, argv);
@@ -133,8 +146,9 @@ int main(int argc, char** argv) {
   };
   try {
     const gpu::Precision prec = parse_precision(precision);
+    const gpu::AttentionPath attn = gpu::parse_attention_path(attention);
     if (recompute != 0 && recompute != 1) llm::fail("-r/--recompute must be 0 or 1 (got ", recompute, ")");
-    if (eval->parsed()) return run_eval(eval_opts, prec, require_device(0));
+    if (eval->parsed()) return run_eval(eval_opts, prec, attn, require_device(0));
     env = llm::detect_rank_env();
     const gpu::DeviceInfo dev = require_device(env.local_rank);
     std::unique_ptr<llm::Comm> host;
@@ -142,7 +156,7 @@ int main(int argc, char** argv) {
     llm::TrainProgram program;
     program.name = "train_gpt2cu";
     program.make_model = [&](const llm::GPT2Config& cfg, const llm::TrainOptions& o, llm::Comm& c) {
-      return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage);
+      return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage, attn);
     };
     return llm::run_training(train_opts, program, *comm);
   } catch (const llm::Error& e) {

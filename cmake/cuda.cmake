@@ -3,6 +3,8 @@
 #   - every tests/kernels/*.cu and every source registered with llm_add_kernel_test,
 #   - every dev/cuda/*.cu and train_gpt2.cu (when present),
 #   - every kernels/*.cuh that none of those includes (through a generated one-line .cu),
+#   - kernels/attention_cudnn.cu when cuDNN + cudnn_frontend were found (cmake/cudnn.cmake; then every file above
+#     is compiled with -DLLM_CUDNN, as train_gpt2cu is),
 # each with one nvcc call that builds device code for both architectures (-gencode sm_80 and sm_90).
 # It is part of `all` only with -DLLM_NVCC_CHECK=ON (scripts/ci_kernels.sh turns it on); otherwise build it
 # explicitly: cmake --build <dir> --target nvcc_check.
@@ -68,7 +70,7 @@ foreach(src IN LISTS nvcc_sources)
   add_custom_command(
     OUTPUT ${out}
     COMMAND ${NVCC_EXECUTABLE} ${LLM_NVCC_FLAGS} -gencode arch=compute_80,code=sm_80
-            -gencode arch=compute_90,code=sm_90 -I${LLM_NVCC_ROOT} -DLLM_SOURCE_DIR="${LLM_NVCC_ROOT}"
+            -gencode arch=compute_90,code=sm_90 -I${LLM_NVCC_ROOT} -DLLM_SOURCE_DIR="${LLM_NVCC_ROOT}" ${LLM_CUDNN_DEFS}
             -MD -MF ${out}.d -c ${src} -o ${out}
     DEPENDS ${src}
     DEPFILE ${out}.d
@@ -81,4 +83,7 @@ if(LLM_NVCC_CHECK)
   add_custom_target(nvcc_check ALL DEPENDS ${nvcc_outputs})
 else()
   add_custom_target(nvcc_check DEPENDS ${nvcc_outputs})
+endif()
+if(TARGET llm_cudnn_attention_obj)  # cmake/cudnn.cmake: the cuDNN SDPA translation unit (sm_80 + sm_90)
+  add_dependencies(nvcc_check llm_cudnn_attention_obj)
 endif()

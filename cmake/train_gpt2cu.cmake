@@ -3,6 +3,7 @@
 #   train_gpt2cu_cpu    train_gpt2.cu through the CUDA-on-CPU layer (g++; own matmul + attention kernels): CI runs it
 #   test_trainer        GoogleTest, through the layer: emulated GPU trainer vs the fp32 CPU reference
 #                       (fp32 / bf16 / dropout parity over 10 steps, recompute, exact resume via train_gpt2cu_cpu)
+#   test_attention_path GoogleTest (label trainer): --attention's selection rule + the flag on train_gpt2cu_cpu
 #   test_trainer_dp     GoogleTest (label dp): `mpirun -np 2 train_gpt2cu_cpu train ...` (MPI backend) vs one
 #                       process with 2 accumulation steps, ZeRO-1 vs ZeRO-0, ZeRO-1 resume, bad launches
 #   train_gpt2cu        nvcc (sm_80 + sm_90 by default, LLM_CUDA_ARCHS), cuBLASLt, NCCL (multi-GPU; found next to
@@ -41,6 +42,17 @@ if(COMMAND cucpu_add_executable AND TARGET llm_model_cpu)
     endif()
     gtest_discover_tests(test_trainer DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                          PROPERTIES LABELS trainer TIMEOUT 600)
+  endif()
+
+  # --attention: the selection rule (gpu/attention_path.h) and the flag on every subcommand, as subprocesses
+  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_attention_path.cpp)
+    add_executable(test_attention_path ${LLM_TRAINER_ROOT}/tests/test_attention_path.cpp)
+    target_link_libraries(test_attention_path PRIVATE llm_host GTest::gtest GTest::gtest_main)
+    target_compile_definitions(test_attention_path PRIVATE LLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
+                               TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
+    add_dependencies(test_attention_path train_gpt2cu_cpu)
+    gtest_discover_tests(test_attention_path DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                         PROPERTIES LABELS trainer TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=1")
   endif()
 
   # train -e / eval --model with HF weights and `generate` (gpu/generate.cuh) vs gpt2_cpu, as subprocesses
@@ -99,23 +111,32 @@ function(llm_nvcc_object out src)
   set(${out} ${obj} PARENT_SCOPE)
 endfunction()
 
-llm_nvcc_object(train_obj ${LLM_TRAINER_ROOT}/train_gpt2.cu)
-add_executable(train_gpt2cu ${train_obj})
+# cuDNN SDPA attention (cmake/cudnn.cmake): -DLLM_CUDNN on the users, the one nvcc-compiled attention_cudnn.o, libcudnn
+set(llm_cudnn_objs "")
+set(llm_cudnn_libs "")
+if(LLM_CUDNN_FOUND)
+  set(llm_cudnn_objs ${LLM_CUDNN_OBJ})
+  set(llm_cudnn_libs ${LLM_CUDNN_LIB})
+  set_source_files_properties(${LLM_CUDNN_OBJ} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+endif()
+
+llm_nvcc_object(train_obj ${LLM_TRAINER_ROOT}/train_gpt2.cu ${LLM_CUDNN_DEFS})
+add_executable(train_gpt2cu ${train_obj} ${llm_cudnn_objs})
 set_source_files_properties(${train_obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
 set_target_properties(train_gpt2cu PROPERTIES LINKER_LANGUAGE CXX)
 target_link_libraries(train_gpt2cu PRIVATE llm_model_cpu llm_comm llm_host ${LLM_NCCL_LIB} ${LLM_CUBLASLT_LIB}
-                      ${LLM_CUDART_LIB} dl rt)
+                      ${llm_cudnn_libs} ${LLM_CUDART_LIB} dl rt)
 get_filename_component(llm_nccl_dir ${LLM_NCCL_LIB} DIRECTORY)
 set_target_properties(train_gpt2cu PROPERTIES BUILD_RPATH "${llm_nccl_dir}")
 
 if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
   llm_nvcc_object(test_obj ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu -DLLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
-                  -DTRAIN_GPT2CU_BIN="${CMAKE_BINARY_DIR}/train_gpt2cu")
-  add_executable(test_trainer_gpu EXCLUDE_FROM_ALL ${test_obj})
+                  -DTRAIN_GPT2CU_BIN="${CMAKE_BINARY_DIR}/train_gpt2cu" ${LLM_CUDNN_DEFS})
+  add_executable(test_trainer_gpu EXCLUDE_FROM_ALL ${test_obj} ${llm_cudnn_objs})
   set_source_files_properties(${test_obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
   set_target_properties(test_trainer_gpu PROPERTIES LINKER_LANGUAGE CXX)
   target_link_libraries(test_trainer_gpu PRIVATE llm_model_cpu llm_comm llm_host GTest::gtest GTest::gtest_main
-                        ${LLM_NCCL_LIB} ${LLM_CUBLASLT_LIB} ${LLM_CUDART_LIB} dl rt)
+                        ${LLM_NCCL_LIB} ${LLM_CUBLASLT_LIB} ${llm_cudnn_libs} ${LLM_CUDART_LIB} dl rt)
   set_target_properties(test_trainer_gpu PROPERTIES BUILD_RPATH "${llm_nccl_dir}")
   add_dependencies(test_trainer_gpu train_gpt2cu)
 endif()

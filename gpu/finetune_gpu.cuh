@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
@@ -167,8 +168,9 @@ class FinetuneGPU final : public llm::FinetuneBackend {
       // attention branch: r2 = x_l + attproj(attn(qkv(ln1(x_l))))
       linear_backward(datty_.get(), dres, atty_.get() + a, BT, block_linear(l, llm::kLinAttproj),
                       lora_h(s + llm::kLinAttproj));
-      kern::attention_backward(dqkv_.get(), att_scratch_.get(), datty_.get(), qkv_.get() + 3 * a,
-                               lse_.get() + (size_t)l * BT * NH, B, T, C, NH, llm::DropoutSpec{}, stream_);
+      gpu::attention_backward(attention_, dqkv_.get(), att_scratch_.get(), datty_.get(), qkv_.get() + 3 * a,
+                              atty_.get() + a, lse_.get() + (size_t)l * BT * NH, B, T, C, NH, llm::DropoutSpec{},
+                              stream_);
       linear_backward(dln, dqkv_.get(), ln1_.get() + a, BT, block_linear(l, llm::kLinQkv), lora_h(s + llm::kLinQkv));
       kern::layernorm_backward(dres, ln_grad(llm::kLn1w, l), ln_grad(llm::kLn1b, l), lns, (const floatX*)dln,
                                act(residual_, l, btc), p(llm::kLn1w) + (size_t)l * C, stat(ln1_mean_, l),
@@ -248,6 +250,13 @@ class FinetuneGPU final : public llm::FinetuneBackend {
     head_b->assign(extra.begin() + head_b_at_, extra.begin() + lora_at_);
     if (spec_.num_classes > 0) std::copy_n(host.head_weight(), head_b_at_, head_w->begin());
     return host.config();
+  }
+
+  // The attention implementation (gpu/attention_path.h; fine-tuning has no attention dropout): `requested` itself
+  // or auto's choice, llm::Error when it cannot run. Default: portable.
+  AttentionPath set_attention(AttentionPath requested) {
+    attention_ = resolve_attention(requested, attention_facts(c_.channels, c_.num_heads, kBf16, 0.0f));
+    return attention_;
   }
 
   // ---- inspection (tests) ----
@@ -384,8 +393,8 @@ class FinetuneGPU final : public llm::FinetuneBackend {
       const size_t c = C;
       floatX* qkv = qkv_.get() + 3 * a;
       linear_forward(qkv, ln1_.get() + a, (int)BT, block_linear(l, llm::kLinQkv), lora_h(s + llm::kLinQkv));
-      kern::attention_forward(atty_.get() + a, lse_.get() + (size_t)l * BT * NH, qkv, B, T, C, NH, llm::DropoutSpec{},
-                              stream_);
+      gpu::attention_forward(attention_, atty_.get() + a, lse_.get() + (size_t)l * BT * NH, qkv, B, T, C, NH,
+                             llm::DropoutSpec{}, stream_);
       linear_forward(branch_.get(), atty_.get() + a, (int)BT, block_linear(l, llm::kLinAttproj),
                      lora_h(s + llm::kLinAttproj));
       kern::fused_residual_layernorm_forward(residual2_.get() + a, ln2_.get() + a, stat(ln2_mean_, l),
@@ -500,6 +509,7 @@ class FinetuneGPU final : public llm::FinetuneBackend {
   size_t n_ = 0, head_b_at_ = 0, lora_at_ = 0, cap_ = 0;
   int B_ = 0, T_ = 0;
   bool any_base_ = false, classify_ = false, have_targets_ = false;
+  AttentionPath attention_ = AttentionPath::kPortable;
   std::array<size_t, llm::kNumParamTensors> off_{}, size_{};
   std::vector<size_t> lora_off_;
   std::vector<int> lora_in_;
@@ -516,26 +526,43 @@ class FinetuneGPU final : public llm::FinetuneBackend {
   std::vector<float> logits_host_;  // (B,N) class logits of the last forward_classify
 };
 
-// The fine-tuning subcommands of train_gpt2cu: gpt2_cpu's flags (cpu/finetune_main.h) plus --precision bf16|fp32.
+// The fine-tuning subcommands of train_gpt2cu: gpt2_cpu's flags (cpu/finetune_main.h) plus --precision bf16|fp32
+// and --attention auto|flash|cudnn|portable (the chosen path is printed on stderr: stdout stays gpt2_cpu's).
 // cmd: finetune-classify, classify or finetune-instruct (argv[0]). check_device runs before any device allocation.
 inline int finetune_main(const std::string& cmd, int argc, char** argv, const std::function<void()>& check_device) {
-  std::string precision = "bf16";
+  std::string precision = "bf16", attention = "auto";
   llm::FinetuneProgram prog;
   prog.name = "train_gpt2cu";
   prog.extra_options = [&](CLI::App& app) {
     app.add_option("--precision", precision, "bf16 (weights, activations, gradients; fp32 master + AdamW) or fp32")
         ->check(CLI::IsMember({"bf16", "fp32"}))
         ->capture_default_str();
+    // checked when the model is made (llm::Error, exit 2), not by CLI11: the driver's parse errors exit otherwise
+    app.add_option("--attention", attention, "auto, flash, cudnn or portable (README: --attention)")
+        ->capture_default_str();
   };
   prog.make_backend = [&](const GPT2Config& c, std::vector<float>&& params,
                           const llm::FinetuneSpec& spec) -> std::unique_ptr<llm::FinetuneBackend> {
+    const AttentionPath requested = parse_attention_path(attention);
     check_device();
-    if (precision == "fp32") return std::make_unique<FinetuneGPU<float>>(c, std::move(params), spec);
-    return std::make_unique<FinetuneGPU<__nv_bfloat16>>(c, std::move(params), spec);
+    auto pick = [&](auto model) -> std::unique_ptr<llm::FinetuneBackend> {
+      const AttentionPath chosen = model->set_attention(requested);
+      std::fprintf(stderr, "train_gpt2cu: attention %s\n", attention_choice(chosen, requested).c_str());
+      return model;
+    };
+    if (precision == "fp32") return pick(std::make_unique<FinetuneGPU<float>>(c, std::move(params), spec));
+    return pick(std::make_unique<FinetuneGPU<__nv_bfloat16>>(c, std::move(params), spec));
   };
   prog.make_generator = [&](const GPT2Config& c, std::vector<float>&& params) -> std::unique_ptr<llm::LogitsModel> {
-    if (precision == "fp32") return std::make_unique<GenerateModel<float>>(c, params, true);
-    return std::make_unique<GenerateModel<__nv_bfloat16>>(c, params, true);
+    const AttentionPath requested = parse_attention_path(attention);
+    if (precision == "fp32") {
+      auto g = std::make_unique<GenerateModel<float>>(c, params, true);
+      g->set_attention(requested);
+      return g;
+    }
+    auto g = std::make_unique<GenerateModel<__nv_bfloat16>>(c, params, true);
+    g->set_attention(requested);
+    return g;
   };
   if (cmd == "finetune-classify") return llm::finetune_classify_main(argc, argv, prog);
   if (cmd == "classify") return llm::classify_main(argc, argv, prog);

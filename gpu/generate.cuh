@@ -13,11 +13,13 @@
 // so greedy tokens are identical — tested on the CUDA-on-CPU build). Buffers are allocated once for maxT rows.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "gpu/attention_dispatch.cuh"
 #include "gpu/gpt2_gpu.cuh"  // DeviceArray
 #include "host/error.h"
 #include "host/generate.h"
@@ -58,6 +60,14 @@ class GenerateModel final : public llm::LogitsModel {
   }
 
   const GPT2Config& config() const override { return cfg_; }
+
+  // The prefill's attention (gpu/attention_path.h; no dropout in generation): `requested` itself or auto's choice,
+  // llm::Error when it cannot run. Default: portable.
+  AttentionPath set_attention(AttentionPath requested) {
+    const bool bf16 = !std::is_same<floatX, float>::value;
+    attention_ = resolve_attention(requested, attention_facts(cfg_.channels, cfg_.num_heads, bf16, 0.0f));
+    return attention_;
+  }
 
   const float* prefill(const int* tokens, int n) override {
     if (n < 1 || n > cfg_.max_seq_len) llm::fail("prefill: ", n, " tokens, expected 1..", cfg_.max_seq_len);
@@ -102,7 +112,8 @@ class GenerateModel final : public llm::LogitsModel {
       if (n == 1) {
         kern::attention_decode(atty_.get(), qkv_.get(), kc, vc, pos_ + 1, C, NH, stream_);
       } else {
-        kern::attention_forward(atty_.get(), lse_.get(), qkv_.get(), 1, n, C, NH, llm::DropoutSpec{}, stream_);
+        gpu::attention_forward(attention_, atty_.get(), lse_.get(), qkv_.get(), 1, n, C, NH, llm::DropoutSpec{},
+                               stream_);
       }
       kern::matmul_forward(branch_.get(), (floatX*)nullptr, atty_.get(), p(llm::kAttprojw) + l * c * c,
                            p(llm::kAttprojb) + l * c, n, C, C, stream_);
@@ -137,6 +148,7 @@ class GenerateModel final : public llm::LogitsModel {
   bool kv_;
   std::array<size_t, llm::kNumParamTensors> off_;
   cudaStream_t stream_ = 0;
+  AttentionPath attention_ = AttentionPath::kPortable;  // the prefill's (decode steps use attention_decode)
   DeviceArray<floatX> params_, kcache_, vcache_, x_, r2_, ln_, atty_, branch_, qkv_, fch_, logits_;
   DeviceArray<float> mean_, rstd_, lse_;
   DeviceArray<int> inputs_;
@@ -146,20 +158,30 @@ class GenerateModel final : public llm::LogitsModel {
   int pos_ = 0;           // cache rows filled
 };
 
-// The `generate` subcommand of train_gpt2cu: gpt2_cpu's flags (host/generate.h) plus --precision bf16|fp32.
+// The `generate` subcommand of train_gpt2cu: gpt2_cpu's flags (host/generate.h) plus --precision bf16|fp32 and
+// --attention auto|flash|cudnn|portable (the prefill's attention; printed on stderr, stdout stays the sample).
 // check_device runs before any device allocation (the real build fails there without a GPU).
 inline int generate_main(int argc, char** argv, const std::function<void()>& check_device) {
-  std::string precision = "bf16";
+  std::string precision = "bf16", attention = "auto";
   auto extra = [&](CLI::App& app) {
     app.add_option("--precision", precision, "bf16 (weights, activations and KV cache in bf16) or fp32")
         ->check(CLI::IsMember({"bf16", "fp32"}))
         ->capture_default_str();
+    app.add_option("--attention", attention, "prefill attention: auto, flash, cudnn or portable")
+        ->check(CLI::IsMember({"auto", "flash", "cudnn", "portable"}))
+        ->capture_default_str();
   };
   auto factory = [&](const GPT2Config& c, std::vector<float>&& params,
                      bool kv_cache) -> std::unique_ptr<llm::LogitsModel> {
+    const AttentionPath requested = parse_attention_path(attention);
     check_device();
-    if (precision == "fp32") return std::make_unique<GenerateModel<float>>(c, params, kv_cache);
-    return std::make_unique<GenerateModel<__nv_bfloat16>>(c, params, kv_cache);
+    auto pick = [&](auto model) -> std::unique_ptr<llm::LogitsModel> {
+      const AttentionPath chosen = model->set_attention(requested);
+      std::fprintf(stderr, "train_gpt2cu: attention %s\n", attention_choice(chosen, requested).c_str());
+      return model;
+    };
+    if (precision == "fp32") return pick(std::make_unique<GenerateModel<float>>(c, params, kv_cache));
+    return pick(std::make_unique<GenerateModel<__nv_bfloat16>>(c, params, kv_cache));
   };
   return llm::generate_main(argc, argv, factory, extra);
 }

@@ -14,6 +14,7 @@
 // Each residual add is fused with the LayerNorm that follows it. Activation recompute (recompute_gelu): the GELU
 // output (L·B·T·4C) is not kept; backward recomputes it from the stored pre-activation, bit for bit the same.
 // Memory is allocated once for a fixed (B, T); eval and sampling reuse those buffers.
+// Attention runs the path set_attention() chose (--attention: portable by default here, gpu/attention_path.h).
 // Data parallel (comm world > 1; one process per GPU):
 //   params/grads are padded to Comm::padded(n, world) (zeros) so ZeRO-1 shards are even;
 //   ZeRO-0: on the last micro-step backward() all-reduces each layer's gradient slices on a separate comm
@@ -35,6 +36,7 @@
 #include "host/comm.h"
 #include "host/error.h"
 #include "host/gpt2_config.h"
+#include "gpu/attention_dispatch.cuh"  // --attention: portable / flash / cudnn
 #include "host/philox.h"
 #include "kernels/adamw.cuh"
 #include "kernels/attention.cuh"
@@ -170,6 +172,14 @@ class GPT2 {
   floatX* params() { return params_.get(); }
   floatX* grads() { return grads_.get(); }
 
+  // The attention implementation of forward/backward (gpu/attention_path.h): `requested` itself, or auto's choice
+  // for this precision, head size and dropout; llm::Error when it cannot run. Default: portable.
+  AttentionPath set_attention(AttentionPath requested) {
+    attention_ = resolve_attention(requested, attention_facts(cfg_.channels, cfg_.num_heads, kBf16, cfg_.dropout));
+    return attention_;
+  }
+  AttentionPath attention() const { return attention_; }
+
   // ---- weights and optimizer state (host fp32 <-> device) ----
   // With world > 1 these are collective (every rank calls them with / gets the full arrays).
   // step > 0 (resume): the bf16 params of step t are the master rounded with step t's bits (t = 0: nearest).
@@ -256,8 +266,8 @@ class GPT2 {
       floatX* fch_gelu = recompute_ ? fch_gelu_.get() : act(fch_gelu_, l, 4 * btc);
       // attention branch
       kern::matmul_forward(qkv, (floatX*)nullptr, act(ln1_, l, btc), w.qkvw, w.qkvb, BT, C, 3 * C, stream_, backend_);
-      kern::attention_forward(atty, stat(lse_, l, (size_t)B * NH * T), qkv, B, T, C, NH, spec(l, llm::kDropAttn),
-                              stream_);
+      gpu::attention_forward(attention_, atty, stat(lse_, l, (size_t)B * NH * T), qkv, B, T, C, NH,
+                             spec(l, llm::kDropAttn), stream_);
       kern::matmul_forward(branch_.get(), (floatX*)nullptr, atty, w.attprojw, w.attprojb, BT, C, C, stream_, backend_);
       if (drop_p_ > 0.0f) kern::dropout_forward(branch_.get(), branch_.get(), btc, spec(l, llm::kDropResidAttn), stream_);
       kern::fused_residual_layernorm_forward(r2, act(ln2_, l, btc), stat(ln2_mean_, l), stat(ln2_rstd_, l), x,
@@ -352,8 +362,9 @@ class GPT2 {
       }
       kern::matmul_backward(datty_.get(), dw.attprojw, dw.attprojb, dproj, act(atty_, l, btc), w.attprojw,
                             (const floatX*)nullptr, mm_scratch, BT, C, C, stream_, backend_);
-      kern::attention_backward(dqkv_.get(), att_scratch_.get(), datty_.get(), act(qkv_, l, 3 * btc),
-                               stat(lse_, l, (size_t)B * NH * T), B, T, C, NH, spec(l, llm::kDropAttn), stream_);
+      gpu::attention_backward(attention_, dqkv_.get(), att_scratch_.get(), datty_.get(), act(qkv_, l, 3 * btc),
+                              act(atty_, l, btc), stat(lse_, l, (size_t)B * NH * T), B, T, C, NH,
+                              spec(l, llm::kDropAttn), stream_);
       kern::matmul_backward(dln, dw.qkvw, dw.qkvb, dqkv_.get(), act(ln1_, l, btc), w.qkvw, (const floatX*)nullptr,
                             mm_scratch, BT, C, 3 * C, stream_, backend_);
       kern::layernorm_backward(dres, dw.ln1w, dw.ln1b, ln_scratch, dln, act(residual_, l, btc), w.ln1w,
@@ -598,6 +609,7 @@ class GPT2 {
   std::vector<float> shard_norms_;
   DeviceArray<float> master_, m_, v_;    // own optimizer range only
   kern::MatmulBackend backend_ = kern::MatmulBackend::Auto;
+  AttentionPath attention_ = AttentionPath::kPortable;
   std::array<size_t, llm::kNumParamTensors> sizes_{}, offsets_{};
   size_t n_ = 0;
   DeviceArray<floatX> params_, grads_;

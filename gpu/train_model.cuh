@@ -64,8 +64,9 @@ class GpuTrainModel final : public llm::TrainModel {
   static constexpr Precision kPrecision = std::is_same<floatX, float>::value ? Precision::kFp32 : Precision::kBf16;
 
   // comm: the data-parallel group (nullptr: a single process); zero_stage 0|1 (ZeRO-1 needs world > 1 to matter).
+  // attention: --attention (auto resolves here, for this config's head size and dropout; llm::Error if impossible).
   GpuTrainModel(const llm::GPT2Config& cfg, const llm::TrainOptions& o, bool recompute, const DeviceInfo& dev,
-                llm::Comm* comm = nullptr, int zero_stage = 0)
+                llm::Comm* comm = nullptr, int zero_stage = 0, AttentionPath attention = AttentionPath::kPortable)
       : cfg_(cfg),
         recompute_(recompute),
         dev_(dev),
@@ -77,6 +78,8 @@ class GpuTrainModel final : public llm::TrainModel {
     hp_.weight_decay = o.weight_decay;
     hp_.decay = llm::decay_mask(o.weight_decay_all ? llm::DecayMode::kAll : llm::DecayMode::kMatrices);
     hp_.seed = o.seed;
+    attention_requested_ = attention;
+    model_.set_attention(attention);
     peak_ = dev.real_gpu ? peak_flops(dev.name, kPrecision) : 0.0;
     flops_per_token_ = flops_per_token(cfg, o.seq_len);
   }
@@ -88,6 +91,7 @@ class GpuTrainModel final : public llm::TrainModel {
     std::string s = std::string("precision ") + precision_name(kPrecision) + " | device " + dev_.name;
     if (peak_ > 0) s += " (peak " + std::to_string((int)std::lround(peak_ / 1e12)) + " TFLOPS)";
     s += recompute_ ? " | recompute gelu" : "";
+    s += " | attention " + attention_choice(model_.attention(), attention_requested_);
     if (model_.world_size() > 1)
       s += " | data parallel: " + std::to_string(model_.world_size()) + " ranks, ZeRO-" + (model_.zero1() ? "1" : "0");
     return s;
@@ -163,6 +167,7 @@ class GpuTrainModel final : public llm::TrainModel {
   llm::LocalComm local_;  // one process (no comm given)
   llm::Comm* comm_;
   GPT2<floatX> model_;
+  AttentionPath attention_requested_ = AttentionPath::kPortable;
   AdamWSettings hp_;
   double peak_ = 0.0, flops_per_token_ = 0.0;
   std::vector<int> ctx_;
@@ -172,10 +177,11 @@ class GpuTrainModel final : public llm::TrainModel {
 inline std::unique_ptr<llm::TrainModel> make_train_model(Precision p, const llm::GPT2Config& cfg,
                                                          const llm::TrainOptions& o, bool recompute,
                                                          const DeviceInfo& dev, llm::Comm* comm = nullptr,
-                                                         int zero_stage = 0) {
+                                                         int zero_stage = 0,
+                                                         AttentionPath attention = AttentionPath::kPortable) {
   if (p == Precision::kBf16)
-    return std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, recompute, dev, comm, zero_stage);
-  return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev, comm, zero_stage);
+    return std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, recompute, dev, comm, zero_stage, attention);
+  return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev, comm, zero_stage, attention);
 }
 
 }  // namespace gpu
