@@ -1,6 +1,9 @@
 // test_model_closed_form.cpp — the book's closed-form cases and other hand-computable facts:
 // cross-entropy with -100, warmup/cosine LR values, the clipping example, AdamW's first step, Philox
 // known-answer vectors (Random123 and our numpy re-implementation), dropout statistics.
+// Bounds: every computation here is a handful of fp32 (or double) operations with a fixed order, so each bound is a
+// few fp32 ulps of the value (ulp(x) = 2^-23 for x in [1, 2), u = 2^-24 relative per rounding), stated per check;
+// the book's figures are printed to 4 decimals (±5e-5).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -26,12 +29,14 @@ float book_ce(const std::vector<std::vector<float>>& rows, const std::vector<int
 }
 
 TEST(BookClosedForm, CrossEntropyWithIgnoreIndex) {
-  EXPECT_NEAR(book_ce({{-1, 1}, {-0.5f, 1.5f}}, {0, 1}, nullptr), 1.1269f, 1e-4f);
-  EXPECT_NEAR(book_ce({{-1, 1}, {-0.5f, 1.5f}, {-0.5f, 1.5f}}, {0, 1, 1}, nullptr), 0.7936f, 1e-4f);
+  // the book's 4 printed decimals (±5e-5) + fp32 (< 1e-6): 6e-5 (was 1e-4; exact 1.126928, 0.793595)
+  EXPECT_NEAR(book_ce({{-1, 1}, {-0.5f, 1.5f}}, {0, 1}, nullptr), 1.1269f, 6e-5f);
+  EXPECT_NEAR(book_ce({{-1, 1}, {-0.5f, 1.5f}, {-0.5f, 1.5f}}, {0, 1, 1}, nullptr), 0.7936f, 6e-5f);
   std::vector<float> probs;
-  EXPECT_NEAR(book_ce({{-1, 1}, {-0.5f, 1.5f}, {-0.5f, 1.5f}}, {0, 1, -100}, &probs), 1.1269f, 1e-4f);
+  EXPECT_NEAR(book_ce({{-1, 1}, {-0.5f, 1.5f}, {-0.5f, 1.5f}}, {0, 1, -100}, &probs), 1.1269f, 6e-5f);
   // exact values: -log softmax
   const double l0 = std::log(1 + std::exp(2.0)), l1 = std::log(1 + std::exp(-2.0));
+  // expf/logf (≤ 2 ulp each), max, 2-term sum, mean: ≤ 8 ulp of 1.13 (ulp 1.2e-7) ≈ 1e-6
   EXPECT_NEAR(book_ce({{-1, 1}, {-0.5f, 1.5f}}, {0, 1}, nullptr), (l0 + l1) / 2, 1e-6);
   // padding columns of probs are zeroed
   EXPECT_EQ(probs[2], 0.0f);
@@ -40,6 +45,7 @@ TEST(BookClosedForm, CrossEntropyWithIgnoreIndex) {
   std::vector<int> tg = {0, 1, -100};
   std::vector<float> dlogits(12, 0.0f);
   ref::softmax_crossentropy_backward(dlogits.data(), probs.data(), tg.data(), 3, 2, 4, 0.5f);
+  // the same two fp32 ops on the same probs, |value| < 0.5 (ulp ≤ 3e-8): 1e-7 ≥ 3 ulp (FMA contraction or not)
   EXPECT_NEAR(dlogits[0], (probs[0] - 1) * 0.5f, 1e-7);
   EXPECT_NEAR(dlogits[5], (probs[5] - 1) * 0.5f, 1e-7);
   for (int i = 8; i < 12; i++) EXPECT_EQ(dlogits[i], 0.0f);
@@ -64,6 +70,8 @@ TEST(BookClosedForm, WarmupCosineSchedule) {
   s.total_steps = 135;
   EXPECT_FLOAT_EQ(s(0), 1e-5f);                                  // warmup starts at initial_lr
   EXPECT_FLOAT_EQ(s(1), 1e-5f + (1e-3f - 1e-5f) / 27);           // linear increments
+  // values ≤ 1e-3 (float ulp ≤ 1.2e-10): float warmup (4 roundings) or double cosine rounded once to float, plus
+  // float(1e-3) itself (≤ 6e-11 off): ≤ 4e-10 < 1e-9; near 1e-5 (ulp 9e-13) 1e-10 is > 100 ulp
   EXPECT_NEAR(s(26), 1e-5 + 26 * (1e-3 - 1e-5) / 27, 1e-9);
   EXPECT_FLOAT_EQ(s(27), 1e-3f);                                 // cosine starts at the peak
   EXPECT_NEAR(s(27 + 54), (1e-3 + 1e-5) / 2, 1e-9);              // progress 1/2: midpoint
@@ -83,7 +91,7 @@ TEST(Schedules, ConstantLinearAndLlmcWarmup) {
   EXPECT_FLOAT_EQ(s(9), 6e-4f);
   EXPECT_FLOAT_EQ(s(50), 6e-4f);
   s.kind = llm::ScheduleKind::kLinear;
-  EXPECT_NEAR(s(60), (6e-4 + 6e-5) / 2, 1e-9);
+  EXPECT_NEAR(s(60), (6e-4 + 6e-5) / 2, 1e-9);  // double, rounded once to float: ≤ 3e-11 + float(6e-4)'s 3e-11
   EXPECT_NEAR(s(110), 6e-5, 1e-10);
 }
 
@@ -96,6 +104,7 @@ TEST(BookClosedForm, ClippingExample) {
   EXPECT_FLOAT_EQ(g[0], 0.2f);
   EXPECT_FLOAT_EQ(g[1], 0.4f);
   EXPECT_FLOAT_EQ(g[3], 0.8f);
+  // g holds 1/5·{1,2,2,4} rounded to float (2^-24 relative each), squares summed in double: |norm − 1| ≤ 2^-24·1.0
   EXPECT_NEAR(ref::global_grad_norm(g.data(), g.size()), 1.0, 1e-6);
   // below the threshold nothing changes
   ref::clip_gradients(g.data(), g.size(), 2.0f, 1.0);
@@ -111,11 +120,14 @@ TEST(AdamW, FirstStepIsSignTimesLr) {
   // t = 1: m̂ = g, v̂ = g², update = g/(|g|+eps) ≈ sign(g); decoupled decay lr·wd·θ.
   std::vector<float> p = {1.0f, -2.0f, 0.5f}, g = {0.3f, -4.0f, 0.0f}, m(3, 0), v(3, 0);
   ref::adamw_update(p.data(), g.data(), m.data(), v.data(), 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1);
+  // ~8 fp32 ops per element (m, v, bias corrections, sqrt, divide, decay): ≤ 8 ulp of |p| < 2 (ulp 1.2e-7) = 1e-6;
+  // g/(|g| + eps) differs from sign(g) by eps/|g| ≤ 3.4e-8, × lr = 3.4e-9. p[2] (g = 0): decay only, ≤ 3 ulp of 0.5.
   EXPECT_NEAR(p[0], 1.0f - 0.1f * (1.0f + 0.01f * 1.0f), 1e-6);
   EXPECT_NEAR(p[1], -2.0f - 0.1f * (-1.0f + 0.01f * -2.0f), 1e-6);
   EXPECT_NEAR(p[2], 0.5f - 0.1f * 0.01f * 0.5f, 1e-7);
-  EXPECT_NEAR(m[0], 0.1f * 0.3f, 1e-7);
-  EXPECT_NEAR(v[1], 0.001 * 16.0, 0.016 * 1e-4);  // (1 - 0.999f) is not exactly 1e-3 in float
+  EXPECT_NEAR(m[0], 0.1f * 0.3f, 1e-7);  // one product of floats (0.1f = 1 − 0.9f to 2^-24): ≪ 1e-7; a wrong β1 ≥ 3e-3
+  // (1 - 0.999f) = 9.99987e-4, not 1e-3: v is 1.3e-5 relative below 0.016; bound 1e-4 relative
+  EXPECT_NEAR(v[1], 0.001 * 16.0, 0.016 * 1e-4);
 }
 
 TEST(AdamW, DecayMasks) {
@@ -168,7 +180,9 @@ TEST(Dropout, RateScaleAndIdentity) {
   for (float v : y) {
     if (v != 0.0f) { kept++; EXPECT_FLOAT_EQ(v, 1.0f / 0.75f); }
   }
-  EXPECT_NEAR((double)kept / n, 0.75, 0.005);  // binomial sd ≈ 0.001
+  // binomial sd = sqrt(0.75·0.25/n) = 9.7e-4, 0.005 ≈ 5 sd (fixed seed and counter-based Philox: the count is
+  // the same on every CPU, so this cannot flake)
+  EXPECT_NEAR((double)kept / n, 0.75, 0.005);
   ref::dropout_backward(dx.data(), x.data(), n, d);
   for (size_t i = 0; i < n; i++) EXPECT_EQ(dx[i], y[i]);  // same mask, same scale
   // another stream gives another mask
