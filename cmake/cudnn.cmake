@@ -3,7 +3,8 @@
 # include/ dir, installed by scripts/setup.sh; nothing is downloaded here). When all are found:
 #   LLM_CUDNN_FOUND       ON
 #   LLM_CUDNN_DEFS        -DLLM_CUDNN: for every nvcc compile of code that may call the cuDNN path
-#   LLM_CUDNN_LIB         libcudnn, for train_gpt2cu / test_trainer_gpu
+#   LLM_CUDNN_LIBS        libcudnn + libnvrtc (cudnn_frontend 1.x compiles some engines at run time), for
+#                         train_gpt2cu / test_trainer_gpu
 #   llm_cudnn_attention_obj  a target producing LLM_CUDNN_OBJ: kernels/attention_cudnn.cu compiled once by nvcc for
 #                         sm_80 + sm_90 (part of nvcc_check and linked into train_gpt2cu)
 # Otherwise the cuDNN path is disabled with a message and --attention cudnn is an error at run time.
@@ -26,6 +27,7 @@ get_filename_component(llm_cudnn_cuda_bin ${NVCC_EXECUTABLE} DIRECTORY)
 find_path(LLM_CUDNN_INCLUDE cudnn.h HINTS $ENV{CUDNN_HOME}/include ${llm_cudnn_cuda_bin}/../include)
 find_library(LLM_CUDNN_LIB cudnn HINTS $ENV{CUDNN_HOME}/lib $ENV{CUDNN_HOME}/lib64 ${llm_cudnn_cuda_bin}/../lib64
              ${llm_cudnn_cuda_bin}/../lib)
+find_library(LLM_NVRTC_LIB nvrtc HINTS ${llm_cudnn_cuda_bin}/../lib64 ${llm_cudnn_cuda_bin}/../lib)
 
 # where pip put the wheel's headers (site-packages/include); asked without importing the package
 set(llm_fe_hint "")
@@ -46,6 +48,10 @@ if(NOT LLM_CUDNN_INCLUDE OR NOT LLM_CUDNN_LIB)
   message(STATUS "cudnn: cuDNN (cudnn.h / libcudnn) not found (set CUDNN_HOME): cuDNN attention disabled")
   return()
 endif()
+if(NOT LLM_NVRTC_LIB)
+  message(STATUS "cudnn: libnvrtc (needed by cudnn_frontend) not found next to nvcc: cuDNN attention disabled")
+  return()
+endif()
 if(NOT LLM_CUDNN_FRONTEND_INCLUDE)
   message(STATUS "cudnn: cudnn_frontend.h not found (run scripts/setup.sh, or set LLM_CUDNN_FRONTEND_INCLUDE): "
                  "cuDNN attention disabled")
@@ -60,6 +66,7 @@ endif()
 
 set(LLM_CUDNN_FOUND ON)
 set(LLM_CUDNN_DEFS -DLLM_CUDNN)
+set(LLM_CUDNN_LIBS ${LLM_CUDNN_LIB} ${LLM_NVRTC_LIB})
 message(STATUS "cudnn: ${LLM_CUDNN_LIB}, cudnn_frontend ${LLM_CUDNN_FRONTEND_INCLUDE}: cuDNN attention enabled")
 
 # the one nvcc compile of the cuDNN path (host code only; both architectures, like nvcc_check)

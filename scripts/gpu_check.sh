@@ -124,7 +124,8 @@ done < "$BUILD/gpu_dev_versions.txt"
 # bounds, dropout masks, recompute, bit-exact resume of build/train_gpt2cu) on the real GPU. Then train_gpt2cu
 # trains GPT-2 124M from random init (d12, T=1024, bf16, the largest B of $TRAIN_BS that fits) for $TRAIN_STEPS
 # steps on a synthetic shard and reports the mean tok/s (steps after the first) and the last step's MFU. Target on
-# one H200: >= 600K tok/s. With 2+ GPUs: NCCL data-parallel parity and throughput (3c).
+# one H200: >= 600K tok/s. Then the tok/s of each --attention path (3b+). With 2+ GPUs: NCCL data-parallel parity
+# and throughput (3c).
 TRAIN_BS=${TRAIN_BS:-64 48 32 16 8}   # micro-batch sizes to try for the 124M run, largest first
 TRAIN_STEPS=${TRAIN_STEPS:-30}
 B_USED=""
@@ -177,6 +178,29 @@ if (( $(left) > 60 )); then
       TRAINER_ROWS+=("GPT-2 124M throughput run: FAIL rc=$rc (see $LOGS/train_gpt2cu_124m_b*.log)")
       FAILURES+=("train_gpt2cu 124M rc=$rc")
     fi
+  fi
+  # ---- 3b+. --attention paths: the same 124M run (B=$B_USED, $ATTN_STEPS steps) with each path; a path this build
+  # or GPU cannot run says why (train_gpt2cu exits 2 with "error: --attention ...") instead of a number.
+  ATTN_STEPS=${ATTN_STEPS:-10}
+  if [[ -x "$BUILD/train_gpt2cu" && -n "$B_USED" && -f "${shard:-}" ]]; then
+    for path in cudnn flash portable; do
+      if (( $(left) < 40 )); then TRAINER_ROWS+=("GPT-2 124M --attention $path: not run (budget spent)"); continue; fi
+      lim=$(( $(left) - 10 )); (( lim > 120 )) && lim=120
+      log="$LOGS/train_gpt2cu_124m_attn_$path.log"
+      set +e
+      timeout "$lim" "$BUILD/train_gpt2cu" train --preset d12 -i "$shard" -j '' -b "$B_USED" -t 1024 -x "$ATTN_STEPS" \
+        -v 0 -s 0 --precision bf16 -l 6e-4 --attention "$path" > "$log" 2>&1
+      rc=$?
+      set -e
+      toks=$(grep -E "^done:" "$log" | sed -E 's/.* ([0-9]+) tok\/s average.*/\1/' || true)
+      if [[ $rc -eq 0 && -n "$toks" ]]; then
+        TRAINER_ROWS+=("GPT-2 124M bf16 B=$B_USED T=1024 --attention $path: $toks tok/s ($ATTN_STEPS steps)")
+      elif [[ $rc -eq 2 ]] && grep -q "^error: --attention" "$log"; then
+        TRAINER_ROWS+=("GPT-2 124M --attention $path: not available: $(grep -m1 '^error: ' "$log" | cut -c8-)")
+      else
+        TRAINER_ROWS+=("GPT-2 124M --attention $path: FAIL rc=$rc ($log)"); FAILURES+=("train_gpt2cu --attention $path rc=$rc")
+      fi
+    done
   fi
   # ---- 3c. data parallel over NCCL (engineer "dpgpu"), only with 2+ GPUs ----
   # (a) 2 GPUs × 1 micro-batch vs 1 GPU × 2 accumulated micro-batches, fp32, d6: the logged losses, norms and

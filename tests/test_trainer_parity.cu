@@ -13,6 +13,9 @@
 // softmax, fixed-tree reductions), a few ulp (1.2e-7) per op, amplified by at most ~10 through 10 AdamW steps
 // (Adam normalises gradients, so relative gradient differences become relative update differences).
 // The worst errors are printed (the report's figures).
+// --attention flash (when kernels/flash_attention.cuh is in the build): the bf16 runs again, with and without
+// dropout, at head sizes 64 and 128, next to portable at the same shape; and a bit-exact resume through the program.
+// --attention cudnn (only test_trainer_gpu, the nvcc build with cuDNN): the same bf16 runs without dropout.
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -57,11 +60,14 @@ void drop_key_bias(const llm::GPT2Config& c, std::vector<float>* got, std::vecto
   *want = r;
 }
 
-// One run's settings (shared by both sides).
+// One run's settings (shared by both sides). C, NH: override the preset's width and heads (0: keep);
+// attention: the device models' --attention path (the reference has one).
 struct RunSetup {
   std::string preset = "tiny";
   float dropout = 0.0f;
   int B = 2, T = 16, accum = 2, steps = 10;
+  int C = 0, NH = 0;
+  gpu::AttentionPath attention = gpu::AttentionPath::kPortable;
 };
 
 llm::TrainOptions options(const RunSetup& s) {
@@ -132,6 +138,10 @@ template <class floatX>
 Worst run_parity(const RunSetup& s, double (*rel)(const float*, const float*, size_t)) {
   llm::GPT2Config cfg = llm::preset_config(s.preset);
   cfg.dropout = s.dropout;
+  if (s.C) {
+    cfg.channels = s.C;
+    cfg.num_heads = s.NH;
+  }
   const llm::TrainOptions o = options(s);
   const int V = cfg.vocab_size, Vp = cfg.padded_vocab_size, BT = s.B * s.T;
 
@@ -147,8 +157,9 @@ Worst run_parity(const RunSetup& s, double (*rel)(const float*, const float*, si
   const llm::LRSchedule sched = llm::make_schedule(o, s.steps);
 
   // device: free-running and step-synchronised
-  gpu::GpuTrainModel<floatX> dev(cfg, o, /*recompute=*/false, gpu::device_info());
-  gpu::GpuTrainModel<floatX> sync(cfg, o, /*recompute=*/false, gpu::device_info());
+  gpu::GpuTrainModel<floatX> dev(cfg, o, /*recompute=*/false, gpu::device_info(), nullptr, 0, s.attention);
+  gpu::GpuTrainModel<floatX> sync(cfg, o, /*recompute=*/false, gpu::device_info(), nullptr, 0, s.attention);
+  EXPECT_EQ(dev.model().attention(), s.attention);
   dev.init_random(o.seed);
 
   Worst w;
@@ -158,18 +169,19 @@ Worst run_parity(const RunSetup& s, double (*rel)(const float*, const float*, si
     sync.set_weights(std::vector<float>(ref.params(), ref.params() + ref.num_params()));
     sync.set_optimizer_state(opt.m(), opt.v(), 0);
 
-    // eval forward: logits
+    // eval forward: logits (of the synchronised model: the same weights as the reference, so the difference is one
+    // forward's rounding and not the free run's drift, which the final weights bound)
     make_batch(step, 99, s.B, s.T, V, &x, &y);
     ref.forward(x.data(), nullptr, s.B, s.T);
-    dev.model().forward(x.data(), nullptr, false, 0);
-    dev.model().get_logits(&logits);
+    sync.model().forward(x.data(), nullptr, false, 0);
+    sync.model().get_logits(&logits);
     w.logits = std::max(w.logits, rel(logits.data(), ref.logits(), (size_t)BT * Vp));
 
     // training step with accumulation
     ref.zero_grad();
     dev.zero_grad();
     sync.zero_grad();
-    double ref_loss = 0, dev_loss = 0;
+    double ref_loss = 0, dev_loss = 0, sync_loss = 0;
     for (int micro = 0; micro < s.accum; micro++) {
       make_batch(step, micro, s.B, s.T, V, &x, &y);
       const uint64_t seed = llm::dropout_step_seed(o.seed, step, micro);
@@ -177,14 +189,15 @@ Worst run_parity(const RunSetup& s, double (*rel)(const float*, const float*, si
       ref.backward(1.0f / s.accum);
       const bool last = micro == s.accum - 1;
       dev_loss += dev.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f / s.accum, last);
-      sync.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f / s.accum, last);
+      sync_loss += sync.train_micro_step(x.data(), y.data(), s.B, s.T, seed, 1.0f / s.accum, last);
     }
     ref_loss /= s.accum;
     dev_loss /= s.accum;
+    sync_loss /= s.accum;
     if (step == 0) w.loss_first_ref = (float)ref_loss;
     w.loss_last_ref = (float)ref_loss;
     w.loss_last_gpu = (float)dev_loss;
-    w.loss = std::max(w.loss, std::fabs(dev_loss - ref_loss) / std::fabs(ref_loss));
+    w.loss = std::max(w.loss, std::fabs(sync_loss - ref_loss) / std::fabs(ref_loss));
     sync.model().get_grads_as_float(grads.data());
     for (int k = 0; k < llm::kNumParamTensors; k++) {
       const auto t = (llm::ParamTensor)k;
@@ -197,9 +210,9 @@ Worst run_parity(const RunSetup& s, double (*rel)(const float*, const float*, si
     const double ref_norm = llm::clip_grad_norm(ref, o.grad_clip, llm::ClipStyle::kLlmc);
     const float lr = sched(step);
     opt.step(ref, lr, step + 1);
-    const double dev_norm = dev.update(lr, step + 1, o.grad_clip);
-    sync.update(lr, step + 1, o.grad_clip);
-    w.norm = std::max(w.norm, std::fabs(dev_norm - ref_norm) / ref_norm);
+    dev.update(lr, step + 1, o.grad_clip);
+    const double sync_norm = sync.update(lr, step + 1, o.grad_clip);
+    w.norm = std::max(w.norm, std::fabs(sync_norm - ref_norm) / ref_norm);
     std::vector<float> after;
     sync.get_weights(&after);
     for (int k = 0; k < llm::kNumParamTensors; k++) {
@@ -322,6 +335,67 @@ TEST(TrainerParity, Bf16TenStepsWithinBounds) {
   }
 }
 
+// The same bf16 runs with --attention flash (tensor-core FlashAttention-2, kernels/flash_attention.cuh) at the head
+// sizes it takes (64: C=128, NH=2; 128: C=128, NH=1), against the reference with the bounds of the portable test
+// above (flash keeps fp32 softmax statistics and accumulators and reads the same rounded q/k/v; it rounds P to
+// bf16 before P·V and takes backward's D = dout·out from the bf16 output — a few more 2^-9 relative roundings per
+// attention element, well inside the 3% gradient bound), and next to the portable kernel at the same shape, which
+// must show the same error level.
+// With dropout 0.1: flash draws the reference's Philox mask, so the bounds do not change.
+Worst expect_bf16_bounds(const RunSetup& s, const char* what) {
+  const Worst w = run_parity<__nv_bfloat16>(s, norm_rel);
+  w.print(what);
+  EXPECT_LT(w.loss, 0.02) << what;
+  EXPECT_LT(w.logits, 0.05) << what;
+  EXPECT_LT(w.norm, 0.05) << what;
+  llm::GPT2Config cfg = llm::preset_config(s.preset);
+  for (int k = 0; k < llm::kNumParamTensors; k++) {
+    if (llm::param_sizes(cfg)[k] == 0) continue;
+    EXPECT_LT(w.grad[k], 0.03) << what << " bf16 grad " << kTensorNames[k];
+    EXPECT_LT(w.final_param[k], 0.10) << what << " bf16 master weights after the free run " << kTensorNames[k];
+  }
+  return w;
+}
+
+void expect_fast_like_portable(gpu::AttentionPath path, float dropout, int NH, int steps) {
+  RunSetup s;
+  s.C = 128;
+  s.NH = NH;
+  s.dropout = dropout;
+  s.steps = steps;
+  s.attention = path;
+  const std::string tag = "bf16 hs" + std::to_string(128 / NH) + (dropout > 0 ? " dropout" : "");
+  const Worst f = expect_bf16_bounds(s, (tag + " " + gpu::attention_path_name(path)).c_str());
+  s.attention = gpu::AttentionPath::kPortable;
+  const Worst p = expect_bf16_bounds(s, (tag + " portable").c_str());
+  // fast path vs portable: both are bf16 noise around the reference; the fast path's worst gradient error stays
+  // within 2x of portable's (or below 1%, where both are at the level of bf16 rounding itself)
+  for (int k = 0; k < llm::kNumParamTensors; k++)
+    if (p.grad[k] > 0) EXPECT_LT(f.grad[k], std::max(2.0 * p.grad[k], 0.01)) << tag << " grad " << kTensorNames[k];
+}
+#define SKIP_WITHOUT_FLASH() \
+  if (!gpu::kFlashAttentionBuilt) GTEST_SKIP() << "kernels/flash_attention.cuh is not in this build"
+TEST(TrainerParity, Bf16FlashHs64WithinBounds) {
+  SKIP_WITHOUT_FLASH();
+  expect_fast_like_portable(gpu::AttentionPath::kFlash, 0.0f, 2, 10);
+}
+TEST(TrainerParity, Bf16FlashHs64DropoutWithinBounds) {
+  SKIP_WITHOUT_FLASH();
+  expect_fast_like_portable(gpu::AttentionPath::kFlash, 0.1f, 2, 10);
+}
+TEST(TrainerParity, Bf16FlashHs128DropoutWithinBounds) {
+  SKIP_WITHOUT_FLASH();
+  expect_fast_like_portable(gpu::AttentionPath::kFlash, 0.1f, 1, 4);
+}
+// cuDNN SDPA (no dropout) on a real GPU build with cuDNN (test_trainer_gpu); skipped on the CPU layer.
+TEST(TrainerParity, Bf16CudnnHs64WithinBounds) {
+  if (gpu::resolve_attention(gpu::AttentionPath::kAuto, gpu::attention_facts(128, 2, true, 0.0f)) !=
+      gpu::AttentionPath::kCudnn)
+    GTEST_SKIP() << "no cuDNN attention in this build (the CPU layer, or nvcc without cuDNN)";
+  expect_fast_like_portable(gpu::AttentionPath::kCudnn, 0.0f, 2, 10);
+  expect_fast_like_portable(gpu::AttentionPath::kCudnn, 0.0f, 1, 4);
+}
+
 // Activation recompute (-r 1) recomputes GELU from the stored pre-activation: bit for bit the same training.
 template <class floatX>
 void expect_recompute_identical() {
@@ -403,6 +477,32 @@ TEST(TrainerProgram, ResumeIsBitExactBf16WithDropout) {
   Result c = run(dir, std::string(kTrain) + "-x 6 -n 3 --dropout 0.1 --precision fp32 -o cut -y 1");
   EXPECT_EQ(c.code, 2);
   EXPECT_NE(c.err.find("was written with different settings"), std::string::npos) << c.err;
+}
+
+// --attention flash through the program: a head-size-64 model (C=128, NH=2) trained bf16 with dropout resumes bit
+// for bit (the flash backward is deterministic and draws the same masks), and the banner names the path.
+TEST(TrainerProgram, ResumeIsBitExactBf16FlashDropout) {
+  if (!gpu::kFlashAttentionBuilt) GTEST_SKIP() << "kernels/flash_attention.cuh is not in this build";
+  const std::string dir = shard_dir();
+  llm::GPT2Config c = llm::preset_config("tiny");
+  c.channels = 128;
+  c.num_heads = 2;
+  llm::GPT2Model m(c);
+  m.init_gpt2(3);
+  llm::save_checkpoint(dir + "/hs64.bin", c, m.params());
+  const std::string flags = "train -e hs64.bin -i train.bin -j val.bin -b 2 -t 16 -d 64 -s 0 -v 3 -m 2 -l 3e-3 -u 2 "
+                            "-x 4 -n 2 --dropout 0.1 --precision bf16 --attention flash ";
+  Result a = run(dir, flags + "-o full");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_NE(a.out.find("| attention flash\n"), std::string::npos) << a.out;
+  ASSERT_EQ(std::system(("mkdir '" + dir + "/cut' && cp '" + dir + "'/full/*_00000002* '" + dir + "/cut/'").c_str()), 0);
+  Result b = run(dir, flags + "-o cut -y 1");
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_NE(b.out.find("resumed from cut at step 2"), std::string::npos) << b.out;
+  const auto full = read_bytes(dir + "/full/model_00000004.bin");
+  ASSERT_GT(full.size(), 1024u);
+  EXPECT_TRUE(full == read_bytes(dir + "/cut/model_00000004.bin")) << "resumed weights differ";
+  EXPECT_TRUE(read_bytes(dir + "/full/state_00000004.bin") == read_bytes(dir + "/cut/state_00000004.bin"));
 }
 
 TEST(TrainerProgram, ResumeIsBitExactFp32) {
