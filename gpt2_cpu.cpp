@@ -109,6 +109,8 @@ int run_eval(const llm::EvalOptions& o) {
   CpuTrainModel model(m.config, shape, one);
   model.set_weights(m.params);
   const float loss = llm::evaluate(model, data, o.max_batches);
+  if (!std::isfinite(loss))  // never a "val_loss nan" with exit 0
+    fail(o.model, ": the mean loss on ", o.data, " is ", loss, " (the forward pass overflows: damaged weights?)");
   std::printf("val_loss %.6f\nperplexity %.6f\n", loss, std::exp(static_cast<double>(loss)));
   return 0;
 }

@@ -97,6 +97,9 @@ int run_eval(const llm::EvalOptions& e, gpu::Precision precision, gpu::Attention
   std::fprintf(stderr, "%s\n", model->describe().c_str());  // stdout stays "val_loss ...\nperplexity ..."
   model->set_weights(m.params);
   const float loss = llm::evaluate(*model, data, e.max_batches);
+  if (!std::isfinite(loss))  // never a "val_loss nan" with exit 0
+    llm::fail(e.model, ": the mean loss on ", e.data, " is ", loss,
+              " (the forward pass overflows: damaged weights?)");
   std::printf("val_loss %.6f\nperplexity %.6f\n", loss, std::exp(static_cast<double>(loss)));
   return 0;
 }
@@ -155,6 +158,9 @@ int main(int argc, char** argv) {
     std::unique_ptr<llm::Comm> comm = make_comm(env, train_opts.rendezvous_timeout, &host);
     llm::TrainProgram program;
     program.name = "train_gpt2cu";
+#ifdef __CUDACC__
+    program.host_memory = false;  // device memory: the allocator reports what does not fit
+#endif
     program.make_model = [&](const llm::GPT2Config& cfg, const llm::TrainOptions& o, llm::Comm& c) {
       return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage, attn);
     };

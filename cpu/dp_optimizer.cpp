@@ -37,6 +37,7 @@ double DpAdamW::step(GPT2Model& model, float lr, int t, float grad_clip) {
     ref::scale_inplace(model.grads(), n_, 1.0f / static_cast<float>(world));
   }
   const double norm = grad_clip > 0 ? clip_grad_norm(model, grad_clip, ClipStyle::kLlmc) : grad_norm(model);
+  if (!std::isfinite(norm)) return norm;  // NaN/Inf gradient: no update (weights and AdamW state unchanged)
   full_->step(model, lr, t);
   return norm;
 }
@@ -56,6 +57,7 @@ double DpAdamW::step_zero1(GPT2Model& model, float lr, int t, float grad_clip) {
   // global norm: squares of the own shard, summed over ranks
   const double own_norm = ref::global_grad_norm(g, own);
   const double norm = std::sqrt(comm_.all_reduce_sum_host(own_norm * own_norm));
+  if (!std::isfinite(norm)) return norm;  // the same on every rank: nobody updates, parameters stay in sync
   const float scale = grad_clip > 0 ? clip_scale(norm, grad_clip, ClipStyle::kLlmc) : 1.0f;
 
   // AdamW on the own shard, tensor by tensor (weight decay is per tensor)

@@ -27,6 +27,7 @@ class DpAdamW {
 
   // model.grads() holds this rank's mean gradient. Syncs, clips to grad_clip (0 = off), updates model.params()
   // on every rank; t is the 1-based step. Returns the global norm before clipping (the same on every rank).
+  // A non-finite norm skips the update (parameters and moments unchanged on every rank).
   // Collective.
   double step(GPT2Model& model, float lr, int t, float grad_clip);
 

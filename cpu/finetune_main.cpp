@@ -19,7 +19,9 @@
 #include "cpu/classifier.h"
 #include "cpu/gpt2_infer.h"
 #include "host/checkpoint.h"
+#include "host/cli.h"
 #include "host/error.h"
+#include "host/weights_check.h"
 #include "host/finetune_data.h"
 #include "host/sampling.h"
 #include "host/tokenizer.h"
@@ -99,8 +101,9 @@ void add_common(CLI::App& app, CommonOpts& o, int default_epochs, const std::str
       ->capture_default_str();
   app.add_option("--lora-rank", o.lora_rank, "LoRA rank (> 0 enables LoRA; base weights frozen)");
   app.add_option("--lora-alpha", o.lora_alpha, "LoRA alpha (default = rank)");
-  app.add_option("--seed", o.seed, "head/adapter init and shuffle seed")->capture_default_str();
-  app.add_option("--threads", o.threads, "OpenMP threads (0 = default)");
+  app.add_option("--seed", o.seed, "head/adapter init and shuffle seed")->check(strict_uint64())->capture_default_str();
+  app.add_option("--threads", o.threads, "OpenMP threads (0 = default)")->check(CLI::Range(0, kMaxThreads));
+  add_allow_nonfinite_flag(app);
 }
 
 FinetuneSpec make_spec(const CommonOpts& o, const GPT2Config& c, int num_classes) {
@@ -266,7 +269,8 @@ int run_classify(int argc, char** argv, const FinetuneProgram& p) {
   int threads = 0;
   app.add_option("--model", model, "classifier file written by finetune-classify")->required();
   app.add_option("--text", text, "the text to classify")->required();
-  app.add_option("--threads", threads, "OpenMP threads (0 = default)");
+  app.add_option("--threads", threads, "OpenMP threads (0 = default)")->check(CLI::Range(0, kMaxThreads));
+  add_allow_nonfinite_flag(app);
   if (p.extra_options) p.extra_options(app);
   CLI11_PARSE(app, argc, argv);
   return guarded([&] {

@@ -418,6 +418,7 @@ class GPT2 {
     // each rank's loss was a mean, so the mean gradient is sum / world: folded (with the clip factor) into the
     // AdamW gradient scale instead of an extra pass
     if (world_ > 1) norm /= (float)world_;
+    if (!std::isfinite(norm)) return norm;  // NaN/Inf gradient: no update (same norm on every rank)
     float scale = (grad_clip > 0.0f && norm > grad_clip) ? (float)((double)grad_clip / (double)norm) : 1.0f;
     if (world_ > 1) scale /= (float)world_;
     for_each_own_piece([&](int k, size_t a, size_t b) {

@@ -2,7 +2,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "host/error.h"
 
@@ -48,13 +50,30 @@ void AtomicFile::write(const void* src, uint64_t bytes) {
 }
 
 void AtomicFile::commit() {
+  // durable before visible: the data reaches the disk (fsync) before the rename, and the rename itself (the
+  // directory entry) before commit returns, so a later marker file (DONE_*) never outlives what it marks
   int rc = std::fflush(f_);
+  if (rc == 0) rc = ::fsync(fileno(f_));
+  const int err = errno;
   int rc2 = std::fclose(f_);
   f_ = nullptr;
-  if (rc != 0 || rc2 != 0) fail(tmp_, ": write failed (", std::strerror(errno), ")");
+  if (rc != 0 || rc2 != 0) fail(tmp_, ": write failed (", std::strerror(rc != 0 ? err : errno), ")");
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
     fail(path_, ": cannot rename ", tmp_, " into place (", std::strerror(errno), ")");
   committed_ = true;
+  sync_parent_dir(path_);
+}
+
+void sync_parent_dir(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail(dir, ": cannot open the directory to sync it (", std::strerror(errno), ")");
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && err != EINVAL && err != EROFS)  // (some filesystems cannot sync a directory)
+    fail(dir, ": cannot sync the directory (", std::strerror(err), ")");
 }
 
 bool file_exists(const std::string& path) {

@@ -34,7 +34,7 @@ class AtomicFile {
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
   void write(const void* src, uint64_t bytes);
-  void commit();  // flush, close, rename to the final path
+  void commit();  // flush, fsync, close, rename to the final path, fsync the directory
  private:
   std::string path_, tmp_;
   std::FILE* f_ = nullptr;
@@ -42,5 +42,8 @@ class AtomicFile {
 };
 
 bool file_exists(const std::string& path);
+
+// fsync of the directory holding path (makes a rename / new entry durable).
+void sync_parent_dir(const std::string& path);
 
 }  // namespace llm

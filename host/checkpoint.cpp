@@ -1,10 +1,15 @@
 #include "host/checkpoint.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 
 #include "host/binary_io.h"
+#include "host/crc32c.h"
 #include "host/error.h"
+#include "host/memory.h"
+#include "host/weights_check.h"
 
 namespace llm {
 
@@ -59,7 +64,11 @@ static CheckpointInfo parse_header(const std::string& path, const int32_t* h, ui
   c.qkv_bias = h[8] == 0;
   c.tied_head = h[9] == 0;
   c.dropout = 0.0f;
-  for (int i = 10; i < kHeaderInts; i++)
+  if (h[10] != 0 && h[10] != 1) fail(path, ": header slot 10 (CRC-32C flag) = ", h[10], ", expected 0 or 1");
+  if (h[10] == 0 && h[11] != 0) fail(path, ": header slot 11 = ", h[11], " without the CRC-32C flag in slot 10");
+  info.has_crc = h[10] == 1;
+  std::memcpy(&info.crc, &h[11], 4);
+  for (int i = 12; i < kHeaderInts; i++)
     if (h[i] != 0) fail(path, ": header slot ", i, " = ", h[i], ", expected 0 (unused)");
   const uint64_t elem = info.dtype == CheckpointDtype::kFp32 ? 4 : 2;
   const uint64_t expected = kHeaderInts * 4 + elem * num_parameters(c);
@@ -87,19 +96,30 @@ CheckpointInfo load_checkpoint(const std::string& path, std::vector<float>* para
   f.read(h, sizeof(h), "the header");
   CheckpointInfo info = parse_header(path, h, f.size());
   const size_t n = num_parameters(info.config);
+  h[11] = 0;  // the CRC covers the header with its own slot zero, then the parameter bytes as stored
+  uint32_t crc = info.has_crc ? crc32c(h, sizeof(h)) : 0;
+  check_memory(path, static_cast<uint64_t>(n) * 4, std::to_string(n) + " fp32 parameters");
   params->assign(n, 0.0f);
   if (info.dtype == CheckpointDtype::kFp32) {
     f.read(params->data(), n * 4, "the fp32 parameters");
+    if (info.has_crc) crc = crc32c(params->data(), n * 4, crc);
   } else {
     // widen in chunks so a 124M bf16 file does not need a second full-size buffer
     std::vector<uint16_t> buf(std::min<size_t>(n, 1 << 20));
     for (size_t done = 0; done < n;) {
       size_t k = std::min(buf.size(), n - done);
       f.read(buf.data(), k * 2, "the bf16 parameters");
+      if (info.has_crc) crc = crc32c(buf.data(), k * 2, crc);
       for (size_t i = 0; i < k; i++) (*params)[done + i] = bf16_to_fp32(buf[i]);
       done += k;
     }
   }
+  if (info.has_crc && crc != info.crc) {
+    char msg[96];
+    std::snprintf(msg, sizeof(msg), "CRC-32C mismatch (header 0x%08x, contents 0x%08x)", info.crc, crc);
+    fail(path, ": ", msg, ": the file is corrupted");
+  }
+  check_finite_params(path, info.config, params->data());
   return info;
 }
 
@@ -115,20 +135,27 @@ void save_checkpoint(const std::string& path, const GPT2Config& c, const float* 
   h[7] = c.padded_vocab_size;
   h[8] = c.qkv_bias ? 0 : 1;
   h[9] = c.tied_head ? 0 : 1;
+  h[10] = 1;  // CRC-32C in slot 11 (llm.c readers ignore both slots)
   const size_t n = num_parameters(c);
-  AtomicFile out(path);
-  out.write(h, sizeof(h));
-  if (dtype == CheckpointDtype::kFp32) {
-    out.write(params, n * 4);
-  } else {
-    std::vector<uint16_t> buf(std::min<size_t>(n, 1 << 20));
+  check_finite_params(path, c, params);  // a checkpoint never holds NaN/Inf (unless --allow-nonfinite)
+  // bf16 is converted twice (once for the CRC, once to write) so the header can go first in one pass
+  std::vector<uint16_t> buf(dtype == CheckpointDtype::kBf16 ? std::min<size_t>(n, 1 << 20) : 0);
+  auto for_each_bf16_chunk = [&](const std::function<void(const uint16_t*, size_t)>& fn) {
     for (size_t done = 0; done < n;) {
       size_t k = std::min(buf.size(), n - done);
       for (size_t i = 0; i < k; i++) buf[i] = fp32_to_bf16(params[done + i]);
-      out.write(buf.data(), k * 2);
+      fn(buf.data(), k);
       done += k;
     }
-  }
+  };
+  uint32_t crc = crc32c(h, sizeof(h));  // (slot 11 still 0)
+  if (dtype == CheckpointDtype::kFp32) crc = crc32c(params, n * 4, crc);
+  else for_each_bf16_chunk([&](const uint16_t* b, size_t k) { crc = crc32c(b, k * 2, crc); });
+  std::memcpy(&h[11], &crc, 4);
+  AtomicFile out(path);
+  out.write(h, sizeof(h));
+  if (dtype == CheckpointDtype::kFp32) out.write(params, n * 4);
+  else for_each_bf16_chunk([&](const uint16_t* b, size_t k) { out.write(b, k * 2); });
   out.commit();
 }
 

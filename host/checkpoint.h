@@ -4,10 +4,13 @@
 // order of gpt2_config.h, as fp32 (version 3) or bf16 bit patterns (version 5).
 //   slot 0 magic 20240326 | 1 version 3/5 | 2 maxT | 3 V | 4 L | 5 NH | 6 C | 7 Vp
 //   slot 8 = 1: no qkv bias (our extension) | slot 9 = 1: untied LM head, lm_head (Vp,C) follows (our extension)
+//   slot 10 = 1: slot 11 holds the CRC-32C of the file (header with slot 11 = 0, then the parameter bytes);
+//   written by us, verified on load; 0 in llm.c files and in ours from before it (they load unchecked)
 //   every other slot is zero.
 // llm.c files have slots 8/9 zero, i.e. qkv bias + tied head, so they load unchanged.
 // Reading validates every header field and that the file size is exactly 1024 + elemsize * num_parameters.
-// Writing goes to "<path>.tmp" and is renamed into place, so a crash never leaves a half-written checkpoint.
+// Writing goes to "<path>.tmp", is fsynced and renamed into place (and the directory fsynced), so neither a crash
+// nor a power loss leaves a half-written checkpoint under the final name.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -31,6 +34,8 @@ float bf16_to_fp32(uint16_t b);
 struct CheckpointInfo {
   GPT2Config config;  // dropout is not stored in checkpoints (it is a training setting) and reads as 0
   CheckpointDtype dtype = CheckpointDtype::kFp32;
+  bool has_crc = false;  // header slot 10
+  uint32_t crc = 0;      // header slot 11
 };
 
 // Reads and validates only the header (and the file size). Throws llm::Error naming the file.

@@ -1,12 +1,15 @@
 #include "host/cli.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <sstream>
 #include <iostream>
 
 #include "host/error.h"
+#include "host/weights_check.h"
 
 namespace llm {
 
@@ -42,7 +45,9 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--grad-clip", o.grad_clip, "clip the global gradient norm to this value; 0 = off")
       ->capture_default_str();
   app.add_option("--dropout", o.dropout, "dropout probability; -1 = the model config's value")->capture_default_str();
-  app.add_option("--seed", o.seed, "seed of random init, dropout masks and sampling")->capture_default_str();
+  app.add_option("--seed", o.seed, "seed of random init, dropout masks and sampling (0..2^64-1)")
+      ->check(strict_uint64())
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "OpenMP threads; 0 = OpenMP default")->capture_default_str();
   app.add_option("-v,--val-every", o.val_every, "val loss every N steps (and first/last); 0 = off")
       ->capture_default_str();
@@ -59,6 +64,15 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("-y", o.resume, "1 = resume from the latest complete checkpoint in -o (llm.c style)")
       ->capture_default_str();
   app.add_flag_callback("--resume", [&o] { o.resume = 1; }, "same as -y 1");
+  app.add_option("--collective-timeout", o.collective_timeout,
+                 "data parallel (mpirun): seconds a collective may wait for the other ranks before every rank is "
+                 "ended with a message (a stopped or hung rank)")
+      ->capture_default_str();
+  app.add_option("--max-bad-steps", o.max_bad_steps,
+                 "a step whose loss or gradient norm is NaN/Inf is skipped (no update) with a warning; this many "
+                 "in a row stop the run with exit 2")
+      ->capture_default_str();
+  add_allow_nonfinite_flag(app);
   app.add_flag("--overwrite", o.overwrite,
                "a fresh run into an -o that holds checkpoints deletes them (without it: exit 2; or use --resume)");
   app.add_option("-z,--zero", o.zero_stage,
@@ -161,6 +175,7 @@ void add_eval_options(CLI::App& app, EvalOptions& o) {
   app.add_option("-t,--seq-len", o.seq_len, "sequence length T")->capture_default_str();
   app.add_option("-m,--max-batches", o.max_batches, "batches to evaluate; -1 = every window")->capture_default_str();
   app.add_option("--threads", o.threads, "OpenMP threads; 0 = OpenMP default")->capture_default_str();
+  add_allow_nonfinite_flag(app);
 }
 
 // Small checks, each naming the flag and the offending value.
@@ -176,6 +191,24 @@ static void finite_in(const char* flag, float v, float lo, float hi, bool hi_ope
 }
 static void minus_one_or_positive(const char* flag, int64_t v) {
   if (v != -1 && v <= 0) fail(flag, " must be -1 or a positive integer (got ", v, ")");
+}
+
+void check_threads(int threads) {
+  if (threads < 0 || threads > kMaxThreads)
+    fail("--threads must be in 0..", kMaxThreads, " (0 = OpenMP default; got ", threads, ")");
+}
+
+CLI::Validator strict_uint64() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        if (s.empty() || s.size() > 20 || s.find_first_not_of("0123456789") != std::string::npos)
+          return "must be an integer in 0..18446744073709551615 (got '" + s + "')";
+        errno = 0;
+        (void)std::strtoull(s.c_str(), nullptr, 10);
+        if (errno == ERANGE) return "must be an integer in 0..18446744073709551615 (got '" + s + "')";
+        return std::string();
+      },
+      "UINT64");
 }
 
 void validate_train_options(const TrainOptions& o) {
@@ -201,7 +234,7 @@ void validate_train_options(const TrainOptions& o) {
   if (!std::isfinite(o.eps) || o.eps <= 0.0f || o.eps > 1.0f) fail("--adam-eps must be in (0, 1] (got ", o.eps, ")");
   if (!std::isfinite(o.grad_clip) || o.grad_clip < 0.0f) fail("--grad-clip must be >= 0 (got ", o.grad_clip, ")");
   if (o.dropout != -1.0f) finite_in("--dropout", o.dropout, 0.0f, 1.0f, true);
-  at_least("--threads", o.threads, 0, " (0 = OpenMP default)");
+  check_threads(o.threads);
   at_least("-v/--val-every", o.val_every, 0, " (0 = off)");
   minus_one_or_positive("-m/--val-max-batches", o.val_max_batches);
   at_least("-s/--sample-every", o.sample_every, 0, " (0 = off)");
@@ -214,6 +247,9 @@ void validate_train_options(const TrainOptions& o) {
   if (!std::isfinite(o.rendezvous_timeout) || o.rendezvous_timeout <= 0)
     fail("--rendezvous-timeout must be a positive number of seconds (got ", o.rendezvous_timeout, ")");
   if (o.resume == 1 && o.output_dir.empty()) fail("-y 1/--resume needs -o/--output-dir (where the checkpoints are)");
+  positive("--max-bad-steps", o.max_bad_steps);
+  if (!std::isfinite(o.collective_timeout) || o.collective_timeout <= 0)
+    fail("--collective-timeout must be a positive number of seconds (got ", o.collective_timeout, ")");
   if (o.resume == 1 && o.overwrite) fail("--overwrite and -y 1/--resume are mutually exclusive");
 }
 
@@ -223,7 +259,7 @@ void validate_eval_options(const EvalOptions& o) {
   positive("-b/--batch-size", o.batch_size);
   positive("-t/--seq-len", o.seq_len);
   minus_one_or_positive("-m/--max-batches", o.max_batches);
-  at_least("--threads", o.threads, 0, " (0 = OpenMP default)");
+  check_threads(o.threads);
 }
 
 int parse_command_line(CLI::App& app, int argc, char** argv) {

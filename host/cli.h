@@ -46,6 +46,8 @@ struct TrainOptions {
   // data parallel (several ranks: mpirun, or torchrun-style env for the GPU trainer)
   int zero_stage = 0;               // -z 0: every rank keeps the whole AdamW state; 1: ZeRO-1, each rank a shard
   double rendezvous_timeout = 120;  // --rendezvous-timeout seconds to wait for the other ranks (TCP rendezvous)
+  double collective_timeout = 1800;  // --collective-timeout: a collective waiting longer ends every rank (MPI)
+  int max_bad_steps = 10;           // --max-bad-steps: stop (exit 2) after this many non-finite steps in a row
   bool overwrite = false;           // --overwrite: a fresh run may replace the checkpoints already in -o
   // Filled by the parser: the long names of the options given on the command line (e.g. "--max-steps").
   // On --resume every resumable setting NOT given is taken from the run being resumed (resume_settings_text).
@@ -71,6 +73,12 @@ std::string resume_settings_text(const TrainOptions& o);
 // in errors.
 void apply_resume_settings(TrainOptions* o, const std::string& text, const std::string& source);
 void add_eval_options(CLI::App& app, EvalOptions& o);
+
+// --threads: 0 (OpenMP default) .. kMaxThreads; fails naming the flag otherwise.
+constexpr int kMaxThreads = 1024;
+void check_threads(int threads);
+// CLI11 check for a 64-bit seed: decimal digits only, at most 2^64-1 ("-1", "1e23", 2^64 are refused).
+CLI::Validator strict_uint64();
 
 // Range checks that need no file (files are checked when opened). Throw llm::Error naming the flag.
 void validate_train_options(const TrainOptions& o);

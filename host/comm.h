@@ -38,6 +38,9 @@ class Comm {
   virtual void broadcast_host(void* buf, size_t bytes, int root) = 0;
   // Returns when every rank has called it.
   virtual void barrier() = 0;
+  // A collective that waits longer than this for the other ranks ends every rank with a message (a stopped or
+  // hung rank must not leave the others spinning forever). <= 0: wait forever. Backends without it ignore it.
+  virtual void set_timeout(double /*seconds*/) {}
 
   // n rounded up to a multiple of world: the size of a buffer that is reduce-scattered / all-gathered.
   static size_t padded(size_t n, int world) { return (n + world - 1) / world * world; }

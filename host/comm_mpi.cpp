@@ -2,6 +2,9 @@
 #include "host/comm_mpi.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -9,9 +12,6 @@
 
 #include "host/error.h"
 
-#ifdef LLM_WITH_MPI
-#include <mpi.h>
-#endif
 
 namespace llm {
 
@@ -88,8 +88,10 @@ void MpiComm::all_reduce_sum(void* buf, size_t n, CommType type, void* stream) {
   char* p = static_cast<char*>(buf);
   for (size_t done = 0; done < n;) {
     const size_t k = std::min<size_t>(n - done, INT_MAX);
-    MPI_Allreduce(MPI_IN_PLACE, p + done * type_bytes(type), static_cast<int>(k), mpi_type(type), sum_op(type),
-                  MPI_COMM_WORLD);
+    MPI_Request req;
+    MPI_Iallreduce(MPI_IN_PLACE, p + done * type_bytes(type), static_cast<int>(k), mpi_type(type), sum_op(type),
+                   MPI_COMM_WORLD, &req);
+    wait(&req, "all_reduce");
     done += k;
   }
 }
@@ -98,7 +100,9 @@ void MpiComm::reduce_scatter_sum(void* buf, size_t n, CommType type, void*) {
   if (n % world_ != 0) fail("reduce_scatter_sum: ", n, " elements are not divisible by the world size ", world_);
   const int shard = count(n / world_, "reduce_scatter");
   // in place, MPI leaves rank r's sum at the START of buf; the contract wants it at its shard offset
-  MPI_Reduce_scatter_block(MPI_IN_PLACE, buf, shard, mpi_type(type), sum_op(type), MPI_COMM_WORLD);
+  MPI_Request req;
+  MPI_Ireduce_scatter_block(MPI_IN_PLACE, buf, shard, mpi_type(type), sum_op(type), MPI_COMM_WORLD, &req);
+  wait(&req, "reduce_scatter");
   if (rank_ > 0) {
     char* p = static_cast<char*>(buf);
     const size_t bytes = static_cast<size_t>(shard) * type_bytes(type);
@@ -109,12 +113,16 @@ void MpiComm::reduce_scatter_sum(void* buf, size_t n, CommType type, void*) {
 void MpiComm::all_gather(void* buf, size_t n, CommType type, void*) {
   if (n % world_ != 0) fail("all_gather: ", n, " elements are not divisible by the world size ", world_);
   const int shard = count(n / world_, "all_gather");
-  MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, shard, mpi_type(type), MPI_COMM_WORLD);
+  MPI_Request req;
+  MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, shard, mpi_type(type), MPI_COMM_WORLD, &req);
+  wait(&req, "all_gather");
 }
 
 double MpiComm::all_reduce_sum_host(double x) {
   double sum = 0;
-  MPI_Allreduce(&x, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Request req;
+  MPI_Iallreduce(&x, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req);
+  wait(&req, "all_reduce (host scalar)");
   return sum;
 }
 
@@ -122,12 +130,42 @@ void MpiComm::broadcast_host(void* buf, size_t bytes, int root) {
   char* p = static_cast<char*>(buf);
   for (size_t done = 0; done < bytes;) {
     const size_t k = std::min<size_t>(bytes - done, INT_MAX);
-    MPI_Bcast(p + done, static_cast<int>(k), MPI_BYTE, root, MPI_COMM_WORLD);
+    MPI_Request req;
+    MPI_Ibcast(p + done, static_cast<int>(k), MPI_BYTE, root, MPI_COMM_WORLD, &req);
+    wait(&req, "broadcast");
     done += k;
   }
 }
 
-void MpiComm::barrier() { MPI_Barrier(MPI_COMM_WORLD); }
+void MpiComm::barrier() {
+  MPI_Request req;
+  MPI_Ibarrier(MPI_COMM_WORLD, &req);
+  wait(&req, "barrier");
+}
+
+void MpiComm::wait(MPI_Request* req, const char* what) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  int done = 0;
+  for (long polls = 0;; polls++) {
+    MPI_Test(req, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    if (polls > 2000) {  // past the first fast polls: sleep between tests, up to 1 ms
+      const long us = std::min<long>(1000, (polls - 2000) / 10 + 20);
+      std::this_thread::sleep_for(std::chrono::microseconds(us));
+    }
+    if (timeout_s_ > 0 && (polls & 63) == 0 &&
+        std::chrono::duration<double>(clock::now() - start).count() > timeout_s_) {
+      std::fflush(stdout);
+      std::fprintf(stderr,
+                   "error: data parallel: %s waited longer than --collective-timeout %g s for the other ranks "
+                   "(rank %d of %d); a rank has stopped or hangs: ending every rank\n",
+                   what, timeout_s_, rank_, world_);
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, kExitBadInput);
+    }
+  }
+}
 #endif  // LLM_WITH_MPI
 
 std::unique_ptr<Comm> make_host_comm(const RankEnv& env) {

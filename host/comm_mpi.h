@@ -13,6 +13,7 @@
 namespace llm {
 
 #ifdef LLM_WITH_MPI
+#include <mpi.h>
 // MPI_COMM_WORLD. The first MpiComm calls MPI_Init; MPI_Finalize runs when it is destroyed normally (not while
 // an exception unwinds: the other ranks may be waiting in a collective, see abort_other_ranks). Host buffers only.
 class MpiComm final : public Comm {
@@ -27,9 +28,14 @@ class MpiComm final : public Comm {
   double all_reduce_sum_host(double x) override;
   void broadcast_host(void* buf, size_t bytes, int root) override;
   void barrier() override;
+  void set_timeout(double seconds) override { timeout_s_ = seconds; }
 
  private:
+  // Completes a nonblocking collective: MPI_Test with a backoff to short sleeps (no 100 % CPU spin while another
+  // rank is slow); past timeout_s_ prints "error: ..." and MPI_Abort()s every rank.
+  void wait(MPI_Request* req, const char* what);
   int rank_ = 0, world_ = 1;
+  double timeout_s_ = 0;
 };
 #endif
 

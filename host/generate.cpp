@@ -7,7 +7,9 @@
 #include <iterator>
 #include <sstream>
 
+#include "host/cli.h"
 #include "host/error.h"
+#include "host/weights_check.h"
 #include "host/hf_gpt2.h"
 #include "host/tokenizer.h"
 
@@ -88,12 +90,15 @@ int generate_main(int argc, char** argv, const LogitsModelFactory& factory,
   app.add_option("--temperature,-t", opt.sampling.temperature, "0 = greedy argmax")->capture_default_str();
   app.add_option("--top-k,-k", opt.sampling.top_k, "keep logits >= the k-th largest (0 = off)")->capture_default_str();
   app.add_option("--top-p", opt.sampling.top_p, "nucleus probability mass (1 = off)")->capture_default_str();
-  app.add_option("--seed,-s", opt.sampling.seed, "sampling seed")->capture_default_str();
+  app.add_option("--seed,-s", opt.sampling.seed, "sampling seed (0..2^64-1)")
+      ->check(strict_uint64())
+      ->capture_default_str();
   app.add_flag("--stop-at-eos", opt.stop_at_eos, "stop when the EOS token is sampled (it is not printed)");
   app.add_option("--eos-id", opt.eos_id, "EOS token id")->capture_default_str();
   app.add_flag("--no-kv-cache", no_kv, "recompute the whole context for every token");
   app.add_flag("--ids", ids_out, "print token ids instead of decoded text");
   app.add_flag("--no-echo", no_echo, "do not print the prompt before the generated text");
+  add_allow_nonfinite_flag(app);
   if (extra_options) extra_options(app);
   try {
     app.parse(argc, argv);

@@ -14,6 +14,8 @@
 #include "host/binary_io.h"
 #include "host/checkpoint.h"
 #include "host/error.h"
+#include "host/memory.h"
+#include "host/weights_check.h"
 
 namespace llm {
 
@@ -252,10 +254,13 @@ void load_hf_gpt2(SafetensorsReader& st, const GPT2Config* from_json, GPT2Config
     *config = c;
     return;
   }
+  check_memory(src, static_cast<uint64_t>(num_parameters(c)) * 4,
+               std::to_string(num_parameters(c)) + " fp32 parameters");
   params->assign(num_parameters(c), 0.0f);  // zero: wte/lm_head padding rows and a missing qkv bias stay 0
   tt.base = params->data();
   tt.dry = false;
   map_all();
+  check_finite_params(src, c, params->data());
   *config = c;
 }
 
@@ -429,6 +434,7 @@ int export_main(int argc, char** argv) {
   std::string model, out;
   app.add_option("--model,-m", model, "input model")->required();
   app.add_option("--out,-o", out, "output directory")->required();
+  add_allow_nonfinite_flag(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

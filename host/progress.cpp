@@ -15,6 +15,14 @@ Progress::Progress(int64_t total_steps, const std::string& log_path) : total_(to
   }
 }
 
+// A lost log line is not a detail (a full disk once gave a log starting at step 1147 and exit 0): any failed
+// write stops the run with exit 2.
+void Progress::flush_log() {
+  errno = 0;
+  if (std::fflush(log_) != 0 || std::ferror(log_))
+    fail(log_path_, ": cannot write the log (", errno ? std::strerror(errno) : "write error", ")");
+}
+
 Progress::~Progress() {
   if (log_) std::fclose(log_);
 }
@@ -51,7 +59,7 @@ void Progress::train_step(int64_t step, float loss, float lr, float grad_norm, d
                  loss, lr, grad_norm, ms, tok_s);
     if (std::isfinite(mfu_percent) && mfu_percent >= 0) std::fprintf(log_, " mfu %.2f", mfu_percent);  // GPU only
     std::fputc('\n', log_);
-    std::fflush(log_);
+    flush_log();
   }
 }
 
@@ -61,7 +69,7 @@ void Progress::val(int64_t step, float loss) {
   std::fflush(stdout);
   if (log_) {
     std::fprintf(log_, "step %lld val %.6f ppl %.4f\n", static_cast<long long>(step), loss, ppl);
-    std::fflush(log_);
+    flush_log();
   }
 }
 

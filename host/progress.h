@@ -35,6 +35,7 @@ class Progress {
   static std::string format_duration(double seconds);  // "1h02m", "3m05s", "12s"
 
  private:
+  void flush_log();  // fails (llm::Error naming the log) when a write did not reach the file
   int64_t total_;
   std::FILE* log_ = nullptr;
   std::string log_path_;

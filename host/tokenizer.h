@@ -56,6 +56,8 @@ class Tokenizer {
   // The search order documented above.
   static Tokenizer from_default();
   static std::string default_dir();  // the first directory in the search order holding the files
+  // Fails when $LLM_TOKENIZER_DIR is set but holds no vocabulary (no-op when it is unset).
+  static void check_env_dir();
 
   // llm.c gpt2_tokenizer.bin, version 2 (magic, version, vocab size, eot), written atomically.
   void write_bin(const std::string& path) const;

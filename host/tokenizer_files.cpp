@@ -303,7 +303,18 @@ static std::vector<std::string> search_dirs() {
   return dirs;
 }
 
+void Tokenizer::check_env_dir() {
+  const char* env = std::getenv("LLM_TOKENIZER_DIR");
+  if (!env || !*env) return;
+  const std::string d = env;
+  if (!(file_exists_plain(d + "/encoder.json") && file_exists_plain(d + "/vocab.bpe")) &&
+      !file_exists_plain(d + "/gpt2_tokenizer.bin"))
+    fail("LLM_TOKENIZER_DIR=", d, ": holds neither encoder.json + vocab.bpe nor gpt2_tokenizer.bin (unset it to use "
+         "the bundled vocabulary)");
+}
+
 std::string Tokenizer::default_dir() {
+  check_env_dir();  // set but unusable is an error, never a silent fallback to the bundled files
   for (const std::string& d : search_dirs())
     if ((file_exists_plain(d + "/encoder.json") && file_exists_plain(d + "/vocab.bpe")) ||
         file_exists_plain(d + "/gpt2_tokenizer.bin"))

@@ -16,8 +16,10 @@
 #include "host/checkpoint.h"
 #include "host/error.h"
 #include "host/hf_gpt2.h"
+#include "host/memory.h"
 #include "host/progress.h"
 #include "host/run_guard.h"
+#include "host/weights_check.h"
 #include "host/sampling.h"
 #include "host/tokenizer.h"
 
@@ -148,6 +150,11 @@ ModelSource resolve_model(const TrainOptions& o) {
   return src;
 }
 
+uint64_t train_memory_bytes(const GPT2Config& c, int B, int T, bool checkpoints) {
+  const uint64_t P = num_parameters(c);
+  return 16 * P + 8 * activation_floats(c, B, T) + (checkpoints ? 12 * P : 0);
+}
+
 std::string run_fingerprint(const TrainOptions& o, const GPT2Config& c, int accum, int64_t max_steps,
                             const std::string& extra, int world_size) {
   (void)max_steps;  // not part of it: --resume -x N may extend a run (the schedule is recomputed over N)
@@ -232,10 +239,12 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
   }
   StopSignals signals;  // SIGTERM / SIGINT: finish the step, checkpoint, exit 0 (a second one: exit at once)
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  comm.set_timeout(o.collective_timeout);  // (MPI) a rank that stops must not leave the others waiting forever
   const int world = comm.world_size(), rank = comm.rank();
   const bool main_rank = rank == 0;  // the only rank that prints and writes files
 
   // ---- model config and data (all inputs are validated before anything is written) ----
+  if (o.sample_every > 0 && o.tokenizer_dir.empty()) Tokenizer::check_env_dir();
   ModelSource src = resolve_model(o);
   const GPT2Config& cfg = src.config;
   const int B = o.batch_size, T = o.seq_len;
@@ -258,7 +267,20 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
            ") is shorter than one optimizer step of ", accum, " micro-batches; lower -d or give -x");
   }
 
-  // ---- model + optimizer ----
+  // ---- model + optimizer: refuse up front what would be OOM-killed later ----
+  if (program.host_memory) {
+    const uint64_t need = train_memory_bytes(cfg, B, T, !o.output_dir.empty());
+    const uint64_t avail = available_memory_bytes();
+    if (need > avail) {
+      const uint64_t P = num_parameters(cfg);
+      fail("not enough memory for this run: ", src.describe, " has ", P, " parameters; weights, gradients and AdamW "
+           "m and v need ", format_gib(16 * P), ", the activations of B=", B, " T=", T, " ",
+           format_gib(8 * activation_floats(cfg, B, T)),
+           o.output_dir.empty() ? std::string() : ", checkpoint copies " + format_gib(12 * P), " = ",
+           format_gib(need), ", but only ", format_gib(avail),
+           " are available (MemAvailable / cgroup limit); use a smaller model, -b or -t");
+    }
+  }
   std::unique_ptr<TrainModel> model = program.make_model(cfg, o, comm);
   const std::string fp = run_fingerprint(o, cfg, accum, max_steps, model->fingerprint_extra(), world);
   const LRSchedule sched = make_schedule(o, max_steps);
@@ -346,6 +368,7 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
 
   std::vector<int> x(bt), y(bt);
   std::vector<float> w, m, v;
+  int bad_steps = 0;      // consecutive steps with a non-finite loss or gradient norm
   bool stopping = false;  // a SIGTERM / SIGINT reached some rank: checkpoint this step and exit 0
   for (int64_t step = start_step; step <= max_steps; step++) {
     const bool last = step == max_steps || stopping;
@@ -358,11 +381,27 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
         (step % o.sample_every == 0 || last))
       print_sample(generate(*model, cfg, o.gen_tokens, T, o.temperature, o.seed + static_cast<uint64_t>(step)),
                    tok.get());
-    if (!o.output_dir.empty() && !resumed_here && step > start_step &&
-        (last || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0))) {
+    const bool checkpoint_due = !o.output_dir.empty() && !resumed_here && step > start_step &&
+                                (last || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0));
+    if (checkpoint_due && bad_steps > 0) {  // (the same on every rank) the model's last step was not finite
+      if (last)
+        fail("training ended with ", bad_steps, " non-finite step(s) in a row (up to step ", step,
+             "); no final checkpoint written; lower -l/--lr");
+      if (main_rank) std::printf("warning: no checkpoint at step %lld: its step was not finite\n", (long long)step);
+    } else if (checkpoint_due) {
       TrainState st;
       model->get_weights(&w);                   // collective
       model->get_optimizer_state(&st.m, &st.v);  // collective
+      // a checkpoint is complete only when every number in it is finite (whatever --allow-nonfinite says)
+      const size_t bad_w = first_nonfinite(w.data(), w.size());
+      if (bad_w != w.size() || first_nonfinite(st.m.data(), st.m.size()) != st.m.size() ||
+          first_nonfinite(st.v.data(), st.v.size()) != st.v.size())
+        fail("training diverged: after step ", step, " the ",
+             bad_w != w.size() ? "weights" : "AdamW moments", " hold non-finite values; no checkpoint written (",
+             latest_done_step(o.output_dir) >= 0 ? "the last complete one is step " +
+                                                        std::to_string(latest_done_step(o.output_dir))
+                                                  : std::string("none was written"),
+             "); lower -l/--lr");
       if (main_rank) {
         save_checkpoint(step_file(o.output_dir, "model", step, ".bin"), cfg, w.data(),
                         o.checkpoint_bf16 ? CheckpointDtype::kBf16 : CheckpointDtype::kFp32);
@@ -406,13 +445,26 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
     }
     loss = comm.all_reduce_sum_host(loss / accum) / world;
     const float lr = lr_at(sched, static_cast<int>(step));
-    const double norm = model->update(lr, step + 1, o.grad_clip);
-    if (!std::isfinite(loss)) fail("training diverged: loss is ", loss, " at step ", step + 1, " (lower -l/--lr?)");
+    const double norm = model->update(lr, step + 1, o.grad_clip);  // skips the update on a non-finite norm
     const double ms = now_ms() - t0;
     const int64_t tokens = bt * accum * world;
-    if (main_rank)
-      progress.train_step(step + 1, static_cast<float>(loss), lr, static_cast<float>(norm), ms, tokens,
-                          model->mfu_percent(ms, bt * accum));  // per rank: each rank has its own device
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {  // the same values on every rank (all-reduced)
+      bad_steps++;
+      if (main_rank) {
+        std::printf("warning: step %lld: loss %g, gradient norm %g: %s (%d of --max-bad-steps %d in a row)\n",
+                    (long long)(step + 1), loss, norm,
+                    std::isfinite(norm) ? "non-finite loss" : "update skipped", bad_steps, o.max_bad_steps);
+        std::fflush(stdout);
+      }
+      if (bad_steps >= o.max_bad_steps)
+        fail("training diverged: ", bad_steps, " steps in a row (up to step ", step + 1,
+             ") had a non-finite loss or gradient norm; lower -l/--lr or raise --max-bad-steps");
+    } else {
+      bad_steps = 0;
+      if (main_rank)
+        progress.train_step(step + 1, static_cast<float>(loss), lr, static_cast<float>(norm), ms, tokens,
+                            model->mfu_percent(ms, bt * accum));  // per rank: each rank has its own device
+    }
     // a stop request on any rank stops every rank after the same step (one host scalar per step)
     stopping = StopSignals::requested() != 0;
     if (world > 1) stopping = comm.all_reduce_sum_host(stopping ? 1.0 : 0.0) > 0;

@@ -61,7 +61,8 @@ class TrainModel {
                                  bool last_micro_step) = 0;
   // Gradient sync over the ranks (mean of the ranks' gradients), clip (llm.c: grads *= clip/norm when
   // norm > clip; clip 0 = off) and AdamW with lr; t is 1-based. Collective.
-  // Returns the global gradient norm before clipping (the same on every rank).
+  // Returns the global gradient norm before clipping (the same on every rank). A non-finite norm (NaN/Inf
+  // gradient) skips the update: weights and AdamW state stay as they were (the driver counts a bad step).
   virtual double update(float lr, int64_t t, float grad_clip) = 0;
   // Logits (host, >= vocab_size floats) of the last position of ids[0..len), len <= T of the run.
   virtual const float* next_token_logits(const int* ids, int len) = 0;
@@ -74,7 +75,15 @@ class TrainModel {
 struct TrainProgram {
   std::string name;  // "gpt2_cpu", "train_gpt2cu"
   std::function<std::unique_ptr<TrainModel>(const GPT2Config&, const TrainOptions&, Comm&)> make_model;
+  // The model's weights, gradients, AdamW state and activations live in host memory (gpt2_cpu, the CUDA-on-CPU
+  // build): the run's need (train_memory_bytes) is checked against the machine's before anything is allocated.
+  bool host_memory = true;
 };
+
+// Bytes a training run needs in host memory: fp32 weights, gradients, AdamW m and v (16 B per parameter), the
+// activations of one B×T micro-batch and their gradients, and, with -o, the copies a checkpoint makes (12 B per
+// parameter). An estimate from llm.c's tensor list, not an exact count.
+uint64_t train_memory_bytes(const GPT2Config& c, int B, int T, bool checkpoints);
 
 // The full `train` subcommand: validates every input before writing anything, trains, checkpoints.
 // Throws llm::Error on bad input (main prints "error: ..." and exits 2). Every rank of comm calls it.

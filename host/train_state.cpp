@@ -1,9 +1,13 @@
 #include "host/train_state.h"
 
+#include <cstdio>
 #include <cstring>
 
 #include "host/binary_io.h"
+#include "host/crc32c.h"
 #include "host/error.h"
+#include "host/memory.h"
+#include "host/weights_check.h"
 
 namespace llm {
 
@@ -38,6 +42,15 @@ void save_train_state(const std::string& path, const TrainState& s) {
   h[14] = static_cast<int32_t>(s.fingerprint.size());
   if (s.settings.size() > kMaxFingerprint) fail(path, ": internal error: settings too long");
   h[15] = static_cast<int32_t>(s.settings.size());
+  check_finite_array(path, "AdamW m", s.m.data(), s.m.size());
+  check_finite_array(path, "AdamW v", s.v.data(), s.v.size());
+  h[16] = 1;  // CRC-32C in slot 17: header (slot 17 = 0), fingerprint, settings, m, v
+  uint32_t crc = crc32c(h, sizeof(h));
+  crc = crc32c(s.fingerprint.data(), s.fingerprint.size(), crc);
+  crc = crc32c(s.settings.data(), s.settings.size(), crc);
+  crc = crc32c(s.m.data(), s.m.size() * 4, crc);
+  crc = crc32c(s.v.data(), s.v.size() * 4, crc);
+  std::memcpy(&h[17], &crc, 4);
   AtomicFile out(path);
   out.write(h, sizeof(h));
   out.write(s.fingerprint.data(), s.fingerprint.size());
@@ -92,7 +105,12 @@ TrainState load_train_state(const std::string& path, size_t num_parameters) {
     fail(path, ": negative data loader position in the header");
   if (flen < 0 || static_cast<uint32_t>(flen) > kMaxFingerprint)
     fail(path, ": header fingerprint length ", flen, " is out of range");
-  for (int i = h[1] >= 2 ? 16 : 15; i < kSlots; i++)
+  const bool has_crc = h[1] >= 2 && h[16] == 1;
+  if (h[1] >= 2 && h[16] != 0 && h[16] != 1) fail(path, ": header slot 16 (CRC-32C flag) = ", h[16], ", expected 0 or 1");
+  if (h[1] >= 2 && !has_crc && h[17] != 0) fail(path, ": header slot 17 = ", h[17], " without the CRC-32C flag");
+  uint32_t stored_crc = 0;
+  if (has_crc) std::memcpy(&stored_crc, &h[17], 4);
+  for (int i = h[1] >= 2 ? 18 : 15; i < kSlots; i++)
     if (h[i] != 0) fail(path, ": header slot ", i, " = ", h[i], ", expected 0 (unused)");
   if (n != num_parameters)
     fail(path, ": holds optimizer state for ", n, " parameters but the model has ", num_parameters);
@@ -106,10 +124,26 @@ TrainState load_train_state(const std::string& path, size_t num_parameters) {
   f.read(s.fingerprint.data(), flen, "the settings fingerprint");
   s.settings.resize(slen);
   f.read(s.settings.data(), slen, "the saved settings");
+  check_memory(path, 8 * n, "the AdamW moments of " + std::to_string(n) + " parameters");
   s.m.resize(n);
   s.v.resize(n);
   f.read(s.m.data(), n * 4, "AdamW m");
   f.read(s.v.data(), n * 4, "AdamW v");
+  if (has_crc) {
+    h[17] = 0;
+    uint32_t crc = crc32c(h, kSlots * 4);
+    crc = crc32c(s.fingerprint.data(), s.fingerprint.size(), crc);
+    crc = crc32c(s.settings.data(), s.settings.size(), crc);
+    crc = crc32c(s.m.data(), n * 4, crc);
+    crc = crc32c(s.v.data(), n * 4, crc);
+    if (crc != stored_crc) {
+      char msg[96];
+      std::snprintf(msg, sizeof(msg), "CRC-32C mismatch (header 0x%08x, contents 0x%08x)", stored_crc, crc);
+      fail(path, ": ", msg, ": the file is corrupted");
+    }
+  }
+  check_finite_array(path, "AdamW m", s.m.data(), n);
+  check_finite_array(path, "AdamW v", s.v.data(), n);
   return s;
 }
 

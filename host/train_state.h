@@ -11,7 +11,9 @@
 // AdamW m, AdamW v (fp32).
 //   slot 0 magic 20261128 | 1 version 1 or 2 | 2-3 step | 4-5 seed | 6-7 num_parameters | 8-9 loader epoch
 //   10-11 loader shard | 12-13 loader window | 14 fingerprint length in bytes
-//   15 settings length in bytes (version 2; host/cli.h resume_settings_text) | all other slots 0
+//   15 settings length in bytes (version 2; host/cli.h resume_settings_text)
+//   16 = 1: slot 17 holds the CRC-32C of the file (header with slot 17 = 0, then everything after it), checked on
+//   load (version 2; 0 = none) | all other slots 0
 // 64-bit values take two slots, low word first. File size must be 1024 + fingerprint + settings +
 // 8·num_parameters. Version 1 files (no settings) still load.
 #pragma once
