@@ -3,18 +3,24 @@
 // Built through the CUDA-on-CPU layer for CI (label trainer) and by nvcc for scripts/gpu_check.sh; the same
 // source checks the emulated and the real GPU. Every test starts both sides from identical weights
 // (GPT2Model::init_gpt2) and runs the llm.c step on both: 2 accumulated micro-batches, llm.c clipping, cosine LR
-// with warmup, AdamW with weight decay, for 10 optimizer steps, comparing at every step
+// with warmup, AdamW with weight decay, for 10 optimizer steps, comparing at every step (from the reference's
+// weights: the step-synchronised device model, see Worst)
 //   * the logits of an eval forward (no dropout), every loss, the grad norm,
-//   * every one of the 16/17 gradient tensors, and at the end every parameter tensor.
+//   * every one of the 16/17 gradient tensors and the update, and at the end every parameter tensor of the
+//     free-running device model.
 // Error of a tensor: max|gpu − ref| / max|ref| (fp32 tests) — a per-tensor relative error that does not blow up
 // on individual elements that happen to be near 0 — and ‖gpu − ref‖₂ / ‖ref‖₂ for bf16 (bf16 errors are
 // random-walk like; the norm-wise error is the stable statistic).
-// fp32 bound 1e-5: both sides compute in fp32 and differ only in summation order (GEMM blocking, online
-// softmax, fixed-tree reductions), a few ulp (1.2e-7) per op, amplified by at most ~10 through 10 AdamW steps
-// (Adam normalises gradients, so relative gradient differences become relative update differences).
+// fp32 bound tol = 1e-5 (logits, losses, grad norm, gradients): both sides compute one step in fp32 from the same
+// weights and differ only in summation order (GEMM blocking, online softmax, fixed-tree reductions). One K-term
+// reduction in two orders differs by ≤ 2γ_K·Σ|terms| (γ_K = K·u/(1 − K·u), u = 2^-24); here K ≤ 256 (V = 256,
+// 4C = 128, 64 tokens per step), 2γ_256 = 3.1e-5 per op. The ~30 ops along a path (2 layers, forward and
+// backward) round independently, so their errors add in quadrature, ≈ √(30·256)·u = 5e-6 of the terms' scale;
+// tol is 2× that (as in test_model_parity; measured ≤ 6e-7 on Zen 4). Before, the logits were taken from the
+// free-running model, whose weights drift apart through AdamW (below): 3.9e-6 measured, a 2.6× margin.
 // The worst errors are printed (the report's figures).
-// --attention flash (when kernels/flash_attention.cuh is in the build): the bf16 runs again, with and without
-// dropout, at head sizes 64 and 128, next to portable at the same shape; and a bit-exact resume through the program.
+// --attention flash: the bf16 runs again, with and without dropout, at head sizes 64 and 128, next to portable at
+// the same shape; and a bit-exact resume through the program.
 // --attention cudnn (only test_trainer_gpu, the nvcc build with cuDNN): the same bf16 runs without dropout.
 #include <sys/wait.h>
 
@@ -242,9 +248,12 @@ Worst run_parity(const RunSetup& s, double (*rel)(const float*, const float*, si
 
 // Logits, losses, the norm and every gradient within tol (1e-5). The weights: AdamW divides each gradient element
 // by its own RMS, so an element whose gradient is tiny next to the tensor's largest gets the tensor-wide rounding
-// difference amplified into its update (its update changes by its own relative gradient error, up to a full
+// difference amplified into its update (its update changes by 2ρ·lr for a relative gradient error ρ, up to a full
 // step lr when the gradient is at noise level). Hence a synchronised step's update is checked norm-wise to 100·tol
-// and element-wise to 5% of lr, and the free-running weights after all steps norm-wise to 10·tol.
+// (= 2ρ with ρ up to 50·tol: elements up to 50× worse conditioned than the tensor; measured ≤ 8.5e-5), element-wise
+// to 5% of lr (2ρ ≤ 0.05: elements down to ~1/2500 of the tensor's scale; measured ≤ 7.7e-3), and the free-running
+// weights after all steps norm-wise to 10·tol (each step adds ≤ 2·tol·lr per element, Σlr ≈ 0.02 over 10 steps,
+// against an RMS weight ≥ 0.02 — biases grow by ~lr per step from 0 — so ≈ 2·tol per step-sum; measured ≤ 9e-6).
 void expect_all_below(const Worst& w, double tol, const char* what) {
   EXPECT_LT(w.logits, tol) << what << " logits";
   EXPECT_LT(w.loss, tol) << what << " loss";
@@ -373,18 +382,11 @@ void expect_fast_like_portable(gpu::AttentionPath path, float dropout, int NH, i
   for (int k = 0; k < llm::kNumParamTensors; k++)
     if (p.grad[k] > 0) EXPECT_LT(f.grad[k], std::max(2.0 * p.grad[k], 0.01)) << tag << " grad " << kTensorNames[k];
 }
-#define SKIP_WITHOUT_FLASH() \
-  if (!gpu::kFlashAttentionBuilt) GTEST_SKIP() << "kernels/flash_attention.cuh is not in this build"
-TEST(TrainerParity, Bf16FlashHs64WithinBounds) {
-  SKIP_WITHOUT_FLASH();
-  expect_fast_like_portable(gpu::AttentionPath::kFlash, 0.0f, 2, 10);
-}
+TEST(TrainerParity, Bf16FlashHs64WithinBounds) { expect_fast_like_portable(gpu::AttentionPath::kFlash, 0.0f, 2, 10); }
 TEST(TrainerParity, Bf16FlashHs64DropoutWithinBounds) {
-  SKIP_WITHOUT_FLASH();
   expect_fast_like_portable(gpu::AttentionPath::kFlash, 0.1f, 2, 10);
 }
 TEST(TrainerParity, Bf16FlashHs128DropoutWithinBounds) {
-  SKIP_WITHOUT_FLASH();
   expect_fast_like_portable(gpu::AttentionPath::kFlash, 0.1f, 1, 4);
 }
 // cuDNN SDPA (no dropout) on a real GPU build with cuDNN (test_trainer_gpu); skipped on the CPU layer.
@@ -482,7 +484,6 @@ TEST(TrainerProgram, ResumeIsBitExactBf16WithDropout) {
 // --attention flash through the program: a head-size-64 model (C=128, NH=2) trained bf16 with dropout resumes bit
 // for bit (the flash backward is deterministic and draws the same masks), and the banner names the path.
 TEST(TrainerProgram, ResumeIsBitExactBf16FlashDropout) {
-  if (!gpu::kFlashAttentionBuilt) GTEST_SKIP() << "kernels/flash_attention.cuh is not in this build";
   const std::string dir = shard_dir();
   llm::GPT2Config c = llm::preset_config("tiny");
   c.channels = 128;
@@ -540,7 +541,18 @@ TEST(TrainerProgram, SameLogAsGpt2Cpu) {
   const std::vector<double> g = numbers(slurp(dir + "/gpu/main.log")), c = numbers(slurp(dir + "/cpu/main.log"));
   ASSERT_EQ(g.size(), c.size());
   ASSERT_EQ(g.size(), 6u * 2 + 3);  // 6 steps × (loss, norm) + val at steps 0, 3, 6
-  for (size_t i = 0; i < g.size(); i++) EXPECT_NEAR(g[i], c[i], 1e-5 * std::fabs(c[i])) << "value " << i;
+  // Two free-running programs: step 1 differs by one step's rounding (tol = 1e-5 relative, see the top), later steps
+  // also by the weights' drift, which Fp32TenStepsMatchReference bounds by 10·tol norm-wise; the loss and the norm
+  // are averages over all weights and tokens, so that drift enters them only at the tol level (measured below).
+  // main.log prints 6 decimals: 1e-6 absolute on top (two roundings of ±5e-7; was missing: a norm < 0.1 would have
+  // needed > 1e-5 relative for the printing alone).
+  double worst = 0;
+  for (size_t i = 0; i < g.size(); i++) {
+    EXPECT_NEAR(g[i], c[i], 1e-5 * std::fabs(c[i]) + 1e-6) << "value " << i;
+    worst = std::max(worst, std::max(0.0, std::fabs(g[i] - c[i]) - 1e-6) / std::fabs(c[i]));
+  }
+  std::printf("train_gpt2cu vs gpt2_cpu main.log: max relative difference beyond the printed digits %.3g (bound 1e-5)\n",
+              worst);
 }
 #endif
 
