@@ -22,6 +22,7 @@
 // is handed out by MPI or over TCP. train_gpt2cu_cpu keeps "device" memory in host memory, so there the MPI
 // backend (host/comm_mpi.h, mpirun only) does the same job. -z 1: ZeRO-1. Only rank 0 prints and writes files.
 // Exit codes: 0 ok, 2 bad input (message "error: ..."), 2 also when no CUDA GPU is present.
+#include <algorithm>
 #include <cstdio>
 #include <new>
 #include <string>
@@ -148,6 +149,18 @@ int main(int argc, char** argv) {
     return exit_code;
   };
   try {
+    if (train->parsed() && train_opts.resume) {  // a resume keeps the run's own flags unless given again
+      auto inherit = [&](const char* flag, std::string* value) {
+        if (std::find(train_opts.given.begin(), train_opts.given.end(), flag) != train_opts.given.end()) return;
+        const std::string saved = llm::saved_resume_setting(train_opts.output_dir, flag);
+        if (!saved.empty()) *value = saved;
+      };
+      std::string rec = std::to_string(recompute);
+      inherit("--precision", &precision);
+      inherit("--attention", &attention);
+      inherit("--recompute", &rec);
+      recompute = rec == "1" ? 1 : rec == "0" ? 0 : -1;
+    }
     const gpu::Precision prec = parse_precision(precision);
     const gpu::AttentionPath attn = gpu::parse_attention_path(attention);
     if (recompute != 0 && recompute != 1) llm::fail("-r/--recompute must be 0 or 1 (got ", recompute, ")");
@@ -164,6 +177,8 @@ int main(int argc, char** argv) {
     program.make_model = [&](const llm::GPT2Config& cfg, const llm::TrainOptions& o, llm::Comm& c) {
       return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage, attn);
     };
+    program.settings = {{"--precision", precision}, {"--attention", attention},
+                        {"--recompute", std::to_string(recompute)}};
     return llm::run_training(train_opts, program, *comm);
   } catch (const llm::Error& e) {
     return report(e.what(), llm::kExitBadInput);

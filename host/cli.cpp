@@ -150,12 +150,17 @@ std::string resume_settings_text(const TrainOptions& o) {
 }
 
 void apply_resume_settings(TrainOptions* o, const std::string& text, const std::string& source) {
+  auto given = [o](const char* flag) { return std::find(o->given.begin(), o->given.end(), flag) != o->given.end(); };
+  // -e and --preset name the model together: when the command line gives one, the saved other one must not come
+  // back (they are mutually exclusive)
+  const bool model_given = given("--init") || given("--preset");
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
     const size_t eq = line.find('=');
     if (eq == std::string::npos) fail(source, ": malformed saved setting '", line, "'");
     const std::string flag = line.substr(0, eq), value = line.substr(eq + 1);
-    if (std::find(o->given.begin(), o->given.end(), flag) != o->given.end()) continue;  // the command line wins
+    if (given(flag.c_str())) continue;  // the command line wins
+    if (model_given && (flag == "--init" || flag == "--preset")) continue;
     for (const Setting& s : kResumeSettings)
       if (flag == s.flag) {
         try {

@@ -150,6 +150,16 @@ ModelSource resolve_model(const TrainOptions& o) {
   return src;
 }
 
+std::string saved_resume_setting(const std::string& dir, const std::string& flag) {
+  const int64_t latest = latest_done_step(dir);
+  if (latest < 0) return "";
+  std::istringstream in(read_train_state_settings(step_file(dir, "state", latest, ".bin")));
+  for (std::string line; std::getline(in, line);)
+    if (line.size() > flag.size() && line.compare(0, flag.size(), flag) == 0 && line[flag.size()] == '=')
+      return line.substr(flag.size() + 1);
+  return "";
+}
+
 uint64_t train_memory_bytes(const GPT2Config& c, int B, int T, bool checkpoints) {
   const uint64_t P = num_parameters(c);
   return 16 * P + 8 * activation_floats(c, B, T) + (checkpoints ? 12 * P : 0);
@@ -412,6 +422,7 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
         TrainOptions saved = o;
         saved.max_steps = max_steps;  // the resolved -x (-1 = one epoch)
         st.settings = resume_settings_text(saved);
+        for (const auto& [flag, value] : program.settings) st.settings += flag + "=" + value + "\n";
         save_train_state(step_file(o.output_dir, "state", step, ".bin"), st);
         AtomicFile done(step_file(o.output_dir, "DONE", step, ""));
         done.commit();

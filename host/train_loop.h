@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu/optimizer.h"  // LRSchedule (header only here; programs link llm_model_cpu)
@@ -78,7 +79,13 @@ struct TrainProgram {
   // The model's weights, gradients, AdamW state and activations live in host memory (gpt2_cpu, the CUDA-on-CPU
   // build): the run's need (train_memory_bytes) is checked against the machine's before anything is allocated.
   bool host_memory = true;
+  // The program's own flags a resume inherits when not given again (e.g. {"--precision", "fp32"}): saved in the
+  // state file next to the shared ones; read back with saved_resume_setting before the model is made.
+  std::vector<std::pair<std::string, std::string>> settings;
 };
+
+// The value of `flag` saved with the latest complete checkpoint in dir ("" when none or not saved).
+std::string saved_resume_setting(const std::string& dir, const std::string& flag);
 
 // Bytes a training run needs in host memory: fp32 weights, gradients, AdamW m and v (16 B per parameter), the
 // activations of one B×T micro-batch and their gradients, and, with -o, the copies a checkpoint makes (12 B per

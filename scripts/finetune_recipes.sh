@@ -14,7 +14,7 @@ if stage pretrain; then
   # 7.3M-parameter GPT-2 (L=4, C=128, 4 heads, context 256, GPT-2 vocabulary), 150 steps of 8x64 tokens
   $BUILD/finetune_init --out $OUT/init.bin --layers 4 --channels 128 --heads 4 --context 256 --seed 42
   $BUILD/gpt2_cpu train --init $OUT/init.bin -b 8 -t 64 -x 150 -l 1e-3 -u 10 -q 0.1 -c 0.1 -v 50 -m 10 -s 0 \
-      -o $OUT/pretrain --threads $THREADS | tee $OUT/pretrain.log
+      -o $OUT/pretrain --overwrite --threads $THREADS | tee $OUT/pretrain.log
 fi
 BASE=$OUT/pretrain/model_00000150.bin
 

@@ -79,3 +79,18 @@ TEST_F(TrainerReliability, ModelTooLargeForMemoryIsExitTwoNamingTheFile) {
     EXPECT_NE(r.err.find("error: huge95g.bin: needs "), std::string::npos) << args << ": " << r.err;
   }
 }
+
+// `--resume -o DIR -x N` continues a GPU run with the run's own --precision / --attention / --recompute (before:
+// the defaults bf16 / auto / 0 came back and the fingerprint refused an fp32 run).
+TEST_F(TrainerReliability, ResumeInheritsTheProgramFlags) {
+  Result a = run_in_dir(dir, kBin + kTrain + "-x 2 -r 1 -o out");
+  ASSERT_EQ(a.code, 0) << a.err;
+  Result b = run_in_dir(dir, kBin + "train --resume -o out -x 3");
+  ASSERT_EQ(b.code, 0) << b.out << b.err;
+  EXPECT_NE(b.out.find("resumed from out at step 2"), std::string::npos) << b.out;
+  EXPECT_TRUE(exists(dir + "/out/DONE_00000003"));
+  // given explicitly and different: refused by the fingerprint
+  Result c = run_in_dir(dir, kBin + "train --resume -o out -x 4 --precision bf16");
+  EXPECT_EQ(c.code, 2) << c.out;
+  EXPECT_NE(c.err.find("was written with different settings"), std::string::npos) << c.err;
+}
