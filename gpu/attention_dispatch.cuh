@@ -12,20 +12,11 @@
 #include "host/philox.h"
 #include "kernels/attention.cuh"
 #include "kernels/attention_cudnn.cuh"
-
-// The flash kernel is written alongside this selection; until its header is in the tree the build has no flash path.
-#if __has_include("kernels/flash_attention.cuh")
 #include "kernels/flash_attention.cuh"
-#define LLM_HAVE_FLASH_ATTENTION 1
-#endif
 
 namespace gpu {
 
-#ifdef LLM_HAVE_FLASH_ATTENTION
-constexpr bool kFlashAttentionBuilt = true;
-#else
-constexpr bool kFlashAttentionBuilt = false;
-#endif
+constexpr bool kFlashAttentionBuilt = true;  // every build has it (the CPU layer emulates its tensor-core ops)
 
 // What this build and this run can do: the input of resolve_attention(). dropout: the attention-dropout
 // probability of training (0 where no dropout is ever applied: evaluation, fine-tuning, generation).
@@ -39,9 +30,7 @@ inline AttentionFacts attention_facts(int C, int NH, bool bf16, float dropout) {
   f.real_gpu = true;  // the nvcc build runs only on a GPU (train_gpt2.cu's require_device)
 #endif
   f.flash_built = kFlashAttentionBuilt;
-#ifdef LLM_HAVE_FLASH_ATTENTION
   f.flash_supported = kern::flash_attention_supported(C, NH, bf16);
-#endif
   return f;
 }
 
@@ -57,12 +46,8 @@ void attention_forward(AttentionPath path, floatX* out, float* lse, const floatX
       kern::cudnn_attention_forward(out, lse, qkv, B, T, C, NH, drop, stream);
       return;
     case AttentionPath::kFlash:
-#ifdef LLM_HAVE_FLASH_ATTENTION
       kern::flash_attention_forward(out, lse, qkv, B, T, C, NH, drop, stream);
       return;
-#else
-      llm::fail("attention: this build has no flash attention kernel");
-#endif
     default:
       llm::fail("attention: path '", attention_path_name(path), "' was not resolved");
   }
@@ -81,12 +66,8 @@ void attention_backward(AttentionPath path, floatX* dqkv, float* scratch, const 
       kern::cudnn_attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH, drop, stream);
       return;
     case AttentionPath::kFlash:
-#ifdef LLM_HAVE_FLASH_ATTENTION
       kern::flash_attention_backward(dqkv, scratch, dout, qkv, out, lse, B, T, C, NH, drop, stream);
       return;
-#else
-      llm::fail("attention: this build has no flash attention kernel");
-#endif
     default:
       llm::fail("attention: path '", attention_path_name(path), "' was not resolved");
   }

@@ -180,7 +180,8 @@ Result run(const std::string& dir, const std::string& args) {
   return host_test::run_in_dir(dir, "'" TRAIN_GPT2CU_BIN "' " + args);
 }
 
-// shards + a tiny checkpoint (C=32, NH=4: head size 8, which only portable takes on the layer)
+// shards + a tiny checkpoint (C=32, NH=4: head size 8, which only portable takes on the layer), the same with
+// C=128, NH=2 (head size 64: flash on the layer) and a fine-tuning model
 std::string setup_dir() {
   const std::string dir = host_test::temp_dir();
   host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(3000, 1));
@@ -188,6 +189,10 @@ std::string setup_dir() {
   llm::GPT2Config c = llm::preset_config("tiny");
   std::vector<float> w(llm::num_parameters(c), 0.01f);
   llm::save_checkpoint(dir + "/tiny.bin", c, w.data());
+  c.channels = 128;
+  c.num_heads = 2;
+  w.assign(llm::num_parameters(c), 0.01f);
+  llm::save_checkpoint(dir + "/hs64.bin", c, w.data());
   llm::GPT2Config f;  // fine-tuning needs the GPT-2 vocabulary: 2 blocks of 32 channels, head size 8
   f.num_layers = 2;
   f.channels = 32;
@@ -225,6 +230,20 @@ TEST(AttentionFlag, ChosenPathIsPrintedAtStartup) {
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_NE(g.err.find("train_gpt2cu: attention portable (auto)"), std::string::npos) << g.err;
   EXPECT_EQ(g.out.find("attention"), std::string::npos) << g.out;
+  // head size 64: auto takes flash in bf16 (with or without dropout), portable in fp32
+  const std::string hs64 = "train -e hs64.bin -i train.bin -j val.bin -b 2 -t 16 -x 1 -v 0 -s 0 ";
+  for (const auto& [flags, want] : std::vector<std::pair<std::string, std::string>>{
+           {"", "| attention flash (auto)\n"},
+           {"--dropout 0.1", "| attention flash (auto)\n"},
+           {"--precision fp32", "| attention portable (auto)\n"},
+           {"--attention flash --dropout 0.1", "| attention flash\n"}}) {
+    Result r = run(dir, hs64 + flags);
+    ASSERT_EQ(r.code, 0) << flags << "\n" << r.err;
+    EXPECT_NE(r.out.find(want), std::string::npos) << flags << "\n" << r.out;
+  }
+  Result gf = run(dir, "generate --model hs64.bin --prompt-ids 1,2,3 --ids -n 4 -t 0");
+  ASSERT_EQ(gf.code, 0) << gf.err;
+  EXPECT_NE(gf.err.find("train_gpt2cu: attention flash (auto)"), std::string::npos) << gf.err;
 }
 
 TEST(AttentionFlag, ImpossibleChoicesExitTwo) {
