@@ -8,12 +8,17 @@
 // work, no update), on the device as on the CPU.
 // Errors: gradients and logits max|gpu − ref| / max|ref| per tensor; weights after the steps ‖gpu − ref‖₂/‖ref‖₂
 // per tensor (AdamW turns gradient elements of rounding-noise size into ±lr steps of either sign, so single
-// elements are not a stable statistic; the norm is). fp32 bound 1e-5 for all: both sides compute in fp32 and
-// differ only in summation order (GEMM blocking, online softmax, fused residual+LayerNorm), a few ulp per op.
-// Weights get 3e-5: AdamW divides each element's gradient by its own RMS, so an element whose gradient is small
-// next to its tensor's largest (and hence carries a larger relative error) steps with that error undamped —
-// seen worst in the last block's key weights of a classifier, whose gradient Σ_j dk_j·x_jᵀ has Σ_j dk_j = 0
-// (one query per sequence), a cancellation.
+// elements are not a stable statistic; the norm is). fp32: both sides compute in fp32 and differ only in
+// summation order (GEMM blocking, online softmax, fused residual+LayerNorm). One K-term reduction in two orders
+// differs by ≤ 2γ_K·Σ|terms| (γ_K = K·u/(1 − K·u), u = 2^-24); here K ≤ 128 (4C, C = 32, V = 60, ≤ 3·24 tokens),
+// 2γ_128 = 1.5e-5 per op, and the ~40 ops along a path (3 layers, forward and backward) round independently:
+// ≈ √(40·128)·u = 4.3e-6 in quadrature. Step 1 (identical weights): tol = 1e-5, 2.3× that (measured ≤ 4.8e-7).
+// Weights after the steps: 3e-5 norm-wise — AdamW divides each element's gradient by its own RMS, so a relative
+// gradient error ρ moves a step by 2ρ·lr undamped; Σlr = 8e-3 over 4 steps against RMS weights ≈ 0.02 gives
+// 2ρ·0.4, i.e. 3e-5 covers elements ~4× worse conditioned than tol (seen worst in the last block's key weights of
+// a classifier, whose gradient Σ_j dk_j·x_jᵀ has Σ_j dk_j = 0, one query per sequence: a cancellation; measured
+// ≤ 5.3e-6). Later steps run on those drifted weights, so loss, logits and gradients there get tol + the
+// weights' 3e-5 = 4e-5 (was 1e-5 for all steps; measured ≤ 2.5e-6, InstructMaskedLm grads).
 // The key bias (middle third of qkvb) has a mathematically zero gradient (softmax ignores a constant shift of a
 // row's scores); both sides compute rounding noise there, which AdamW turns into ±lr steps of either sign, so the
 // key bias is left out of the weight comparison (as in test_trainer_parity.cu).
@@ -218,10 +223,12 @@ Worst run_parity(const ParityRun& r) {
 }
 
 void expect_fp32(const Worst& w) {
-  EXPECT_LE(w.loss, 1e-5);
-  EXPECT_LE(w.logits, 1e-5);
-  EXPECT_LE(w.grad, 1e-5);
-  EXPECT_LE(w.weight, 3e-5);  // see the top: AdamW's 1/sqrt(v) amplifies small elements' relative errors
+  const double tol = 1e-5, drift = 3e-5;  // see the top
+  EXPECT_LE(w.grad_step1, tol);           // identical weights: one step's rounding
+  EXPECT_LE(w.loss, tol + drift);         // all steps: later ones run on weights up to `drift` apart
+  EXPECT_LE(w.logits, tol + drift);
+  EXPECT_LE(w.grad, tol + drift);
+  EXPECT_LE(w.weight, drift);  // AdamW's 1/sqrt(v) amplifies small elements' relative errors
   EXPECT_LT(w.last_loss, w.first_loss) << "the steps did not train";
 }
 
@@ -312,7 +319,11 @@ TEST(FinetuneGpu, LoraMergeExportMatchesCpu) {
   cpu.merge_lora();
   EXPECT_FALSE(dc.tied_head);  // a merged tied LM head becomes its own tensor
   ASSERT_EQ(p.size(), llm::num_parameters(cpu.config()));
-  EXPECT_LE(max_rel(p.data(), cpu.base(), p.size()), 1e-5);
+  // W + (α/r)·B·A: the merge is 2 products and an add per element (≤ 3u relative to |W| + |BA|); the adapters
+  // after 2 free-running steps differ by ≤ 2·drift·lr·steps-level amounts, tiny next to max|W|: tol = 1e-5 (see top)
+  const double e = max_rel(p.data(), cpu.base(), p.size());
+  std::printf("merged weights: max|gpu − cpu| / max|cpu| %.3g (bound 1e-5)\n", e);
+  EXPECT_LE(e, 1e-5);
 }
 
 // ---- the programs ----
@@ -375,7 +386,9 @@ TEST(FinetuneGpuCli, ClassifySameLossesAsGpt2Cpu) {
   const auto a = report_numbers(ref.out), b = report_numbers(got.out);
   ASSERT_EQ(a.size(), b.size());
   ASSERT_GE(a.size(), 10u);
-  for (size_t i = 0; i < a.size(); i++) EXPECT_NEAR(b[i], a[i], 2e-4) << "number " << i;  // printed to 4 decimals
+  // printed to 4 decimals: ±5e-5 per program, 1e-4 together, + 1e-4 for fp32 (losses agree to ≤ tol + drift = 4e-5
+  // relative, above, at losses ≤ 2); an accuracy that differs by one example moves by ≥ 1/16
+  for (size_t i = 0; i < a.size(); i++) EXPECT_NEAR(b[i], a[i], 2e-4) << "number " << i;
   // the device classifier file classifies with either program
   const std::string text = " classify --model " + ::testing::TempDir() + "ftg_gpu.cls --text \"Win a free prize now\"";
   const Result c1 = run(std::string(GPT2_CPU_BIN) + text), c2 = run(std::string(TRAIN_GPT2CU_BIN) + text + " --precision fp32");
