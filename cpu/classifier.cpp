@@ -10,6 +10,8 @@
 #include "cpu/ops.h"
 #include "host/binary_io.h"
 #include "host/error.h"
+#include "host/memory.h"
+#include "host/weights_check.h"
 
 namespace llm {
 
@@ -578,6 +580,7 @@ ClassifierFile load_classifier(const std::string& path) {
   // the remaining bytes must be exactly the tensors (checked before allocating)
   const uint64_t pos = 8 + sizeof h + [&] { uint64_t s = 0; for (auto& l : f.labels) s += 4 + l.size(); return s; }();
   if (in.size() != pos + need) fail(path, ": size ", in.size(), " bytes, expected ", pos + need);
+  check_memory(path, need, "the classifier's parameters");
   f.params.resize(np);
   f.head_w.resize((size_t)N * c.channels);
   f.head_b.resize(N);
@@ -585,6 +588,8 @@ ClassifierFile load_classifier(const std::string& path) {
   in.read(f.head_w.data(), f.head_w.size() * 4, "head weight");
   in.read(f.head_b.data(), f.head_b.size() * 4, "head bias");
   for (float x : f.head_w) if (!std::isfinite(x)) fail(path, ": non-finite head weight");
+  check_finite_params(path, c, f.params.data());
+  check_finite_array(path, "the head bias", f.head_b.data(), f.head_b.size());
   return f;
 }
 

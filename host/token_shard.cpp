@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "host/error.h"
+#include "host/memory.h"
 
 namespace llm {
 
@@ -62,6 +63,7 @@ size_t read_token_shard_header(const std::string& path) {
 std::vector<uint16_t> read_token_shard(const std::string& path) {
   File f = open_or_fail(path, "rb");
   size_t n = check_header(f.get(), path);
+  check_memory(path, 2 * static_cast<uint64_t>(n), std::to_string(n) + " tokens");
   std::vector<uint16_t> tokens(n);
   if (n && std::fread(tokens.data(), 2, n, f.get()) != n) fail(path, ": truncated while reading ", n, " tokens");
   return tokens;
@@ -120,6 +122,7 @@ void TokenShardWriter::rename_to(const std::string& final_path) {
 std::string read_file_bytes(const std::string& path) {
   File f = open_or_fail(path, "rb");
   uint64_t size = file_size(f.get(), path);
+  check_memory(path, size, "reading the file");
   std::string data(size, '\0');
   if (size && std::fread(&data[0], 1, size, f.get()) != size) fail(path, ": read failed");
   return data;
