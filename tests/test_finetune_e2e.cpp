@@ -78,7 +78,10 @@ TEST(FinetuneE2E, SpamSliceBeatsMajorityClass) {
   ASSERT_TRUE(std::regex_search(r.out, m, std::regex("final: train acc [0-9.]+ loss [0-9.]+ \\| test acc ([0-9.]+)")))
       << r.out;
   const double acc = std::stod(m[1]);
-  EXPECT_GT(acc, majority / 100.0 + 0.1) << r.out;  // clearly above always answering the majority class
+  // a learning outcome, not a rounding bound: ≥ 11 of 100 test examples above always answering the majority class.
+  // fp32 differences between CPUs (≤ 1e-5 relative, see test_finetune_gpu.cu) can flip only examples whose class
+  // logits are within ~1e-5 of a tie — none or one — and --threads 1 fixes the summation order on each CPU.
+  EXPECT_GT(acc, majority / 100.0 + 0.1) << r.out;
   const Result c = run("classify --model " + out + " --text \"Hello, are we still on for dinner tonight?\"");
   ASSERT_EQ(c.code, 0) << c.out;
   EXPECT_TRUE(c.out == "spam\n" || c.out == "not spam\n") << c.out;
