@@ -110,7 +110,9 @@ TEST(InferMatrix, QuantisationRules) {
     for (int c = 0; c < cols; c++) {
       const float v = w[(size_t)r * cols + c];
       ASSERT_EQ(rb[c], llm::bf16_to_fp32(llm::fp32_to_bf16(v))) << r << "," << c;
-      ASSERT_LE(std::fabs(ri[c] - v), 0.5f * scale * (1 + 1e-6f)) << r << "," << c;
+      // q = nearbyint(fl(v/s)): fl(v/s) is ≤ 127u off (u = 2^-24, |v/s| ≤ 127), so |v − q·s| ≤ (0.5 + 127u)·s, and
+      // row() rounds q·s (≤ 127u·s): ≤ 0.5·s·(1 + 508u); bound (1 + 512u) (was 1 + 1e-6 ≈ 17u, short of that)
+      ASSERT_LE(std::fabs(ri[c] - v), 0.5f * scale * (1 + 512 * 0x1p-24f)) << r << "," << c;
     }
   }
   EXPECT_THROW(llm::parse_weight_format("int4"), llm::Error);
@@ -146,7 +148,10 @@ TEST(InferMatrix, Q4QuantisationRules) {
         ASSERT_EQ(got[c], q * d) << r << "," << c;
         const bool clamp = q == 7.0f && std::fabs(v - q * d) > 0.5f * std::fabs(d);
         clamped += clamp;
-        ASSERT_LE(std::fabs(v - got[c]), (clamp ? 1.0f + 1.0f / 32 : 0.5f * (1 + 1e-6f)) * std::fabs(d)) << r << "," << c;
+        // fl(v·fl(1/d)) is ≤ 2u·8.5 off v/d, so |v − q·d| ≤ (0.5 + 17u)·|d| (q·d: 4 × 8 bits, exact) = 0.5|d|(1 + 34u):
+        // bound 1 + 64u (was 1 + 1e-6 ≈ 17u). Clamped (+8 → 7): d = bf16(mx/−8) is ≤ 2^-9 relative off, so
+        // |v − 7d| ≤ |d|·(1 + 8·2^-9) = |d|·(1 + 1/64); bound 1 + 1/32.
+        ASSERT_LE(std::fabs(v - got[c]), (clamp ? 1.0f + 1.0f / 32 : 0.5f * (1 + 64 * 0x1p-24f)) * std::fabs(d)) << r << "," << c;
         if (v == mx) {
           ASSERT_EQ(q, -8.0f) << "the extreme maps to -8";
         }
@@ -176,7 +181,10 @@ TEST(QuantActs, BlockScalesRoundingPaddingAndLaneOffsets) {
         ASSERT_EQ(a.q(i)[c], want) << i << "," << c;
         ASSERT_LE(std::abs(want), 127);
         if (c < cols) {
-          ASSERT_LE(std::fabs(a.value(i, c) - x[(size_t)i * cols + c]), 0.5f * mx / 127.0f * (1 + 1e-5f));
+          // q = nearbyint(x·fl(127/mx)), s = fl(mx/127): 3 roundings between that and x/s, ≤ 381u (|x/s| ≤ 127);
+          // value() = q·s rounds once more (≤ 127u·s): |value − x| ≤ 0.5·s·(1 + 1016u); bound 1 + 1024u (was
+          // 1 + 1e-5 ≈ 168u, short of that)
+          ASSERT_LE(std::fabs(a.value(i, c) - x[(size_t)i * cols + c]), 0.5f * mx / 127.0f * (1 + 1024 * 0x1p-24f));
         }
       }
     }

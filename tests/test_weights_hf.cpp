@@ -1,5 +1,11 @@
 // HF GPT-2 loading/export against the transformers fixtures (scripts/gen_hf_fixtures.py): logits within 1e-5
 // (relative to the largest logit), greedy tokens exact, bad files rejected with clear messages.
+// Why 1e-5: transformers' fp32 logits (stored with 9 significant digits: exact floats) vs ours, the same weights,
+// only the summation orders differ. Forward reductions have K ≤ 4C = 192 terms (C ≤ 48, prompt ≤ 64 positions):
+// per op two orders differ by ≤ 2γ_192 = 2.3e-5·Σ|terms| (γ_K = K·u/(1 − K·u), u = 2^-24); the ~20 ops of a
+// 2–3 layer forward round independently, ≈ √(20·192)·u = 3.7e-6 of the terms' scale in quadrature; 1e-5 is ~3×
+// that. A wrong op (mask, bias, layout) is O(1). The greedy tokens are exact because HF's smallest top-1 margin
+// (ref.json min_greedy_margin: 0.0073 for tiny_b) is > 100× 1e-5 of the largest logit (6.8e-5).
 #include <gtest/gtest.h>
 
 #include <cmath>
