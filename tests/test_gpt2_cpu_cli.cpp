@@ -157,6 +157,9 @@ TEST_F(Gpt2CpuCli, EvalMatchesModelForward) {
     ASSERT_EQ(r.code, 0) << r.err;
     double got = -1, ppl = -1;
     ASSERT_EQ(std::sscanf(r.out.c_str(), "val_loss %lf\nperplexity %lf", &got, &ppl), 2) << r.out;
+    // per-window losses are bit-identical for any thread count (ModelDeterminism) and both sides sum them in double
+    // in window order; eval rounds the mean to float (½ ulp at 5.5 = 2.4e-7) and prints 6 decimals (±5e-7): 7.4e-7.
+    // ppl = exp(float loss): relative 2.4e-7 from that rounding, + 5e-7 printed.
     EXPECT_NEAR(got, want, 2e-6) << "m=" << m;
     EXPECT_NEAR(ppl, std::exp(want), 2e-6 * std::exp(want) + 2e-6);
     EXPECT_GT(want, 4.0);  // an untrained model over 256 tokens is near ln(256) = 5.5

@@ -75,6 +75,9 @@ TEST(GpuTrainFromWeights, SafetensorsEqualsBinAndEval) {
     EXPECT_EQ(e.out.substr(9, e.out.find('\n') - 9), logs[0][0]) << "first step loss == eval of the loaded model";
     if (std::string(prec) == "fp32") {
       for (int i = 0; i < 2; i++)
+        // step 1: one fp32 forward from the same weights, two implementations (reductions of ≤ V = 500 terms,
+        // 2γ_512 = 6e-5 per op worst case, √(20·512)·u ≈ 6e-6 in quadrature; same 1e-5 as test_trainer_parity);
+        // step 2 after one update, whose difference is ≤ 2ρ·lr per weight; + 1e-6 for the 6 printed decimals
         EXPECT_NEAR(std::stod(logs[0][i]), std::stod(cpu_log[i]), 1e-5 * std::fabs(std::stod(cpu_log[i])) + 1e-6)
             << "step " << i + 1 << " vs gpt2_cpu";
     }
