@@ -4,13 +4,14 @@
 // our own kernels (kernels/flash_attention.cuh); `train_gpt2cu --attention cudnn|auto` runs them.
 // How: cudnn_frontend's graph API (header-only; the nvidia-cudnn-frontend wheel's include/ dir, installed by
 // scripts/setup.sh and found by cmake/cudnn.cmake). One SDPA graph per direction and shape (B, NH, T, HS), built on
-// first use (the slow part: heuristics + plan compilation, ~0.1–1 s) and cached for the life of the process.
+// first use (the slow part: heuristics + plan compilation) and cached for the life of the process.
 // Layout, with no copies: q, k, v are strided views into the model's fused qkv (B, T, 3C) rows,
 //   dims {B, NH, T, HS}, strides {T·3C, HS, 3C, 1}, k at +C, v at +2C elements;
 // out / dout (B, T, C) are dims {B, NH, T, HS} with strides {T·C, HS, C, 1}; the softmax statistics (B, NH, T)
 // fp32 are cuDNN's "Stats" = rowmax + log Σ exp of the scaled scores, i.e. the same logsumexp that the portable
 // and flash kernels store; dqkv (B, T, 3C) is written (overwritten) through the q/k/v strides.
-// The backward asks for cuDNN's deterministic algorithm (no atomics on dq), so repeated runs are bit-identical.
+// The backward asks for cuDNN's deterministic algorithm (no atomics on dq), so that repeated runs are meant to be
+// bit-identical like the portable and flash paths (not yet checked on a GPU).
 // No attention dropout: cuDNN would draw its own mask (not the reference's Philox mask), so the trainer refuses
 // the combination (gpu/attention_path.h) and these functions refuse p > 0 as well.
 // Where it exists: the implementation is kernels/attention_cudnn.cu, one translation unit compiled by nvcc and
