@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "host/binary_io.h"
@@ -279,15 +280,25 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
 
   // ---- model + optimizer: refuse up front what would be OOM-killed later ----
   if (program.host_memory) {
+    // ranks started on this machine (mpirun / torchrun export it) share its memory
+    int local_ranks = 1;
+    for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "LOCAL_WORLD_SIZE"})
+      if (const char* v = std::getenv(var); v && world > 1 && std::atoi(v) > 1) {
+        local_ranks = std::min(std::atoi(v), world);
+        break;
+      }
     const uint64_t need = train_memory_bytes(cfg, B, T, !o.output_dir.empty());
     const uint64_t avail = available_memory_bytes();
-    if (need > avail) {
+    if (need * local_ranks > avail) {
       const uint64_t P = num_parameters(cfg);
       fail("not enough memory for this run: ", src.describe, " has ", P, " parameters; weights, gradients and AdamW "
            "m and v need ", format_gib(16 * P), ", the activations of B=", B, " T=", T, " ",
            format_gib(8 * activation_floats(cfg, B, T)),
            o.output_dir.empty() ? std::string() : ", checkpoint copies " + format_gib(12 * P), " = ",
-           format_gib(need), ", but only ", format_gib(avail),
+           format_gib(need), local_ranks > 1 ? " per rank, x " + std::to_string(local_ranks) + " ranks on this machine = " +
+                                                   format_gib(need * local_ranks)
+                                             : std::string(),
+           ", but only ", format_gib(avail),
            " are available (MemAvailable / cgroup limit); use a smaller model, -b or -t");
     }
   }

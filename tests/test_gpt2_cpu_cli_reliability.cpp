@@ -17,6 +17,7 @@
 #include "cpu/gpt2_model.h"
 #include "host/checkpoint.h"
 #include "host/crc32c.h"
+#include "host/train_loop.h"
 #include "host_test_util.h"
 
 using namespace host_test;
@@ -545,3 +546,20 @@ TEST(Crc32c, CheckValueAndChaining) {
   EXPECT_EQ(llm::crc32c(s + 4, 5, llm::crc32c(s, 4)), 0xE3069283u);
   EXPECT_EQ(llm::crc32c(s, 0), 0u);
 }
+
+#ifdef LLM_MPIEXEC
+// Ranks that mpirun starts on one machine share its memory: the need is counted once per local rank.
+TEST_F(Gpt2CpuReliability, RanksOnOneMachineShareTheMemoryCheck) {
+  const uint64_t one = llm::train_memory_bytes(llm::preset_config("tiny"), 2, 16, false);
+  const std::string limit = "LLM_MEMORY_LIMIT=" + std::to_string(one + one / 2);  // one rank fits, two do not
+  const std::string mpi = "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                          "OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none "
+                          "OMPI_MCA_btl_vader_single_copy_mechanism=none " + limit + " timeout -k 5 120 '" LLM_MPIEXEC
+                          "' " LLM_MPIEXEC_NUMPROC_FLAG " ";
+  Result r = run_in_dir(dir, mpi + "1 " + kBin + kTrain + "-x 1");
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = run_in_dir(dir, mpi + "2 " + kBin + kTrain + "-x 1 -d 64");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find("per rank, x 2 ranks on this machine"), std::string::npos) << r.err;
+}
+#endif
