@@ -77,7 +77,8 @@ TEST(BookClosedForm, WarmupCosineSchedule) {
   EXPECT_NEAR(s(27 + 54), (1e-3 + 1e-5) / 2, 1e-9);              // progress 1/2: midpoint
   EXPECT_NEAR(s(134), 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + std::cos(M_PI * 107.0 / 108.0)), 1e-10);
   EXPECT_NEAR(s(135), 1e-5, 1e-10);                              // and stays at min after the end
-  // demo values: initial 1e-4, peak 0.01, min 0.1·initial
+  // demo values: initial 1e-4, peak 0.01, min 0.1·initial. s ≈ 8.5e-3: ½ ulp 4.7e-10 + float(0.01)'s 2.2e-10·0.85
+  // = 6.6e-10 < 1e-9
   s.max_lr = 0.01f; s.initial_lr = 1e-4f; s.min_lr = 1e-5f;
   EXPECT_NEAR(s(27 + 27), 1e-5 + (0.01 - 1e-5) * 0.5 * (1 + std::cos(M_PI * 0.25)), 1e-9);
 }
