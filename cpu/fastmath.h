@@ -28,7 +28,9 @@ inline float exp_approx(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = ((int32_t)n + 127) << 23;      // 2^n as a float
+  // 2^n as a float (unsigned shift: a NaN x gives n = NaN, whose int conversion must not make a shift of a
+  // negative number undefined behaviour; the result is then NaN through p, as exp(NaN) should be)
+  const uint32_t bits = static_cast<uint32_t>((int32_t)n + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return underflow ? 0.0f : p * scale;
