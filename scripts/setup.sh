@@ -2,7 +2,8 @@
 # Install the Debian packages the build needs (idempotent; skips what is already there).
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config libgtest-dev libbenchmark-dev libpcre2-dev nlohmann-json3-dev
-      libcli11-dev libboost-context-dev libopenmpi-dev openmpi-bin clang libclang-rt-14-dev)
+      libcli11-dev libboost-context-dev libopenmpi-dev openmpi-bin clang libclang-rt-14-dev
+      strace)  # strace: the checkpoint-durability test traces fsync/rename order
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
