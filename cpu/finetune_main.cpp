@@ -129,6 +129,17 @@ FinetuneSpec make_spec(const CommonOpts& o, const GPT2Config& c, int num_classes
   return s;
 }
 
+// Parses the command line: -1 to go on, else the exit code. --help exits 0; a bad flag or value prints CLI11's
+// message and exits kExitBadInput like every other bad input (CLI11's own codes, e.g. 105, are not used).
+int parse_flags(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+    return -1;
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitBadInput;
+  }
+}
+
 template <class F>
 int guarded(F&& f) {
   try {
@@ -188,7 +199,7 @@ int run_finetune_classify(int argc, char** argv, const FinetuneProgram& p) {
   app.add_flag("--tsv", tsv, "tab-separated files");
   app.add_option("--eval-batches", eval_batches, "batches per set for the per-epoch accuracy (0 = whole sets)");
   if (p.extra_options) p.extra_options(app);
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = parse_flags(app, argc, argv); rc >= 0) return rc;
   return guarded([&] {
     if (o.threads > 0) omp_set_num_threads(o.threads);
     const auto cls = split_commas(classes), label_names = split_commas(names);
@@ -272,7 +283,7 @@ int run_classify(int argc, char** argv, const FinetuneProgram& p) {
   app.add_option("--threads", threads, "OpenMP threads (0 = default)")->check(CLI::Range(0, kMaxThreads));
   add_allow_nonfinite_flag(app);
   if (p.extra_options) p.extra_options(app);
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = parse_flags(app, argc, argv); rc >= 0) return rc;
   return guarded([&] {
     if (threads > 0) omp_set_num_threads(threads);
     ClassifierFile f = load_classifier(model);
@@ -357,7 +368,7 @@ int run_finetune_instruct(int argc, char** argv, const FinetuneProgram& p) {
   app.add_option("--max-test", max_test, "generate for the first N test entries only (0 = all)");
   app.add_option("--eval-batches", eval_batches, "val batches for the per-epoch loss (0 = all)");
   if (p.extra_options) p.extra_options(app);
-  CLI11_PARSE(app, argc, argv);
+  if (const int rc = parse_flags(app, argc, argv); rc >= 0) return rc;
   return guarded([&] {
     if (o.threads > 0) omp_set_num_threads(o.threads);
     if (max_new < 0) fail("--max-new-tokens ", max_new, " must be >= 0");

@@ -106,4 +106,12 @@ TEST(FinetuneE2E, BadInputsExit2) {
   r = run("classify --model " + bad + " --text hi");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("not a classifier checkpoint"), std::string::npos) << r.out;
+  // flag values CLI11 rejects exit 2 like every other bad input (was CLI11's own code 105)
+  r = run("finetune-classify --model " + model + " --train " + ok + " --epochs x --out /dev/null");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--epochs"), std::string::npos) << r.out;
+  r = run("classify --model " + model + " --text hi --no-such-flag");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = run("finetune-instruct --help");
+  EXPECT_EQ(r.code, 0) << r.out;
 }
