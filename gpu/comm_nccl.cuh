@@ -25,6 +25,7 @@
 #include <string>
 
 #include "cuda_cpu/compat.cuh"
+#include "host/collective_watchdog.h"
 #include "host/comm.h"
 #include "host/error.h"
 #include "host/rank_env.h"
@@ -67,6 +68,7 @@ class NcclComm final : public llm::Comm {
     CUDA_CHECK(cudaMalloc(&scratch_, kScratchBytes));
   }
   ~NcclComm() override {
+    watchdog_.stop();
     if (scratch_) (void)cudaFree(scratch_);
     if (host_stream_) (void)cudaStreamDestroy(host_stream_);
     // unwinding after an error: the other ranks may never reach a collective again, so do not wait for them
@@ -77,6 +79,12 @@ class NcclComm final : public llm::Comm {
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
+
+  // --collective-timeout: NCCL waits on the GPU, so a watchdog thread ends this rank (ncclCommAbort, exit 2) when
+  // no host-synchronous collective (several per step) has completed for that long (host/collective_watchdog.h).
+  void set_timeout(double seconds) override {
+    if (world_ > 1 && seconds > 0) watchdog_.start(seconds, rank_, [this] { (void)ncclCommAbort(comm_); });
+  }
 
   void all_reduce_sum(void* buf, size_t n, llm::CommType type, void* stream) override {
     if (!n) return;
@@ -102,6 +110,7 @@ class NcclComm final : public llm::Comm {
     NCCL_CHECK(ncclAllReduce(scratch_, scratch_, 1, ncclFloat64, ncclSum, comm_, host_stream_));
     CUDA_CHECK(cudaMemcpyAsync(&x, scratch_, sizeof(x), cudaMemcpyDeviceToHost, host_stream_));
     CUDA_CHECK(cudaStreamSynchronize(host_stream_));
+    watchdog_.progress();
     return x;
   }
   // Host bytes through the device scratch buffer, in pieces of kScratchBytes.
@@ -113,6 +122,7 @@ class NcclComm final : public llm::Comm {
       NCCL_CHECK(ncclBroadcast(scratch_, scratch_, piece, ncclUint8, root, comm_, host_stream_));
       CUDA_CHECK(cudaMemcpyAsync(p, scratch_, piece, cudaMemcpyDeviceToHost, host_stream_));
       CUDA_CHECK(cudaStreamSynchronize(host_stream_));
+      watchdog_.progress();
     }
   }
   void barrier() override { (void)all_reduce_sum_host(0.0); }
@@ -133,6 +143,7 @@ class NcclComm final : public llm::Comm {
   ncclComm_t comm_ = nullptr;
   cudaStream_t host_stream_ = nullptr;  // host-scalar / broadcast traffic, off the training stream
   void* scratch_ = nullptr;
+  llm::CollectiveWatchdog watchdog_;
 };
 
 #undef NCCL_CHECK

@@ -65,8 +65,8 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
       ->capture_default_str();
   app.add_flag_callback("--resume", [&o] { o.resume = 1; }, "same as -y 1");
   app.add_option("--collective-timeout", o.collective_timeout,
-                 "data parallel over MPI (gpt2_cpu, train_gpt2cu_cpu): seconds a collective may wait for the other "
-                 "ranks before every rank is ended with a message (a stopped or hung rank); not yet NCCL")
+                 "data parallel: seconds a collective may wait for the other ranks (a stopped or hung rank) before "
+                 "the ranks are ended with a message (MPI: every rank aborts; NCCL: each waiting rank's watchdog)")
       ->capture_default_str();
   app.add_option("--max-bad-steps", o.max_bad_steps,
                  "a step whose loss or gradient norm is NaN/Inf is skipped (no update) with a warning; this many "

@@ -46,7 +46,7 @@ struct TrainOptions {
   // data parallel (several ranks: mpirun, or torchrun-style env for the GPU trainer)
   int zero_stage = 0;               // -z 0: every rank keeps the whole AdamW state; 1: ZeRO-1, each rank a shard
   double rendezvous_timeout = 120;  // --rendezvous-timeout seconds to wait for the other ranks (TCP rendezvous)
-  double collective_timeout = 1800;  // --collective-timeout: a collective waiting longer ends every rank (MPI)
+  double collective_timeout = 1800;  // --collective-timeout: a collective waiting longer ends the ranks (MPI, NCCL)
   int max_bad_steps = 10;           // --max-bad-steps: stop (exit 2) after this many non-finite steps in a row
   bool overwrite = false;           // --overwrite: a fresh run may replace the checkpoints already in -o
   // Filled by the parser: the long names of the options given on the command line (e.g. "--max-steps").
