@@ -31,6 +31,8 @@
 #include "tests/kernels/kernel_test_util.h"
 #include "cpu/ops.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -146,7 +148,16 @@ Terms term_scales(const std::vector<float>& qkv, const std::vector<float>& dout,
   return r;
 }
 
+// The fp32 reference runs on one OpenMP thread (its results do not depend on the count): under TSan (CI) idle OpenMP
+// workers spin in instrumented code and the test took > 10 min with 2 threads, 7 s with one.
+struct OneOmpThread {
+  int saved = omp_get_max_threads();
+  OneOmpThread() { omp_set_num_threads(1); }
+  ~OneOmpThread() { omp_set_num_threads(saved); }
+};
+
 TEST(FlashAttention, ForwardBackwardMatchReference) {
+  OneOmpThread one_thread;
   for (const auto& s : flash_shapes()) {
     for (float p : {0.0f, 0.1f}) {
       SCOPED_TRACE(std::string(s.name) + " dropout " + std::to_string(p));
