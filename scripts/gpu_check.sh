@@ -351,6 +351,14 @@ awk -F'|' '
       if (o > 0 && c > 0) printf "  attention fwd+bwd %s: own %.3f ms vs cuDNN SDPA %.3f ms = %.2fx (target <= 1.5x)\n", ps[i], o, c, o / c
       else if (o > 0) printf "  attention fwd+bwd %s: own %.3f ms (no cuDNN SDPA timing to compare)\n", ps[i], o
     }
+    # tensor-core flash attention (dev/cuda/flash_attention.cu v2; v1 = the portable kernel at the same shape, bf16)
+    # vs cuDNN SDPA (dev/cuda/attention.cu v3): issue-14 targets >= 60% of cuDNN TFLOP/s (time <= c/0.6), >= 8x portable
+    fl = att["2|bf16|attention fwd flash"] + att["2|bf16|attention bwd flash"]
+    pt = att["1|bf16|attention fwd portable"] + att["1|bf16|attention bwd portable"]
+    cd = att["3|bf16|attention fwd cudnn"] + att["3|bf16|attention bwd cudnn"]
+    if (fl > 0 && cd > 0) printf "  flash vs cuDNN SDPA fwd+bwd bf16: %.3f ms vs %.3f ms = %.0f%% of cuDNN throughput (target >= 60%%): %s\n", fl, cd, 100 * cd / fl, (cd / fl >= 0.6 ? "met" : "MISSED")
+    else if (fl > 0) printf "  flash fwd+bwd bf16: %.3f ms (no cuDNN SDPA timing to compare)\n", fl
+    if (fl > 0 && pt > 0) printf "  flash vs portable fwd+bwd bf16: %.1fx faster (target >= 8x): %s\n", pt / fl, (pt / fl >= 8 ? "met" : "MISSED")
   }' "$LOGS/bench_all.log"
 for row in "${TRAINER_ROWS[@]}"; do echo "  $row"; done
 echo "  elapsed $(elapsed)s of ${BUDGET_S}s budget; logs in $LOGS"
