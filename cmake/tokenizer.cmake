@@ -29,15 +29,30 @@ if(LLM_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "LLM_FUZZ=ON needs clang (set CMAKE_CXX_COMPILER=clang++)")
   endif()
-  # the tokenizer sources are compiled into each fuzzer so that they carry coverage instrumentation
-  set(LLM_FUZZ_SOURCES ${CMAKE_SOURCE_DIR}/host/tokenizer.cpp ${CMAKE_SOURCE_DIR}/host/tokenizer_files.cpp
-                       ${CMAKE_SOURCE_DIR}/host/token_shard.cpp)
-  foreach(f fuzz_tokenizer_roundtrip fuzz_vocab_parsers)
-    add_executable(${f} ${CMAKE_SOURCE_DIR}/fuzz/${f}.cpp ${LLM_FUZZ_SOURCES})
-    target_include_directories(${f} PRIVATE ${CMAKE_SOURCE_DIR})
-    target_compile_options(${f} PRIVATE -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -g)
-    target_link_options(${f} PRIVATE -fsanitize=fuzzer,address,undefined)
-    target_link_libraries(${f} PRIVATE PkgConfig::PCRE2 nlohmann_json::nlohmann_json Threads::Threads)
-    target_compile_definitions(${f} PRIVATE LLM_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  # The parsers' sources, instrumented once for coverage (fuzzer-no-link) and linked into every target here and
+  # in cmake/weights.cmake. scripts/run_fuzz.sh builds the same targets with clang directly and runs the campaign.
+  set(LLM_FUZZ_HOST_SOURCES)
+  foreach(s binary_io checkpoint cli crc32c data_loader error gpt2_config hf_gpt2 memory safetensors token_shard
+            tokenizer tokenizer_files train_state weights_check)
+    list(APPEND LLM_FUZZ_HOST_SOURCES ${CMAKE_SOURCE_DIR}/host/${s}.cpp)
+  endforeach()
+  add_library(llm_fuzz_host STATIC ${LLM_FUZZ_HOST_SOURCES})
+  target_include_directories(llm_fuzz_host PUBLIC ${CMAKE_SOURCE_DIR})
+  target_compile_options(llm_fuzz_host PRIVATE -fsanitize=fuzzer-no-link,address,undefined
+                         -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g)
+  target_compile_definitions(llm_fuzz_host PUBLIC LLM_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  target_link_libraries(llm_fuzz_host PUBLIC PkgConfig::PCRE2 nlohmann_json::nlohmann_json CLI11::CLI11
+                        Threads::Threads)
+  # llm_add_fuzzer(name): fuzz/<name>.cpp + llm_fuzz_host, ASan + UBSan (UB fatal) + libFuzzer
+  function(llm_add_fuzzer name)
+    add_executable(${name} ${CMAKE_SOURCE_DIR}/fuzz/${name}.cpp)
+    target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+                           -fno-omit-frame-pointer -g)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_libraries(${name} PRIVATE llm_fuzz_host)
+  endfunction()
+  # tokenizer files and round trip, token shards + DataLoader, training-state files, train/eval command lines
+  foreach(f fuzz_tokenizer_roundtrip fuzz_vocab_parsers fuzz_token_shard fuzz_train_state fuzz_cli)
+    llm_add_fuzzer(${f})
   endforeach()
 endif()

@@ -25,19 +25,15 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/dev/bench_membw.cpp)  # memory bandwidth: the ceil
   target_link_libraries(bench_membw PRIVATE OpenMP::OpenMP_CXX)
 endif()
 
-# libFuzzer target: configure a separate build with clang, e.g.
-#   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DLLM_FUZZ=ON && cmake --build build-fuzz --target fuzz_safetensors
-#   ./build-fuzz/fuzz_safetensors -runs=1000000 tests/fixtures/hf/fuzz_corpus
+# libFuzzer targets (model files): configure a separate build with clang, e.g.
+#   CC=clang CXX=clang++ cmake -S . -B build-fuzz-cmake -DLLM_FUZZ=ON && cmake --build build-fuzz-cmake --target fuzz_checkpoint
+# or run the whole campaign with scripts/run_fuzz.sh. llm_add_fuzzer and llm_fuzz_host come from cmake/tokenizer.cmake.
 if(LLM_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "LLM_FUZZ=ON needs clang (CXX=clang++)")
   endif()
-  add_executable(fuzz_safetensors ${CMAKE_SOURCE_DIR}/fuzz/fuzz_safetensors.cpp
-                 ${CMAKE_SOURCE_DIR}/host/safetensors.cpp ${CMAKE_SOURCE_DIR}/host/hf_gpt2.cpp
-                 ${CMAKE_SOURCE_DIR}/host/binary_io.cpp ${CMAKE_SOURCE_DIR}/host/checkpoint.cpp
-                 ${CMAKE_SOURCE_DIR}/host/gpt2_config.cpp)
-  target_include_directories(fuzz_safetensors PRIVATE ${CMAKE_SOURCE_DIR})
-  target_compile_options(fuzz_safetensors PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g)
-  target_link_options(fuzz_safetensors PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_libraries(fuzz_safetensors PRIVATE nlohmann_json::nlohmann_json CLI11::CLI11)
+  # safetensors + HF mapping, llm.c checkpoints via load_checkpoint/load_model, HF config.json
+  foreach(f fuzz_safetensors fuzz_checkpoint fuzz_hf_config)
+    llm_add_fuzzer(${f})
+  endforeach()
 endif()
