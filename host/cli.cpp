@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <sstream>
 #include <iostream>
+#include <limits>
 
 #include "host/error.h"
 #include "host/weights_check.h"
@@ -106,17 +107,40 @@ std::string fmt_float(double v) {
 }
 #define LLM_STR(field) \
   [](const TrainOptions& o) { return std::string(o.field); }, [](TrainOptions& o, const std::string& v) { o.field = v; }
+// Saved values are parsed strictly: the whole text, in the field's range, finite. A value out of range throws
+// (apply_resume_settings reports it) instead of wrapping (4294967300 -> 4 in an int) or becoming inf.
+template <class T>
+T saved_int(const std::string& v) {
+  size_t used = 0;
+  const long long x = std::stoll(v, &used);
+  if (used != v.size() || x < (long long)std::numeric_limits<T>::min() || x > (long long)std::numeric_limits<T>::max())
+    throw std::out_of_range(v);
+  return static_cast<T>(x);
+}
+uint64_t saved_u64(const std::string& v) {
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos) throw std::invalid_argument(v);  // no sign
+  size_t used = 0;
+  const unsigned long long x = std::stoull(v, &used);  // throws out_of_range past 2^64 - 1
+  if (used != v.size()) throw std::invalid_argument(v);
+  return x;
+}
+template <class T>
+T saved_float(const std::string& v) {
+  size_t used = 0;
+  const double x = std::stod(v, &used);
+  if (used != v.size() || !std::isfinite(x) || std::fabs(x) > (double)std::numeric_limits<T>::max())
+    throw std::out_of_range(v);
+  return static_cast<T>(x);
+}
 #define LLM_INT(field)                                                                   \
   [](const TrainOptions& o) { return std::to_string(o.field); },                        \
-      [](TrainOptions& o, const std::string& v) {                                        \
-        o.field = static_cast<decltype(o.field)>(std::stoll(v));                         \
-      }
+      [](TrainOptions& o, const std::string& v) { o.field = saved_int<decltype(o.field)>(v); }
 #define LLM_U64(field)                                                                   \
   [](const TrainOptions& o) { return std::to_string(o.field); },                        \
-      [](TrainOptions& o, const std::string& v) { o.field = std::stoull(v); }
+      [](TrainOptions& o, const std::string& v) { o.field = saved_u64(v); }
 #define LLM_FLT(field)                                                                   \
   [](const TrainOptions& o) { return fmt_float(o.field); },                             \
-      [](TrainOptions& o, const std::string& v) { o.field = static_cast<decltype(o.field)>(std::stod(v)); }
+      [](TrainOptions& o, const std::string& v) { o.field = saved_float<decltype(o.field)>(v); }
 const Setting kResumeSettings[] = {
     {"--train-data", LLM_STR(train_data)},     {"--val-data", LLM_STR(val_data)},
     {"--init", LLM_STR(init)},                 {"--preset", LLM_STR(preset)},

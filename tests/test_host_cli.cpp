@@ -136,3 +136,29 @@ TEST(HostCli, EvalOptions) {
   o.max_batches = 0;
   EXPECT_LLM_ERROR(llm::validate_eval_options(o), "-m/--max-batches");
 }
+
+// Saved settings (state files, --resume) are parsed strictly: a value out of its field's range or not finite is an
+// error naming the file, never a wrap (4294967300 -> 4 in an int) or an infinite learning rate. Round trip exact.
+TEST(HostCli, SavedSettingsParsedStrictly) {
+  llm::TrainOptions a;
+  a.batch_size = 12;
+  a.lr = 3e-4f;
+  a.seed = 18446744073709551615ull;
+  a.weight_decay_all = true;
+  llm::TrainOptions b;
+  llm::apply_resume_settings(&b, llm::resume_settings_text(a), "state.bin");
+  EXPECT_EQ(b.batch_size, 12);
+  EXPECT_EQ(b.lr, 3e-4f);
+  EXPECT_EQ(b.seed, 18446744073709551615ull);
+  EXPECT_TRUE(b.weight_decay_all);
+  for (const char* bad : {"--batch-size=4294967300", "--batch-size=12x", "--lr=1e300", "--lr=inf", "--lr=nan",
+                          "--seed=-1", "--seed=18446744073709551616", "--weight-decay-all=2", "--warmup="}) {
+    llm::TrainOptions o;
+    try {
+      llm::apply_resume_settings(&o, std::string(bad) + "\n", "state.bin");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const llm::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("state.bin: malformed saved setting"), std::string::npos) << e.what();
+    }
+  }
+}
