@@ -118,33 +118,41 @@ double max_rel_log(const std::string& a_dir, const std::string& b_dir) {
   return worst;
 }
 
-// Worst per-tensor error of the final weights: max|a − b| / max|b| (norm_wise = false) or ‖a − b‖ / ‖b‖.
-// The key bias (middle third of each layer's qkvb) is left out: its gradient is mathematically zero (softmax
-// ignores the constant q·b_k a row's scores share), so both runs hold rounding noise there, and AdamW turns noise
-// of either sign into full ±lr steps (tests/test_trainer_parity.cu, KeyBiasGradientIsNoise).
-double weights_rel(const std::string& a_file, const std::string& b_file, bool norm_wise, std::string* which) {
+// Loads two checkpoints of one model and calls visit(k, a_i, b_i) for every weight of tensor k, leaving out the key
+// bias (middle third of each layer's qkvb): its gradient is mathematically zero (softmax ignores the constant q·b_k a
+// row's scores share), so both runs hold rounding noise there, and AdamW turns noise of either sign into full ±lr
+// steps (tests/test_trainer_parity.cu, KeyBiasGradientIsNoise).
+template <class Visit>
+void for_each_weight_pair(const std::string& a_file, const std::string& b_file, Visit visit) {
   std::vector<float> a, b;
   const llm::GPT2Config cfg = llm::load_checkpoint(a_file, &a).config;
   llm::load_checkpoint(b_file, &b);
   EXPECT_EQ(a.size(), b.size());
   const auto off = llm::param_offsets(cfg);
   const auto size = llm::param_sizes(cfg);
+  for (int k = 0; k < llm::kNumParamTensors; k++)
+    for (size_t i = off[k]; i < off[k] + size[k] && i < a.size() && i < b.size(); i++) {
+      if (k == llm::kQkvb && ((i - off[k]) % (3 * (size_t)cfg.channels)) / cfg.channels == 1) continue;
+      visit(k, (double)a[i], (double)b[i]);
+    }
+}
+
+// Worst per-tensor error of the final weights: max|a − b| / max|b| (norm_wise = false) or ‖a − b‖ / ‖b‖.
+double weights_rel(const std::string& a_file, const std::string& b_file, bool norm_wise, std::string* which) {
+  double d[llm::kNumParamTensors] = {}, s[llm::kNumParamTensors] = {};
+  for_each_weight_pair(a_file, b_file, [&](int k, double x, double y) {
+    if (norm_wise) {
+      d[k] += (x - y) * (x - y);
+      s[k] += y * y;
+    } else {
+      d[k] = std::max(d[k], std::fabs(x - y));
+      s[k] = std::max(s[k], std::fabs(y));
+    }
+  });
   double worst = 0;
   for (int k = 0; k < llm::kNumParamTensors; k++) {
-    double d = 0, s = 0;
-    for (size_t i = off[k]; i < off[k] + size[k] && i < a.size(); i++) {
-      if (k == llm::kQkvb && ((i - off[k]) % (3 * (size_t)cfg.channels)) / cfg.channels == 1) continue;
-      const double e = (double)a[i] - b[i];
-      if (norm_wise) {
-        d += e * e;
-        s += (double)b[i] * b[i];
-      } else {
-        d = std::max(d, std::fabs(e));
-        s = std::max(s, std::fabs((double)b[i]));
-      }
-    }
-    if (!size[k] || s == 0) continue;
-    const double r = norm_wise ? std::sqrt(d / s) : d / s;
+    if (s[k] == 0) continue;
+    const double r = norm_wise ? std::sqrt(d[k] / s[k]) : d[k] / s[k];
     if (r > worst && which) *which = kTensorNames[k];
     worst = std::max(worst, r);
   }
@@ -157,25 +165,16 @@ double gamma_fp32(int K) {
   return K * u / (1 - K * u);
 }
 
-// Largest per-element weight difference max|a − b| over all tensors (the key bias left out, as in weights_rel), in
-// units of lr·steps: AdamW moves an element by about lr per step, so this is the fraction of the largest possible
-// movement by which the runs disagree.
+// Largest per-element weight difference max|a − b| over all tensors (the key bias left out), in units of lr·steps:
+// AdamW moves an element by about lr per step, so this is the fraction of the largest possible movement by which
+// the runs disagree.
 double weights_lr_steps(const std::string& a_file, const std::string& b_file, double lr, int steps,
                         std::string* which) {
-  std::vector<float> a, b;
-  const llm::GPT2Config cfg = llm::load_checkpoint(a_file, &a).config;
-  llm::load_checkpoint(b_file, &b);
-  EXPECT_EQ(a.size(), b.size());
-  const auto off = llm::param_offsets(cfg);
-  const auto size = llm::param_sizes(cfg);
   double worst = 0;
-  for (int k = 0; k < llm::kNumParamTensors; k++)
-    for (size_t i = off[k]; i < off[k] + size[k] && i < a.size() && i < b.size(); i++) {
-      if (k == llm::kQkvb && ((i - off[k]) % (3 * (size_t)cfg.channels)) / cfg.channels == 1) continue;
-      const double d = std::fabs((double)a[i] - b[i]);
-      if (d > worst && which) *which = kTensorNames[k];
-      worst = std::max(worst, d);
-    }
+  for_each_weight_pair(a_file, b_file, [&](int k, double x, double y) {
+    if (std::fabs(x - y) > worst && which) *which = kTensorNames[k];
+    worst = std::max(worst, std::fabs(x - y));
+  });
   return worst / (lr * steps);
 }
 
