@@ -492,10 +492,15 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
     if (world > 1) stopping = comm.all_reduce_sum_host(stopping ? 1.0 : 0.0) > 0;
     if (step + 1 == max_steps) stopping = false;  // the run ends here anyway, with its val loss and sample
   }
-  if (main_rank)
-    std::printf("done: %lld steps in %s, %.0f tok/s average (excluding each session's first step)\n",
-                static_cast<long long>(max_steps - start_step),
-                Progress::format_duration(progress.total_ms() / 1000.0).c_str(), progress.mean_tok_per_s());
+  if (main_rank) {
+    const long long steps = static_cast<long long>(max_steps - start_step);
+    const std::string took = Progress::format_duration(progress.total_ms() / 1000.0);
+    if (progress.mean_tok_per_s() > 0)
+      std::printf("done: %lld steps in %s, %.0f tok/s average (excluding each session's first step)\n", steps,
+                  took.c_str(), progress.mean_tok_per_s());
+    else  // only the session's first step ran (it is left out of the average: warm-up)
+      std::printf("done: %lld steps in %s\n", steps, took.c_str());
+  }
   return 0;
 }
 
