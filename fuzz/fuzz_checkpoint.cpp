@@ -32,21 +32,14 @@ static void write_seeds(const char* dir) {
       c.tied_head = variant != 2;
       std::vector<float> p(llm::num_parameters(c));
       for (size_t i = 0; i < p.size(); i++) p[i] = 0.01f * static_cast<float>(static_cast<int>(i % 37) - 18);
-      const std::string tmp = fuzz::scratch_path("model.bin");
-      llm::save_checkpoint(tmp, c, p.data(), dtype ? llm::CheckpointDtype::kBf16 : llm::CheckpointDtype::kFp32);
-      const std::string body = fuzz::slurp(tmp);
-      std::remove(tmp.c_str());
+      const std::string body = fuzz::written_bytes("model.bin", [&](const std::string& path) {
+        llm::save_checkpoint(path, c, p.data(), dtype ? llm::CheckpointDtype::kBf16 : llm::CheckpointDtype::kFp32);
+      });
       for (uint8_t mode = 0; mode < 4; mode++) fuzz::write_seed(dir, "seed_" + std::to_string(k++), mode, body);
     }
 }
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  if (const char* dir = std::getenv("FUZZ_WRITE_SEEDS")) {
-    write_seeds(dir);
-    std::exit(0);
-  }
-  return 0;
-}
+FUZZ_SEEDS_FROM_ENV(write_seeds)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static fuzz::MemFile file;

@@ -77,9 +77,26 @@ inline void write_seed(const char* dir, const std::string& name, uint8_t mode, c
   out << body;
 }
 
-// A per-process scratch path for the project's writers (seed generation only).
-inline std::string scratch_path(const char* tag) {
-  return "/tmp/fuzz_seed_" + std::to_string(getpid()) + "_" + tag;
+// The bytes the project's writer `write(path)` puts in a file (seed generation only: a per-process scratch file,
+// removed afterwards).
+template <class Write>
+std::string written_bytes(const char* tag, Write write) {
+  const std::string tmp = "/tmp/fuzz_seed_" + std::to_string(getpid()) + "_" + tag;
+  write(tmp);
+  std::string body = slurp(tmp);
+  std::remove(tmp.c_str());
+  return body;
 }
 
 }  // namespace fuzz
+
+// LLVMFuzzerInitialize for a target whose seeds come from write_seeds(dir): with FUZZ_WRITE_SEEDS=<dir> the binary
+// writes them and exits (scripts/run_fuzz.sh), otherwise it fuzzes.
+#define FUZZ_SEEDS_FROM_ENV(write_seeds)                           \
+  extern "C" int LLVMFuzzerInitialize(int*, char***) {             \
+    if (const char* dir = std::getenv("FUZZ_WRITE_SEEDS")) {       \
+      write_seeds(dir);                                            \
+      std::exit(0);                                                \
+    }                                                              \
+    return 0;                                                      \
+  }

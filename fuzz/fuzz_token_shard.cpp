@@ -21,22 +21,14 @@ static void write_seeds(const char* dir) {
   for (size_t n : {1, 17, 200}) {
     std::vector<uint16_t> t(n);
     for (size_t i = 0; i < n; i++) t[i] = static_cast<uint16_t>((i * 7 + 3) % 100);
-    const std::string tmp = fuzz::scratch_path("shard.bin");
-    llm::write_token_shard(tmp, t);
-    const std::string body = fuzz::slurp(tmp);
-    std::remove(tmp.c_str());
+    const std::string body =
+        fuzz::written_bytes("shard.bin", [&](const std::string& path) { llm::write_token_shard(path, t); });
     for (uint8_t mode : {0x00, 0x01, 0x03, 0x15, 0x7d})
       fuzz::write_seed(dir, "seed_" + std::to_string(k++), mode, body);
   }
 }
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  if (const char* dir = std::getenv("FUZZ_WRITE_SEEDS")) {
-    write_seeds(dir);
-    std::exit(0);
-  }
-  return 0;
-}
+FUZZ_SEEDS_FROM_ENV(write_seeds)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static fuzz::MemFile file;

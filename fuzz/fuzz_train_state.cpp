@@ -33,10 +33,8 @@ static void write_seeds(const char* dir) {
   s.settings = llm::resume_settings_text(o);
   s.m.assign(kSeedParams, 0.25f);
   s.v.assign(kSeedParams, 0.0625f);
-  const std::string tmp = fuzz::scratch_path("state.bin");
-  llm::save_train_state(tmp, s);
-  std::string v2 = fuzz::slurp(tmp);
-  std::remove(tmp.c_str());
+  const std::string v2 =
+      fuzz::written_bytes("state.bin", [&](const std::string& path) { llm::save_train_state(path, s); });
   // version 1: no settings, no CRC (slots 15-17 zero), the settings bytes cut out
   std::string v1 = v2;
   const int32_t flen = fuzz::slot(v2, 14), slen = fuzz::slot(v2, 15);
@@ -51,13 +49,7 @@ static void write_seeds(const char* dir) {
   }
 }
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  if (const char* dir = std::getenv("FUZZ_WRITE_SEEDS")) {
-    write_seeds(dir);
-    std::exit(0);
-  }
-  return 0;
-}
+FUZZ_SEEDS_FROM_ENV(write_seeds)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static fuzz::MemFile file;
