@@ -136,6 +136,33 @@ __device__ inline bool dropout_keep(const llm::DropoutSpec& d, uint64_t index) {
   return llm::uniform_from_u32(word) >= d.p;
 }
 
+// The two score-shaped products of a backward kernel, sharing one loop over the head dimension: for the warp's 16
+// rows (row0.. of the row-major tiles sA1, sA2) and NT·8 rows of the row-major tiles B1, B2,
+//   x = A1·B1^T, y = A2·B2^T   (16 × NT·8, fp32, overwritten).
+// dq kernel: (Q, dO) against (K, V) -> S, dP; dkv kernel: (K, V) against (Q, dO) -> S^T, dP^T.
+template <int LD, int NT, int KS>
+__device__ inline void two_products(float (&x)[NT][4], float (&y)[NT][4], const bf16* sA1, const bf16* sA2, int row0,
+                                    const bf16* B1, const bf16* B2, int lane) {
+  FLASH_UNROLL
+  for (int j = 0; j < NT; j++)
+    FLASH_UNROLL
+    for (int e = 0; e < 4; e++) x[j][e] = y[j][e] = 0.0f;
+  FLASH_UNROLL
+  for (int kk = 0; kk < KS; kk++) {
+    uint32_t a1[4], a2[4];
+    ld_a<LD>(a1, sA1, row0, kk * 16, lane);
+    ld_a<LD>(a2, sA2, row0, kk * 16, lane);
+    FLASH_UNROLL
+    for (int np = 0; np < NT / 2; np++) {
+      uint32_t b1[4], b2[4];
+      ld_b_nk<LD>(b1, B1, np * 16, kk * 16, lane);
+      mma_pair(x[2 * np], x[2 * np + 1], a1, b1);
+      ld_b_nk<LD>(b2, B2, np * 16, kk * 16, lane);
+      mma_pair(y[2 * np], y[2 * np + 1], a2, b2);
+    }
+  }
+}
+
 // Shared memory of each kernel, in bytes.
 template <int HS> __host__ __device__ constexpr size_t fwd_smem() { return (size_t)5 * kTile * pitch<HS>() * sizeof(bf16); }  // Q, 2×K, 2×V
 template <int HS> __host__ __device__ constexpr size_t dq_smem() { return (size_t)6 * kTile * pitch<HS>() * sizeof(bf16); }   // Q, dO, 2×K, 2×V
@@ -353,24 +380,7 @@ __global__ void __launch_bounds__(flash::kThreads)
     const bf16* Vs = sV + cur * kTile * LD;
 
     float s[NT][4], dp[NT][4];  // S = Q·K^T and dP = dO·V^T: 16 rows × 64 keys
-    FLASH_UNROLL
-    for (int j = 0; j < NT; j++)
-      FLASH_UNROLL
-      for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.0f;
-    FLASH_UNROLL
-    for (int kk = 0; kk < KS; kk++) {
-      uint32_t aq[4], ado[4];
-      ld_a<LD>(aq, sQ, warp * 16, kk * 16, lane);
-      ld_a<LD>(ado, sdO, warp * 16, kk * 16, lane);
-      FLASH_UNROLL
-      for (int np = 0; np < NT / 2; np++) {
-        uint32_t bk[4], bv[4];
-        ld_b_nk<LD>(bk, Ks, np * 16, kk * 16, lane);
-        mma_pair(s[2 * np], s[2 * np + 1], aq, bk);
-        ld_b_nk<LD>(bv, Vs, np * 16, kk * 16, lane);
-        mma_pair(dp[2 * np], dp[2 * np + 1], ado, bv);
-      }
-    }
+    two_products<LD, NT, KS>(s, dp, sQ, sdO, warp * 16, Ks, Vs, lane);
     FLASH_UNROLL
     for (int j = 0; j < NT; j++)
       FLASH_UNROLL
@@ -471,24 +481,7 @@ __global__ void __launch_bounds__(flash::kThreads)
     const float* Ds = sD + cur * BQ;
 
     float s[NT][4], dp[NT][4];  // S^T = K·Q^T and dP^T = V·dO^T: 16 keys × BQ queries
-    FLASH_UNROLL
-    for (int j = 0; j < NT; j++)
-      FLASH_UNROLL
-      for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.0f;
-    FLASH_UNROLL
-    for (int kk = 0; kk < KS; kk++) {
-      uint32_t ak[4], av[4];
-      ld_a<LD>(ak, sK, warp * 16, kk * 16, lane);
-      ld_a<LD>(av, sV, warp * 16, kk * 16, lane);
-      FLASH_UNROLL
-      for (int np = 0; np < NT / 2; np++) {
-        uint32_t bq[4], bdo[4];
-        ld_b_nk<LD>(bq, Qs, np * 16, kk * 16, lane);
-        mma_pair(s[2 * np], s[2 * np + 1], ak, bq);
-        ld_b_nk<LD>(bdo, dOs, np * 16, kk * 16, lane);
-        mma_pair(dp[2 * np], dp[2 * np + 1], av, bdo);
-      }
-    }
+    two_products<LD, NT, KS>(s, dp, sK, sV, warp * 16, Qs, dOs, lane);
     FLASH_UNROLL
     for (int j = 0; j < NT; j++)
       FLASH_UNROLL
