@@ -1,6 +1,6 @@
 # finetune.cmake — tests of the fine-tuning component (label "finetune"). The code itself is built by the
-# existing globs: host/finetune_data.cpp into llm_host, cpu/classifier.cpp + cpu/finetune_main.cpp into
-# llm_model_cpu; the subcommands are dispatched from gpt2_cpu.cpp.
+# existing globs: host/finetune_data.cpp + host/finetune_spec.cpp into llm_host, cpu/classifier.cpp +
+# cpu/finetune_main.cpp into llm_model_cpu; the subcommands are dispatched from gpt2_cpu.cpp.
 file(GLOB LLM_FINETUNE_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_finetune_*.cpp)
 if(LLM_FINETUNE_TEST_SOURCES AND TARGET llm_model_cpu AND TARGET gpt2_cpu)
   add_executable(test_finetune ${LLM_FINETUNE_TEST_SOURCES})

@@ -2,27 +2,16 @@
 #include "cpu/classifier.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <random>
 
 #include "cpu/gemm.h"
 #include "cpu/ops.h"
-#include "host/binary_io.h"
 #include "host/error.h"
-#include "host/memory.h"
-#include "host/weights_check.h"
 
 namespace llm {
 
 namespace {
 
 void zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); }
-
-// U(-bound, bound) from mt19937_64 (top 24 bits of a draw, like GPT2Model::init_book).
-void fill_uniform(float* p, size_t n, double bound, std::mt19937_64& rng) {
-  for (size_t i = 0; i < n; i++) p[i] = (float)((2.0 * ((double)(rng() >> 40) * 0x1.0p-24) - 1.0) * bound);
-}
 
 // dweight (OC,C) += doutᵀ (OC,N) · inp (N,C)
 void weight_grad(float* dweight, const float* dout, const float* inp, int N, int C, int OC) {
@@ -34,64 +23,6 @@ void input_grad(float* dinp, const float* dout, const float* weight, int N, int 
 }
 
 }  // namespace
-
-FinetuneSpec finetune_check_spec(const GPT2Config& c, FinetuneSpec spec) {
-  const int L = c.num_layers;
-  if (spec.lora_rank < 0) fail("LoRA rank ", spec.lora_rank, " must be positive (or 0 for no LoRA)");
-  if (spec.lora_rank > 0 && !(spec.lora_alpha > 0)) fail("LoRA alpha ", spec.lora_alpha, " must be positive");
-  if (spec.num_classes < 0 || spec.num_classes == 1)
-    fail("fine-tune: number of classes ", spec.num_classes, " must be >= 2 (or 0 for the LM head)");
-  if (spec.train_from_layer == -1) spec.train_from_layer = L - 1;
-  if (spec.train_from_layer < 0 || spec.train_from_layer > L)
-    fail("fine-tune: first trainable block ", spec.train_from_layer, " not in [0, ", L, "]");
-  return spec;
-}
-
-FinetuneInit finetune_init(const GPT2Config& c, const FinetuneSpec& spec) {
-  const int L = c.num_layers, C = c.channels, r = spec.lora_rank;
-  FinetuneInit f;
-  std::mt19937_64 rng(spec.seed);
-  if (spec.num_classes > 0) {  // new head, nn.Linear default init: U(±1/sqrt(C)) for weight and bias
-    f.head_w.resize((size_t)spec.num_classes * C);
-    f.head_b.resize(spec.num_classes);
-    fill_uniform(f.head_w.data(), f.head_w.size(), 1.0 / std::sqrt((double)C), rng);
-    fill_uniform(f.head_b.data(), f.head_b.size(), 1.0 / std::sqrt((double)C), rng);
-  }
-  if (r == 0) return f;
-  const int head_out = spec.num_classes > 0 ? spec.num_classes : c.padded_vocab_size;
-  size_t o = 0;
-  auto add = [&](int in, int out) {
-    f.lora_off.push_back(o);
-    f.lora_in.push_back(in);
-    f.lora_out.push_back(out);
-    o += (size_t)r * in + (size_t)out * r;
-  };
-  for (int l = 0; l < L; l++) {
-    add(C, 3 * C);      // qkv
-    add(C, C);          // attn proj
-    add(C, 4 * C);      // fc
-    add(4 * C, C);      // fc proj
-  }
-  add(C, head_out);     // head
-  f.lora.assign(o, 0.0f);
-  // A from the same stream (after the head), B = 0
-  for (size_t s = 0; s < f.lora_off.size(); s++)
-    fill_uniform(f.lora.data() + f.lora_off[s], (size_t)r * f.lora_in[s], 1.0 / std::sqrt((double)r), rng);
-  return f;
-}
-
-bool finetune_tensor_trainable(const GPT2Config& c, const FinetuneSpec& spec, ParamTensor k, int layer) {
-  if (spec.lora_rank > 0) return false;
-  const bool lm = spec.num_classes == 0;
-  switch (k) {
-    case kWte: return spec.train_embeddings || (lm && c.tied_head && spec.train_head);
-    case kWpe: return spec.train_embeddings;
-    case kLnfw: case kLnfb: return spec.train_final_ln;
-    case kLmHead: return lm && !c.tied_head && spec.train_head;
-    case kQkvb: if (!c.qkv_bias) return false; [[fallthrough]];
-    default: return layer >= spec.train_from_layer;
-  }
-}
 
 FinetuneGPT2::FinetuneGPT2(const GPT2Config& config, std::vector<float> params, const FinetuneSpec& spec)
     : c_(config), spec_(spec), params_(std::move(params)) {
@@ -515,82 +446,6 @@ void FinetuneGPT2::merge_lora() {
   spec_.lora_rank = 0;
   spec_.train_head = spec_.train_final_ln = spec_.train_embeddings = false;  // merged models are for inference
   spec_.train_from_layer = L;
-}
-
-// ---- classifier checkpoint ------------------------------------------------------------------------------------
-
-namespace {
-constexpr char kClsMagic[8] = {'L', 'L', 'M', 'C', 'L', 'S', 'F', '1'};
-constexpr int32_t kClsVersion = 1;
-}  // namespace
-
-void save_classifier(const std::string& path, const ClassifierFile& f) {
-  const GPT2Config& c = f.config;
-  const int32_t N = (int32_t)f.labels.size();
-  if (f.params.size() != num_parameters(c) || f.head_w.size() != (size_t)N * c.channels || f.head_b.size() != (size_t)N)
-    fail(path, ": inconsistent classifier tensors (internal error)");
-  AtomicFile out(path);
-  out.write(kClsMagic, 8);
-  const int32_t hdr[11] = {kClsVersion, c.max_seq_len, c.vocab_size, c.padded_vocab_size, c.num_layers, c.num_heads,
-                           c.channels, c.qkv_bias, c.tied_head, N, f.max_length};
-  out.write(hdr, sizeof hdr);
-  for (const auto& s : f.labels) {
-    const int32_t len = (int32_t)s.size();
-    out.write(&len, 4);
-    out.write(s.data(), s.size());
-  }
-  out.write(f.params.data(), f.params.size() * 4);
-  out.write(f.head_w.data(), f.head_w.size() * 4);
-  out.write(f.head_b.data(), f.head_b.size() * 4);
-  out.commit();
-}
-
-ClassifierFile load_classifier(const std::string& path) {
-  InFile in(path);
-  char magic[8];
-  in.read(magic, 8, "magic");
-  if (std::memcmp(magic, kClsMagic, 8) != 0) fail(path, ": not a classifier checkpoint (bad magic)");
-  int32_t h[11];
-  in.read(h, sizeof h, "header");
-  if (h[0] != kClsVersion) fail(path, ": unsupported classifier version ", h[0], " (expected ", kClsVersion, ")");
-  ClassifierFile f;
-  GPT2Config& c = f.config;
-  c.max_seq_len = h[1]; c.vocab_size = h[2]; c.padded_vocab_size = h[3]; c.num_layers = h[4]; c.num_heads = h[5];
-  c.channels = h[6]; c.qkv_bias = h[7] != 0; c.tied_head = h[8] != 0;
-  const int N = h[9];
-  f.max_length = h[10];
-  for (int i = 1; i <= 6; i++)
-    if (h[i] <= 0 || h[i] > (1 << 24)) fail(path, ": header field ", i, " = ", h[i], " out of range");
-  if (c.channels % c.num_heads != 0 || c.padded_vocab_size < c.vocab_size || (h[7] != 0 && h[7] != 1) ||
-      (h[8] != 0 && h[8] != 1))
-    fail(path, ": inconsistent model config in the header");
-  if (N < 2 || N > 65536) fail(path, ": number of classes ", N, " out of range [2, 65536]");
-  if (f.max_length < 0 || f.max_length > c.max_seq_len)
-    fail(path, ": max length ", f.max_length, " outside [0, ", c.max_seq_len, "]");
-  const uint64_t np = num_parameters(c);
-  for (int i = 0; i < N; i++) {
-    int32_t len;
-    in.read(&len, 4, "label length");
-    if (len < 0 || len > 4096) fail(path, ": label ", i, " length ", len, " out of range");
-    std::string s(len, '\0');
-    if (len) in.read(&s[0], len, "label");
-    f.labels.push_back(s);
-  }
-  const uint64_t need = (np + (uint64_t)N * c.channels + N) * 4;
-  // the remaining bytes must be exactly the tensors (checked before allocating)
-  const uint64_t pos = 8 + sizeof h + [&] { uint64_t s = 0; for (auto& l : f.labels) s += 4 + l.size(); return s; }();
-  if (in.size() != pos + need) fail(path, ": size ", in.size(), " bytes, expected ", pos + need);
-  check_memory(path, need, "the classifier's parameters");
-  f.params.resize(np);
-  f.head_w.resize((size_t)N * c.channels);
-  f.head_b.resize(N);
-  in.read(f.params.data(), np * 4, "parameters");
-  in.read(f.head_w.data(), f.head_w.size() * 4, "head weight");
-  in.read(f.head_b.data(), f.head_b.size() * 4, "head bias");
-  for (float x : f.head_w) if (!std::isfinite(x)) fail(path, ": non-finite head weight");
-  check_finite_params(path, c, f.params.data());
-  check_finite_array(path, "the head bias", f.head_b.data(), f.head_b.size());
-  return f;
 }
 
 }  // namespace llm

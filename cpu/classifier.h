@@ -7,53 +7,17 @@
 // the reference ops (cpu/ops.h) and the llm.c parameter layout (host/gpt2_config.h), so a pretrained
 // checkpoint loads as-is. Dropout is not applied (the book fine-tunes with drop_rate 0).
 //
-// Modes:
-//   num_classes > 0  classification: logits(B,N) = lnf[:, T-1, :] · Wᵀ + b, W (N,C) and b (N) a new head
-//                    (PyTorch Linear default init); loss = mean cross-entropy over the batch.
-//   num_classes == 0 language model: logits(B,T,Vp) = lnf · headᵀ (wte when tied), cross-entropy with -100
-//                    ignored, mean over non-ignored targets (the book's instruction loss).
-// LoRA (rank r > 0, alpha): every linear y = x·Wᵀ + b gains (alpha/r)·(x·Aᵀ)·Bᵀ with A (r,in) and B (out,r)
-//   (the book's A (in,r), B (r,out), transposed to our (out,in) convention). A ~ U(-1/sqrt(r), 1/sqrt(r)) —
-//   torch's kaiming_uniform_(a=sqrt(5)) on the book's (in, r) tensor, whose fan_in is r — and B = 0.
-//   With LoRA every base tensor (and the head) is frozen; only the adapters train.
+// The modes, the LoRA parametrisation and the spec rules: host/finetune_spec.h.
 #pragma once
 #include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "host/finetune_spec.h"
 #include "host/gpt2_config.h"
 
 namespace llm {
-
-struct FinetuneSpec {
-  int num_classes = 0;          // > 0: classification head; 0: LM head
-  int train_from_layer = -1;    // blocks [train_from_layer, L) are trainable; -1 = the last block only
-  bool train_embeddings = false;  // wte, wpe (the "all" option)
-  bool train_final_ln = true;
-  bool train_head = true;       // the classification head / the LM head (lm_head, or wte when tied)
-  int lora_rank = 0;            // > 0: LoRA adapters; the base weights and head are all frozen
-  float lora_alpha = 0.0f;
-  uint64_t seed = 123;          // head + adapter init
-};
-
-// The linear layers LoRA wraps, per block, then the head.
-enum LinearKind : int { kLinQkv, kLinAttproj, kLinFc, kLinFcproj, kNumBlockLinears };
-
-// The spec checked and normalised (train_from_layer -1 -> L-1). Throws llm::Error for a bad spec (see below).
-FinetuneSpec finetune_check_spec(const GPT2Config& c, FinetuneSpec spec);
-// Whether base tensor k (of block `layer` for per-block tensors) trains under a (normalised) spec.
-bool finetune_tensor_trainable(const GPT2Config& c, const FinetuneSpec& spec, ParamTensor k, int layer = 0);
-
-// The new tensors of a fine-tune spec with their initial values: the classification head (N,C) + (N) and the LoRA
-// adapters, slot s = layer·kNumBlockLinears + kind (the head last) holding A (r,in) at lora_off[s] then B (out,r).
-// FinetuneGPT2 starts from exactly these numbers; the GPU backend uses them to start from the same ones.
-struct FinetuneInit {
-  std::vector<float> head_w, head_b, lora;
-  std::vector<size_t> lora_off;
-  std::vector<int> lora_in, lora_out;
-};
-FinetuneInit finetune_init(const GPT2Config& c, const FinetuneSpec& normalised_spec);
 
 class FinetuneGPT2 {
  public:
@@ -141,17 +105,5 @@ class FinetuneGPT2 {
   std::vector<float> logits_, probs_, losses_;
   int num_valid_ = 0;
 };
-
-// Classifier checkpoint ("LLMCLSF1"): the fine-tuned GPT-2 (adapters merged) + head + label names + the padding
-// length used in training. Written atomically; every field validated on load (llm::Error naming the file).
-struct ClassifierFile {
-  GPT2Config config;
-  std::vector<float> params;            // num_parameters(config)
-  std::vector<float> head_w, head_b;    // (N,C), (N)
-  std::vector<std::string> labels;      // N names
-  int max_length = 0;                   // sequences are truncated/padded to this (0 = no padding)
-};
-void save_classifier(const std::string& path, const ClassifierFile& f);
-ClassifierFile load_classifier(const std::string& path);
 
 }  // namespace llm

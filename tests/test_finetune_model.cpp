@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cpu/classifier.h"
+#include "host/finetune_spec.h"  // ClassifierFile, save/load_classifier
 #include "host/error.h"
 
 using namespace llm;
