@@ -58,3 +58,8 @@ if(TARGET gpt2_cpu AND EXISTS ${CMAKE_SOURCE_DIR}/tests/test_dp_unit.cpp)
       "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;OMPI_MCA_hwloc_base_binding_policy=none;OMPI_MCA_btl_vader_single_copy_mechanism=none")
   endif()
 endif()
+
+# scripts/gpu_check.sh's control flow without a GPU (GPU_CHECK_DRY_RUN=1: fake steps that pass, fail, time out,
+# crash, print no result line, are interrupted): the one summary table, its rows, counts and exit code
+add_test(NAME gpu_check_dry_run COMMAND bash ${CMAKE_SOURCE_DIR}/tests/test_gpu_check_dry_run.sh)
+set_tests_properties(gpu_check_dry_run PROPERTIES LABELS "host;gpu_check" TIMEOUT 300)

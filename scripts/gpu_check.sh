@@ -1,370 +1,496 @@
 #!/usr/bin/env bash
-# gpu_check.sh — the one GPU check: on a machine with an NVIDIA GPU,
-#   1. configure a real-CUDA build for the present GPU (cmake -DLLM_GPU_BUILD=ON, see cmake/kernels.cmake),
-#   2. build and run every kernel test (the same GoogleTest sources the CPU layer runs) on the GPU,
-#   3. run every dev/cuda microbenchmark version at GPT-2 124M shapes (B=8, T=1024, C=768, NH=12, V=50257),
-#   4. print ONE summary table last (best block size per kernel/version/precision).
-# Budget: ≤ 8 minutes on an H200 (each program runs under a timeout; the script stops starting new runs when
-# the budget is nearly spent and says so). Logs: $BUILD/gpu_check_logs/.
-# Exit codes: 0 all passed, 1 a build/test/benchmark failed, 2 no GPU / no nvcc / no cmake (nothing was run).
-# Usage: scripts/gpu_check.sh [build-dir]     (default build-gpu; env JOBS, BUDGET_S=480, CUDA_ARCH=90 override)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-BUILD=${1:-build-gpu}
-BUDGET_S=${BUDGET_S:-480}
-START=$(date +%s)
-LOGS="$BUILD/gpu_check_logs"
+# gpu_check.sh — the one GPU check, written for a fresh, bare machine with one NVIDIA GPU (H100/H200, 16 cores,
+# about 12 minutes), in this order:
+#   0. scripts/setup.sh (the README's setup), a real-CUDA build for this GPU (-DLLM_GPU_BUILD=ON, one arch)
+#   a. trainer parity on the GPU: the fp32 and the bf16 tests of test_trainer_gpu (tests/test_trainer_parity.cu)
+#   b. GPT-2 124M bf16 training throughput (tok/s) with each --attention path, and the step targets of issue 16
+#   c. every kernel test on the GPU (the GoogleTest sources the CPU layer runs in CI)
+#   d. every dev/cuda lab version at GPT-2 124M shapes, and the attention targets from their timings
+# Only the targets a step runs are built, each build and each run under its own `timeout`; no step starts when
+# the budget (BUDGET_S, default 560 s: one call fits a 10-minute command) is spent, and every step ends 10 s before
+# it. ONE summary table is printed last in every case — a trap on EXIT prints it after a crash, a timeout or an
+# interrupt too: one PASS / FAIL / SKIP line per target.
+# Exit: 0 no FAIL, 1 at least one FAIL (missed targets included), 2 no GPU or no nvcc (nothing was run).
+# Usage: timeout 600 scripts/gpu_check.sh [build-dir]       (default build-gpu; logs in <build-dir>/gpu_check_logs)
+#   A second call reuses the build dir (setup and builds are then done in seconds); to split the check over two
+#   calls: GPU_CHECK_STEPS="a b" scripts/gpu_check.sh, then GPU_CHECK_STEPS="c d" scripts/gpu_check.sh.
+#   env: BUDGET_S=560  GPU_CHECK_STEPS="a b c d"  JOBS=$(nproc)  CUDA_ARCH (from nvidia-smi)  SKIP_SETUP=1
+#        TRAIN_BS="64 48 32 16 8" (124M micro-batch sizes, the first that fits)  TRAIN_STEPS=20  TARGET_TOKS=600000
+# Dry run (CI, tests/test_gpu_check_dry_run.sh): GPU_CHECK_DRY_RUN=1 walks the same control flow with fake steps
+# (no GPU, no nvcc, nothing built; give a new build dir or none); GPU_CHECK_FAKE="<row>=<how> ..." makes a step
+# pass (default), fail, time out, crash before any output, print no result line (noline), and more: see
+# fake_program below; GPU_CHECK_FAKE_GRAPH=0: a trainer without --cuda-graph.
+set -uo pipefail  # no -e: every step's status is checked where it runs, and nothing may stop the summary
+cd "$(dirname "$0")/.." || exit 2
+SELF="$PWD/scripts/gpu_check.sh"
+DRY=${GPU_CHECK_DRY_RUN:-0}
 
-die2() { echo "gpu_check: $*" >&2; exit 2; }
-elapsed() { echo $(( $(date +%s) - START )); }
-left() { echo $(( BUDGET_S - $(elapsed) )); }
-
-# ---- 0. preconditions ----------------------------------------------------------------------------------------
-command -v nvidia-smi >/dev/null 2>&1 || die2 "no GPU: nvidia-smi not found (this script needs an NVIDIA GPU)"
-GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1 || true)
-[[ -n "$GPU_NAME" ]] || die2 "no GPU: nvidia-smi lists no device"
-NVCC=$(command -v nvcc || true)
-[[ -z "$NVCC" && -x /usr/local/cuda/bin/nvcc ]] && NVCC=/usr/local/cuda/bin/nvcc
-[[ -n "$NVCC" ]] || die2 "nvcc not found (install the CUDA toolkit or put it on PATH)"
-command -v cmake >/dev/null 2>&1 || die2 "cmake not found"
-if [[ -z "${CUDA_ARCH:-}" ]]; then
-  CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .' || true)
-  CUDA_ARCH=${CAP:-native}
-fi
-JOBS=${JOBS:-$(nproc)}
-echo "gpu_check: GPU '$GPU_NAME', arch $CUDA_ARCH, nvcc $NVCC, build dir $BUILD, budget ${BUDGET_S}s"
-mkdir -p "$LOGS"
-
-# ---- 1. configure + build -------------------------------------------------------------------------------------
-# cuDNN SDPA (dev attention v3) needs the header-only cudnn_frontend: $CUDNN_FRONTEND_HOME/include, or the
-# include/ dir of a pip-installed nvidia-cudnn-frontend wheel.
-FE_ARGS=()
-if [[ -z "${CUDNN_FRONTEND_HOME:-}" ]] && command -v python3 >/dev/null 2>&1; then
-  PURELIB=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null || true)
-  [[ -n "$PURELIB" && -f "$PURELIB/include/cudnn_frontend.h" ]] && CUDNN_FRONTEND_HOME="$PURELIB"
-fi
-[[ -n "${CUDNN_FRONTEND_HOME:-}" ]] && FE_ARGS=(-DLLM_CUDNN_FRONTEND_INCLUDE="$CUDNN_FRONTEND_HOME/include")
-configure() {
-  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DLLM_GPU_BUILD=ON -DCMAKE_CUDA_COMPILER="$NVCC" \
-        -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" "${FE_ARGS[@]}" "$@" > "$LOGS/configure.log" 2>&1
+# ---- dry run: the fake programs that stand in for setup, cmake, the tests, the trainer and the labs ---------------
+# Their lines copy the formats the parsers below read (gtest's summary, host/train_loop.cpp's step and done lines,
+# dev/cuda/common.cuh print_timing); the CI test checks that the sources still print those formats.
+fake_behaviour() {  # ID -> the behaviour GPU_CHECK_FAKE gives this step (default pass)
+  local kv
+  for kv in ${GPU_CHECK_FAKE:-}; do [[ ${kv%%=*} == "$1" ]] && { echo "${kv#*=}"; return; }; done
+  echo pass
 }
-configure || { tail -n 30 "$LOGS/configure.log"; echo "gpu_check: cmake configure failed ($LOGS/configure.log)"; exit 1; }
-grep -E "^-- kernels:" "$LOGS/configure.log" || true
-
-declare -a FAILURES=()
-build_target() {  # builds one target; on failure records it and returns 1
-  if ! cmake --build "$BUILD" -j "$JOBS" --target "$1" > "$LOGS/build_$1.log" 2>&1; then
-    FAILURES+=("build $1")
-    return 1
-  fi
+arg_after() {  # FLAG ARGS... -> the argument that follows FLAG
+  local flag=$1; shift
+  while (( $# > 1 )); do [[ $1 == "$flag" ]] && { echo "$2"; return; }; shift; done
 }
-# everything in parallel first (fast path); per-target retries below isolate a failing one
-cmake --build "$BUILD" -j "$JOBS" --target gpu_all > "$LOGS/build_all.log" 2>&1 || true
-TESTS=$(cd "$BUILD" && ls gpu_test_* 2>/dev/null || true)
-if ! [[ -x "$BUILD/gpu_dev_attention" ]] && [[ -f dev/cuda/attention.cu ]]; then
-  # the optional cuDNN path may not compile against this cuDNN frontend: rebuild without it
-  if ! build_target gpu_dev_attention; then
-    echo "gpu_check: gpu_dev_attention failed to build with cuDNN; retrying with -DLLM_DEV_CUDNN=OFF"
-    unset 'FAILURES[${#FAILURES[@]}-1]'
-    configure -DLLM_DEV_CUDNN=OFF || true
-    build_target gpu_dev_attention || true
-  fi
-fi
-# retry anything missing so the failure is recorded with its own log
-for src in tests/kernels/test_*.cu; do
-  t="gpu_$(basename "$src" .cu)"
-  [[ -x "$BUILD/$t" ]] || build_target "$t" || true
-done
-while read -r op versions; do
-  [[ -x "$BUILD/gpu_dev_$op" ]] || build_target "gpu_dev_$op" || true
-done < "$BUILD/gpu_dev_versions.txt"
-echo "gpu_check: build done after $(elapsed)s"
-
-# ---- 2. kernel tests on the GPU --------------------------------------------------------------------------------
-declare -a TEST_ROWS=()
-for exe in "$BUILD"/gpu_test_*; do
-  [[ -x "$exe" ]] || continue
-  name=$(basename "$exe")
-  if (( $(left) < 30 )); then FAILURES+=("skipped $name (budget)"); TEST_ROWS+=("$name|SKIPPED (budget)"); continue; fi
-  log="$LOGS/$name.log"
-  set +e
-  timeout 120 "$exe" --gtest_brief=1 > "$log" 2>&1
-  rc=$?
-  set -e
-  summary=$(grep -E "^\[  (PASSED|FAILED)  \]" "$log" | head -n 2 | tr '\n' ' ')
-  if [[ $rc -eq 0 ]]; then TEST_ROWS+=("$name|ok ${summary}"); else
-    TEST_ROWS+=("$name|FAIL rc=$rc ${summary}"); FAILURES+=("test $name"); grep -E "FAIL|Failure" "$log" | head -n 20 || true
-  fi
-  echo "  $name: rc=$rc $summary"
-done
-
-# ---- 3. microbenchmarks ---------------------------------------------------------------------------------------
-: > "$LOGS/bench_all.log"
-while read -r op versions; do
-  exe="$BUILD/gpu_dev_$op"
-  [[ -x "$exe" ]] || { FAILURES+=("missing gpu_dev_$op"); continue; }
-  for v in ${versions//,/ }; do
-    if (( $(left) < 20 )); then FAILURES+=("skipped $op v$v (budget)"); continue; fi
-    lim=$(( $(left) - 10 )); (( lim > 150 )) && lim=150
-    log="$LOGS/dev_${op}_v$v.log"
-    set +e
-    timeout "$lim" "$exe" "$v" > "$log" 2>&1
-    rc=$?
-    set -e
-    echo "== dev $op v$v (rc=$rc, $(elapsed)s)"
-    grep -E "validate|block|skipped|error|FAILED|cuDNN" "$log" | sed 's/^/   /' | head -n 40 || true
-    [[ $rc -eq 0 ]] || FAILURES+=("dev $op v$v rc=$rc")
-    # tag every line with the program and version for the summary
-    sed "s/^/$op|$v|/" "$log" >> "$LOGS/bench_all.log"
+fake_build() {  # cmake --build DIR ... --target T...: "builds" each target as an empty executable
+  local dir=$1 t src op; shift
+  local -a targets=() made=()
+  while (( $# )); do [[ $1 == --target ]] && { shift; while (( $# )) && [[ $1 != -* ]]; do targets+=("$1"); shift; done; continue; }; shift; done
+  for t in "${targets[@]}"; do
+    [[ $t == gpu_all ]] || { made+=("$t"); continue; }
+    for src in tests/kernels/test_*.cu; do made+=("gpu_$(basename "$src" .cu)"); done
+    while read -r op _; do made+=("gpu_dev_$op"); done < "$dir/gpu_dev_versions.txt"
   done
-done < "$BUILD/gpu_dev_versions.txt"
+  [[ $HOW == partial ]] && made=("${made[@]:1}")  # the first target fails to compile
+  for t in "${made[@]}"; do printf '#!/bin/sh\n' > "$dir/$t"; chmod +x "$dir/$t"; done
+  echo "fake build: ${#made[@]} targets"
+  [[ $HOW == partial ]] && { echo "error: fake compile error"; exit 2; }
+}
+fake_train() {  # train_gpt2cu train ... -b B -x STEPS --attention PATH: banner, step lines, done line
+  local b steps path toks ms s
+  b=$(arg_after -b "$@"); steps=$(arg_after -x "$@"); path=$(arg_after --attention "$@")
+  [[ $HOW == oom ]] && (( b > 32 )) && { echo "error: out of device memory allocating 9000 MiB; lower -b/-t or use -r 1" >&2; exit 2; }
+  [[ $HOW == unavailable ]] && { echo "error: --attention $path: not available in this fake build" >&2; exit 2; }
+  case $path in flash) toks=700000 ;; cudnn) toks=720000 ;; *) toks=150000 ;; esac
+  [[ $HOW == slow ]] && toks=100000
+  echo "train_gpt2cu train | model preset d12 (random init, seed 42) | L=12 NH=12 C=768 maxT=1024 V=50257 | 124475904 parameters"
+  for (( s = 1; s <= steps; s++ )); do
+    ms=$(( 65536000 / toks ))  # B*T/toks in ms for B=64, T=1024
+    [[ $HOW == jitter ]] && (( s % 2 )) && ms=$(( ms * 12 / 10 ))
+    printf "step %5d/%d | loss 10.9000 | lr 6.00e-04 | norm 1.0000 | %d.0 ms | %d tok/s | 40.0%% MFU | ETA 1s\n" "$s" "$steps" "$ms" "$toks"
+  done
+  [[ $HOW == fail ]] && { echo "error: fake failure after step $steps" >&2; exit 1; }
+  [[ $HOW == noline ]] || echo "done: $steps steps in 3s, $toks tok/s average (excluding each session's first step)"
+}
+fake_bench() {  # gpu_dev_<op> V: a header and print_timing lines (the attention ones give the targets' inputs)
+  local op=${1##*gpu_dev_} v=$2 f=1 what
+  [[ $HOW == slow ]] && f=10
+  echo "$op v$v bf16  B=8 T=1024 C=768 NH=12"
+  case "$op v$v" in
+    "attention v2") what=("attention fwd|1.2" "attention bwd|2.4") ;;
+    "attention v3") what=("attention fwd cudnn|0.8" "attention bwd cudnn|1.6") ;;
+    "flash_attention v1") what=("attention fwd portable|15.0" "attention bwd portable|30.0") ;;
+    "flash_attention v2") what=("attention fwd flash|$(( f ))" "attention bwd flash|$(( 2 * f ))") ;;
+    *) what=("$op fwd|0.1") ;;
+  esac
+  for w in "${what[@]}"; do
+    printf "  %-24s block %4d | %8.4f ms | %7.1f GB/s (%5.1f%% of copy %.0f GB/s)\n" "${w%|*}" 128 "${w#*|}" 500 20 2500
+  done
+}
+fake_program() {  # KIND HOW CMD...: what the real program prints and exits with, or the injected misbehaviour
+  local kind=$1; HOW=$2; shift 2
+  case $HOW in
+    crash) ulimit -c 0; kill -SEGV $$ ;;
+    timeout) sleep 300; exit 0 ;;
+    interrupt) kill -TERM "$GPU_CHECK_PID"; sleep 300; exit 0 ;;
+  esac
+  case $kind in
+    build) fake_build "$(arg_after --build "$@")" "$@" ;;
+    configure)
+      local dir op; dir=$(arg_after -B "$@"); mkdir -p "$dir"; : > "$dir/gpu_dev_versions.txt"
+      for op in dev/cuda/*.cu; do
+        op=$(basename "$op" .cu)
+        case $op in attention) echo "$op 1,2,3" ;; *) echo "$op 1,2" ;; esac >> "$dir/gpu_dev_versions.txt"
+      done ;;
+    gtest)
+      [[ $HOW == noline ]] && { echo "[==========] fake tests ran, but no summary"; exit 0; }
+      echo "[==========] 3 tests from 1 test suite ran. (10 ms total)"; echo "[  PASSED  ] 2 tests."
+      [[ $HOW == fail ]] && { echo "[  FAILED  ] 1 test, listed below:"; echo "[  FAILED  ] Fake.Fails"; exit 1; }
+      echo "[  PASSED  ] 3 tests." ;;
+    train) fake_train "$@" ;;
+    bench) [[ $HOW == noline ]] || fake_bench "$@" ;;
+  esac
+  [[ $HOW == fail ]] && exit 1
+  exit 0
+}
+if [[ ${1:-} == --fake ]]; then shift; fake_program "$@"; fi
 
-# ---- 3b. trainer (engineer "trainer"): parity tests on the GPU + GPT-2 124M throughput ---------------------------
-# test_trainer_gpu is tests/test_trainer_parity.cu built by nvcc: the CPU-layer parity tests (fp32 1e-5, bf16
-# bounds, dropout masks, recompute, bit-exact resume of build/train_gpt2cu) on the real GPU. Then train_gpt2cu
-# trains GPT-2 124M from random init (d12, T=1024, bf16, the largest B of $TRAIN_BS that fits) for $TRAIN_STEPS
-# steps on a synthetic shard and reports the mean tok/s (steps after the first) and the last step's MFU. Target on
-# one H200: >= 600K tok/s. Then the tok/s of each --attention path (3b+). With 2+ GPUs: NCCL data-parallel parity
-# and throughput (3c).
-TRAIN_BS=${TRAIN_BS:-64 48 32 16 8}   # micro-batch sizes to try for the 124M run, largest first
-TRAIN_STEPS=${TRAIN_STEPS:-30}
-B_USED=""
-TRAINER_ROWS=()
-if (( $(left) > 60 )); then
-  cmake -S . -B "$BUILD" -DLLM_CUDA_ARCHS="${CUDA_ARCH/native/90}" >> "$LOGS/configure.log" 2>&1 || true
-  build_target train_gpt2cu || true
-  build_target test_trainer_gpu || true
-  if [[ -x "$BUILD/test_trainer_gpu" ]]; then
-    set +e
-    timeout 180 "$BUILD/test_trainer_gpu" --gtest_brief=1 > "$LOGS/test_trainer_gpu.log" 2>&1
-    rc=$?
-    set -e
-    grep -E "^\[(fp32|bf16)" "$LOGS/test_trainer_gpu.log" | head -n 8 || true
-    summary=$(grep -E "^\[  (PASSED|FAILED)  \]" "$LOGS/test_trainer_gpu.log" | head -n 2 | tr '\n' ' ')
-    if [[ $rc -eq 0 ]]; then TRAINER_ROWS+=("trainer parity on GPU: ok $summary"); else
-      TRAINER_ROWS+=("trainer parity on GPU: FAIL rc=$rc $summary"); FAILURES+=("test test_trainer_gpu")
-      grep -E "FAIL|Failure|actual" "$LOGS/test_trainer_gpu.log" | head -n 20 || true
-    fi
-  fi
-  if [[ -x "$BUILD/train_gpt2cu" ]] && (( $(left) > 40 )); then
-    shard="$BUILD/gpu_check_tokens.bin"
-    ntok=$(( 64 * 1024 * 40 + 1 ))
-    # llm.c token shard: 256 int32 header (magic 20240520, version 1, count), then uint16 tokens < 50257
-    perl -e 'my $n = shift; srand(1); print pack("l<256", 20240520, 1, $n, (0) x 253);
-             print pack("S<*", map { int(rand(50257)) } 1 .. $n);' "$ntok" > "$shard"
-    # B chosen to fit: the first of $TRAIN_BS that does not run out of device memory (train_gpt2cu says
-    # "out of device memory" and exits 2 when the activations do not fit)
-    rc=1; toks=""; mfu=""
-    for B in $TRAIN_BS; do
-      (( $(left) > 40 )) || break
-      lim=$(( $(left) - 10 )); (( lim > 240 )) && lim=240
-      log="$LOGS/train_gpt2cu_124m_b$B.log"
-      set +e
-      timeout "$lim" "$BUILD/train_gpt2cu" train --preset d12 -i "$shard" -j '' -b "$B" -t 1024 -x "$TRAIN_STEPS" \
-        -v 0 -s 0 --precision bf16 -l 6e-4 > "$log" 2>&1
-      rc=$?
-      set -e
-      if [[ $rc -ne 0 ]] && grep -q "out of device memory" "$log"; then echo "   B=$B does not fit; trying smaller"; continue; fi
-      B_USED=$B
-      grep -E "^(train_gpt2cu|precision|step +(1|2|$TRAIN_STEPS)/|done)" "$log" | sed 's/^/   /' || true
-      toks=$(grep -E "^done:" "$log" | sed -E 's/.* ([0-9]+) tok\/s average.*/\1/' || true)
-      mfu=$(grep -E "^step" "$log" | tail -n 1 | grep -oE "[0-9.]+% MFU|n/a MFU" || true)
-      break
-    done
-    if [[ $rc -eq 0 && -n "$toks" ]]; then
-      verdict=$([[ $toks -ge 600000 ]] && echo "meets" || echo "BELOW")
-      TRAINER_ROWS+=("GPT-2 124M bf16 B=$B_USED T=1024, $TRAIN_STEPS steps: $toks tok/s, $mfu ($verdict the 600K tok/s target)")
-    else
-      TRAINER_ROWS+=("GPT-2 124M throughput run: FAIL rc=$rc (see $LOGS/train_gpt2cu_124m_b*.log)")
-      FAILURES+=("train_gpt2cu 124M rc=$rc")
-    fi
-  fi
-  # ---- 3b+. --attention paths: the same 124M run (B=$B_USED, $ATTN_STEPS steps) with each path; a path this build
-  # or GPU cannot run says why (train_gpt2cu exits 2 with "error: --attention ...") instead of a number.
-  ATTN_STEPS=${ATTN_STEPS:-10}
-  if [[ -x "$BUILD/train_gpt2cu" && -n "$B_USED" && -f "${shard:-}" ]]; then
-    for path in cudnn flash portable; do
-      if (( $(left) < 40 )); then TRAINER_ROWS+=("GPT-2 124M --attention $path: not run (budget spent)"); continue; fi
-      lim=$(( $(left) - 10 )); (( lim > 120 )) && lim=120
-      log="$LOGS/train_gpt2cu_124m_attn_$path.log"
-      set +e
-      timeout "$lim" "$BUILD/train_gpt2cu" train --preset d12 -i "$shard" -j '' -b "$B_USED" -t 1024 -x "$ATTN_STEPS" \
-        -v 0 -s 0 --precision bf16 -l 6e-4 --attention "$path" > "$log" 2>&1
-      rc=$?
-      set -e
-      toks=$(grep -E "^done:" "$log" | sed -E 's/.* ([0-9]+) tok\/s average.*/\1/' || true)
-      if [[ $rc -eq 0 && -n "$toks" ]]; then
-        TRAINER_ROWS+=("GPT-2 124M bf16 B=$B_USED T=1024 --attention $path: $toks tok/s ($ATTN_STEPS steps)")
-      elif [[ $rc -eq 2 ]] && grep -q "^error: --attention" "$log"; then
-        TRAINER_ROWS+=("GPT-2 124M --attention $path: not available: $(grep -m1 '^error: ' "$log" | cut -c8-)")
-      else
-        TRAINER_ROWS+=("GPT-2 124M --attention $path: FAIL rc=$rc ($log)"); FAILURES+=("train_gpt2cu --attention $path rc=$rc")
-      fi
-    done
-  fi
-  # ---- 3c. data parallel over NCCL (engineer "dpgpu"), only with 2+ GPUs ----
-  # (a) 2 GPUs × 1 micro-batch vs 1 GPU × 2 accumulated micro-batches, fp32, d6: the logged losses, norms and
-  #     val losses agree to 1e-5 relative (the CPU-layer test bounds this at 1e-6 over 6 steps; the GPUs' GEMMs
-  #     differ from the reference by more); (b) ZeRO-1 on 2 GPUs gives the same log as ZeRO-0; (c) 124M bf16
-  #     throughput on 2 GPUs with ZeRO-1 (tok/s for both GPUs together).
-  NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
-  if [[ -x "$BUILD/train_gpt2cu" && -f "${shard:-}" && "${NGPU:-1}" -ge 2 ]] && (( $(left) > 90 )); then
-    if command -v mpirun >/dev/null 2>&1; then
-      LAUNCH=(mpirun -np 2 --bind-to none); [[ $(id -u) -eq 0 ]] && LAUNCH+=(--allow-run-as-root)
-    else
-      LAUNCH=(bash scripts/run_single_node.sh --ngpu 2 --launcher env --)  # torchrun-style env, TCP rendezvous
-    fi
-    dp_flags=(--preset d6 -i "$shard" -j "$shard" -b 8 -t 256 -d 4096 -x 8 -v 4 -m 2 -s 0 -l 1e-3 -u 2 --precision fp32)
-    dp_log() { awk '{for (i = 1; i < NF; i++) if ($i == "train" || $i == "norm" || $i == "val") print $(i + 1)}' "$1"; }
-    dp_maxrel() { paste <(dp_log "$1") <(dp_log "$2") | awk 'BEGIN { m = 0; n = 0 }
-      { n++; d = $1 - $2; if (d < 0) d = -d; r = ($2 != 0) ? d / ($2 < 0 ? -$2 : $2) : d; if (r > m) m = r }
-      END { if (n == 0) print "nan"; else printf "%.3g\n", m }'; }
-    set +e
-    rm -rf "$BUILD/dp_check"
-    timeout 120 "$BUILD/train_gpt2cu" train "${dp_flags[@]}" -o "$BUILD/dp_check/one" > "$LOGS/dp_one.log" 2>&1; rc1=$?
-    if [[ "${LAUNCH[0]}" == mpirun ]]; then
-      timeout 120 "${LAUNCH[@]}" "$BUILD/train_gpt2cu" train "${dp_flags[@]}" -o "$BUILD/dp_check/z0" > "$LOGS/dp_z0.log" 2>&1; rc2=$?
-      timeout 120 "${LAUNCH[@]}" "$BUILD/train_gpt2cu" train "${dp_flags[@]}" -z 1 -o "$BUILD/dp_check/z1" > "$LOGS/dp_z1.log" 2>&1; rc3=$?
-    else
-      BUILD=$BUILD OUT_LOGS=$LOGS/dp_z0 timeout 120 "${LAUNCH[@]}" "${dp_flags[@]}" -o "$BUILD/dp_check/z0" > "$LOGS/dp_z0.log" 2>&1; rc2=$?
-      BUILD=$BUILD OUT_LOGS=$LOGS/dp_z1 timeout 120 "${LAUNCH[@]}" "${dp_flags[@]}" -z 1 -o "$BUILD/dp_check/z1" > "$LOGS/dp_z1.log" 2>&1; rc3=$?
-    fi
-    set -e
-    if [[ $rc1 -eq 0 && $rc2 -eq 0 && $rc3 -eq 0 ]]; then
-      r01=$(dp_maxrel "$BUILD/dp_check/z0/main.log" "$BUILD/dp_check/one/main.log")
-      rz=$(dp_maxrel "$BUILD/dp_check/z1/main.log" "$BUILD/dp_check/z0/main.log")
-      ok=$(awk -v a="$r01" -v b="$rz" 'BEGIN { print (a != "nan" && b != "nan" && a + 0 <= 1e-5 && b + 0 <= 1e-5) ? "ok" : "FAIL" }')
-      TRAINER_ROWS+=("NCCL 2 GPUs fp32 d6 (${LAUNCH[0]}): vs 1 GPU x 2 accum max rel $r01, ZeRO-1 vs ZeRO-0 $rz: $ok")
-      [[ $ok == ok ]] || FAILURES+=("NCCL 2-GPU parity (vs 1 GPU $r01, ZeRO-1 vs ZeRO-0 $rz)")
-    else
-      TRAINER_ROWS+=("NCCL 2-GPU runs: FAIL (1 GPU rc=$rc1, 2 GPUs ZeRO-0 rc=$rc2, ZeRO-1 rc=$rc3; $LOGS/dp_*.log)")
-      FAILURES+=("NCCL 2-GPU runs"); tail -n 5 "$LOGS/dp_z0.log" "$LOGS/dp_z1.log" || true
-    fi
-    if [[ -n "$B_USED" ]] && (( $(left) > 60 )); then
-      lim=$(( $(left) - 10 )); (( lim > 240 )) && lim=240
-      set +e
-      if [[ "${LAUNCH[0]}" == mpirun ]]; then
-        timeout "$lim" "${LAUNCH[@]}" "$BUILD/train_gpt2cu" train --preset d12 -i "$shard" -j '' -b "$B_USED" -t 1024 \
-          -d $(( 2 * B_USED * 1024 )) -x "$TRAIN_STEPS" -v 0 -s 0 --precision bf16 -l 6e-4 -z 1 > "$LOGS/dp_124m.log" 2>&1
-      else
-        BUILD=$BUILD OUT_LOGS=$LOGS/dp_124m timeout "$lim" "${LAUNCH[@]}" --preset d12 -i "$shard" -j '' -b "$B_USED" \
-          -t 1024 -d $(( 2 * B_USED * 1024 )) -x "$TRAIN_STEPS" -v 0 -s 0 --precision bf16 -l 6e-4 -z 1 > "$LOGS/dp_124m.log" 2>&1
-      fi
-      rc=$?
-      set -e
-      toks=$(grep -E "^done:" "$LOGS/dp_124m.log" | sed -E 's/.* ([0-9]+) tok\/s average.*/\1/' || true)
-      if [[ $rc -eq 0 && -n "$toks" ]]; then TRAINER_ROWS+=("GPT-2 124M bf16 on 2 GPUs (NCCL, ZeRO-1) B=$B_USED: $toks tok/s")
-      else TRAINER_ROWS+=("GPT-2 124M on 2 GPUs: FAIL rc=$rc ($LOGS/dp_124m.log)"); FAILURES+=("train_gpt2cu 124M 2 GPUs rc=$rc"); fi
-    fi
-  elif [[ "${NGPU:-1}" -lt 2 ]]; then
-    TRAINER_ROWS+=("NCCL multi-GPU checks: skipped (1 GPU)")
-  fi
-  # ---- 3d. generation (engineer "gen"): train_gpt2cu generate with the device KV cache ----
-  # (a) greedy ids of the HF fixture tiny_a in fp32 (cache and --no-kv-cache) == gpt2_cpu generate's; (b) decode
-  # tok/s of GPT-2 124M (a 1-step checkpoint of the 124M run's model size) for bf16/fp32, with and without cache.
-  if [[ -x "$BUILD/train_gpt2cu" ]] && (( $(left) > 40 )); then
-    build_target gpt2_cpu || true
-    fx=tests/fixtures/hf/tiny_a
-    ids=$(tr -d '[:space:]' < "$fx/ref.json" | sed -E 's/.*"prompt":\[([0-9,]*)\].*/\1/')
-    gen_args=(generate --model "$fx" --prompt-ids "$ids" --ids --no-echo -t 0 -n 70)
-    want=$("$BUILD/gpt2_cpu" "${gen_args[@]}" 2>/dev/null || true)
-    got=$(timeout 60 "$BUILD/train_gpt2cu" "${gen_args[@]}" --precision fp32 2>/dev/null || true)
-    got_nc=$(timeout 60 "$BUILD/train_gpt2cu" "${gen_args[@]}" --precision fp32 --no-kv-cache 2>/dev/null || true)
-    if [[ -n "$want" && "$got" == "$want" && "$got_nc" == "$want" ]]; then
-      TRAINER_ROWS+=("generate fp32 greedy == gpt2_cpu (tiny_a, 70 tokens, cache and no cache): ok")
-    else
-      TRAINER_ROWS+=("generate fp32 greedy == gpt2_cpu: FAIL"); FAILURES+=("train_gpt2cu generate parity")
-    fi
-    if [[ -f "${shard:-}" ]] && (( $(left) > 30 )); then
-      timeout 120 "$BUILD/train_gpt2cu" train --preset d12 -i "$shard" -j '' -b 1 -t 64 -x 1 -v 0 -s 0 \
-        -o "$BUILD/gen_check" > "$LOGS/gen_ckpt.log" 2>&1 || true
-      ck="$BUILD/gen_check/model_00000001.bin"
-      for prec in bf16 fp32; do
-        for kv in "" "--no-kv-cache"; do
-          [[ -f "$ck" ]] && (( $(left) > 20 )) || break
-          line=$(timeout 60 "$BUILD/train_gpt2cu" generate --model "$ck" --prompt-ids 50256 --ids --no-echo -t 0 \
-            -n 256 --precision $prec $kv 2>&1 >/dev/null | grep -E "tok/s" || true)
-          TRAINER_ROWS+=("generate 124M $prec ${kv:-kv cache}: ${line:-FAIL}")
-        done
-      done
-    fi
-  fi
-  # ---- 3e. fine-tuning (engineer "ftg"): train_gpt2cu finetune-classify vs gpt2_cpu ----
-  # fp32 on a 2-block model of the recipe's width: the per-epoch lines (4 decimals) should match gpt2_cpu's
-  # (summation order may flip a last digit: then "differ", compare the logs); bf16 wall time of the same run.
-  if [[ -x "$BUILD/train_gpt2cu" ]] && (( $(left) > 15 )); then
-    build_target gpt2_cpu || true
-    build_target finetune_init || true
-    ftm="$BUILD/ft_check.bin"
-    if "$BUILD/finetune_init" --out "$ftm" --layers 2 --channels 128 --heads 4 --context 256 --seed 42 > /dev/null 2>&1; then
-      D=data/finetune
-      ft_args=(finetune-classify --model "$ftm" --train $D/sms_spam_train.csv --test $D/sms_spam_test.csv --max-train 256
-               --epochs 2 -b 8 --max-length 64 --eval-batches 4 --lr 5e-4 --out "$BUILD/ft_check.cls")
-      "$BUILD/gpt2_cpu" "${ft_args[@]}" > "$LOGS/ft_cpu.log" 2>&1 || true
-      timeout 120 "$BUILD/train_gpt2cu" "${ft_args[@]}" --precision fp32 > "$LOGS/ft_gpu_fp32.log" 2>&1 || true
-      t0=$(date +%s.%N)
-      timeout 120 "$BUILD/train_gpt2cu" "${ft_args[@]}" --precision bf16 > "$LOGS/ft_gpu_bf16.log" 2>&1 || true
-      t1=$(date +%s.%N)
-      want=$(grep -E "^(epoch|final)" "$LOGS/ft_cpu.log" || true)
-      got=$(grep -E "^(epoch|final)" "$LOGS/ft_gpu_fp32.log" || true)
-      if [[ -n "$want" && "$got" == "$want" ]]; then TRAINER_ROWS+=("finetune-classify fp32 == gpt2_cpu (per-epoch lines): ok")
-      elif [[ -n "$got" ]]; then TRAINER_ROWS+=("finetune-classify fp32 vs gpt2_cpu: differ ($LOGS/ft_*.log)")
-      else TRAINER_ROWS+=("finetune-classify fp32: FAIL ($LOGS/ft_gpu_fp32.log)"); FAILURES+=("train_gpt2cu finetune-classify"); fi
-      TRAINER_ROWS+=("finetune-classify bf16 (2 epochs, 256 texts): $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s, $(grep -E '^final' "$LOGS/ft_gpu_bf16.log" || echo FAIL)")
-    fi
-  fi
-else
-  FAILURES+=("skipped trainer checks (budget)")
-fi
+# ---- the summary table: every target is a row from the start ("not reached" until its step sets it) --------------
+declare -a ORDER=()
+declare -A RES=() INFO=()
+target() { ORDER+=("$1"); RES[$1]=SKIP; INFO[$1]="not reached"; }
+row() { [[ -n ${RES[$1]+x} ]] || ORDER+=("$1"); RES[$1]=$2; INFO[$1]=$3; }  # ID PASS|FAIL|SKIP DETAIL
 
-# ---- 4. summary table (last) ----------------------------------------------------------------------------------
-echo
-echo "================================ gpu_check summary: $GPU_NAME ================================"
-for row in "${TEST_ROWS[@]}"; do printf "  test  %-28s %s\n" "${row%%|*}" "${row#*|}"; done
-# timing lines (dev/cuda/common.cuh print_timing):
-#   "  <what> block <n> | <ms> ms | <gbs> GB/s (<pct>% of copy <c> GB/s) | <tf> TFLOP/s (<pct>% of <peak>)"
-# headers ("<op> v<N> <fp32|bf16> ...") give the precision. Keep the fastest block per (op, v, precision, what).
-awk -F'|' '
-  function trim(s) { gsub(/^ +| +$/, "", s); return s }
-  {
-    op = $1; v = $2; line = $0; sub(/^[^|]*\|[^|]*\|/, "", line)
-    if (match(line, /(fp32|bf16)/) && line !~ / block /) { prec[op "|" v] = substr(line, RSTART, RLENGTH) }
-    if (line ~ / block +[0-9]+ \| +[0-9.]+ ms/) {
-      n = split(line, f, "|")
-      head = trim(f[1]); ms = trim(f[2]); sub(/ ms/, "", ms)
-      what = head; sub(/ +block +[0-9]+$/, "", what); blk = head; sub(/.* block +/, "", blk)
-      gbs = trim(f[3]); tf = (n >= 4) ? trim(f[4]) : ""
-      key = op "|" v "|" prec[op "|" v] "|" what
-      if (!(key in best) || ms + 0 < best[key] + 0) { best[key] = ms; row[key] = sprintf("%-10s v%-2s %-5s %-24s %6s %10.4f  %-40s %s", op, v, prec[op "|" v], what, blk, ms, gbs, tf) }
-      if (what ~ /^attention (fwd|bwd)/) { att[v "|" prec[op "|" v] "|" what] = best[key] }
-    }
-  }
-  END {
-    printf "  %-10s %-3s %-5s %-24s %6s %10s  %-40s %s\n", "kernel", "v", "prec", "what", "block", "ms", "bandwidth", "compute"
-    m = 0; for (k in row) keys[++m] = k
-    for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (keys[j] < keys[i]) { t = keys[i]; keys[i] = keys[j]; keys[j] = t }
-    for (i = 1; i <= m; i++) print "  " row[keys[i]]
-    split("fp32 bf16", ps, " ")
-    for (i = 1; i <= 2; i++) {
-      o = att["2|" ps[i] "|attention fwd"] + att["2|" ps[i] "|attention bwd"]
-      c = att["3|" ps[i] "|attention fwd cudnn"] + att["3|" ps[i] "|attention bwd cudnn"]
-      if (o > 0 && c > 0) printf "  attention fwd+bwd %s: own %.3f ms vs cuDNN SDPA %.3f ms = %.2fx (target <= 1.5x)\n", ps[i], o, c, o / c
-      else if (o > 0) printf "  attention fwd+bwd %s: own %.3f ms (no cuDNN SDPA timing to compare)\n", ps[i], o
-    }
-    # tensor-core flash attention (dev/cuda/flash_attention.cu v2; v1 = the portable kernel at the same shape, bf16)
-    # vs cuDNN SDPA (dev/cuda/attention.cu v3): issue-14 targets >= 60% of cuDNN TFLOP/s (time <= c/0.6), >= 8x portable
-    fl = att["2|bf16|attention fwd flash"] + att["2|bf16|attention bwd flash"]
-    pt = att["1|bf16|attention fwd portable"] + att["1|bf16|attention bwd portable"]
-    cd = att["3|bf16|attention fwd cudnn"] + att["3|bf16|attention bwd cudnn"]
-    if (fl > 0 && cd > 0) printf "  flash vs cuDNN SDPA fwd+bwd bf16: %.3f ms vs %.3f ms = %.0f%% of cuDNN throughput (target >= 60%%): %s\n", fl, cd, 100 * cd / fl, (cd / fl >= 0.6 ? "met" : "MISSED")
-    else if (fl > 0) printf "  flash fwd+bwd bf16: %.3f ms (no cuDNN SDPA timing to compare)\n", fl
-    if (fl > 0 && pt > 0) printf "  flash vs portable fwd+bwd bf16: %.1fx faster (target >= 8x): %s\n", pt / fl, (pt / fl >= 8 ? "met" : "MISSED")
-  }' "$LOGS/bench_all.log"
-for row in "${TRAINER_ROWS[@]}"; do echo "  $row"; done
-echo "  elapsed $(elapsed)s of ${BUDGET_S}s budget; logs in $LOGS"
-if (( ${#FAILURES[@]} )); then
-  echo "  FAILURES (${#FAILURES[@]}):"
-  for f in "${FAILURES[@]}"; do echo "    - $f"; done
-  exit 1
+BUILD=${1:-build-gpu}
+[[ $DRY == 1 && -z ${1:-} ]] && BUILD=$(mktemp -d)/build-dry
+if [[ $DRY == 1 && -f $BUILD/CMakeCache.txt ]]; then  # the fake builds write empty "programs" into the build dir
+  echo "error: GPU_CHECK_DRY_RUN=1 needs a new or empty build dir ($BUILD is a real build)" >&2; exit 2
 fi
-echo "  all GPU checks passed"
+LOGS="$BUILD/gpu_check_logs"
+BUDGET_S=${BUDGET_S:-560}
+STEPS=${GPU_CHECK_STEPS:-a b c d}
+TRAIN_BS=${TRAIN_BS:-64 48 32 16 8}
+TRAIN_STEPS=${TRAIN_STEPS:-20}
+TARGET_TOKS=${TARGET_TOKS:-600000}
+START=$(date +%s)
+GPU_NAME="(no GPU found)"
+CURRENT="" CHILD="" FINISHED=0 NO_GPU=0 REASON="" NVCC=""
+export GPU_CHECK_PID=$$
+elapsed() { echo $(( $(date +%s) - START )); }
+
+print_summary() {
+  local id n_pass=0 n_fail=0 n_skip=0 code=0
+  echo
+  echo "==================== gpu_check summary: $GPU_NAME ($(elapsed)s of ${BUDGET_S}s; logs $LOGS) ===================="
+  for id in "${ORDER[@]/complete/}" complete; do  # "complete" last (kernel tests found late come after it in ORDER)
+    [[ -n $id ]] || continue
+    printf "  %-4s  %-28s %s\n" "${RES[$id]}" "$id" "${INFO[$id]}"
+    case ${RES[$id]} in PASS) n_pass=$(( n_pass + 1 )) ;; FAIL) n_fail=$(( n_fail + 1 )) ;; *) n_skip=$(( n_skip + 1 )) ;; esac
+  done
+  (( n_fail > 0 )) && code=1
+  (( NO_GPU )) && code=2
+  echo "  result: $n_pass PASS, $n_fail FAIL, $n_skip SKIP -> exit $code"
+  return $code
+}
+on_exit() {  # runs on every exit: the end of the script, an error exit, or a signal (via on_signal)
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_child
+  if (( ! FINISHED )); then
+    [[ -z $REASON ]] && REASON="the script exited early with status $rc"
+    [[ -n $CURRENT ]] && row "$CURRENT" FAIL "$REASON during this step"
+    (( NO_GPU )) || row complete FAIL "$REASON after $(elapsed)s${CURRENT:+ (in $CURRENT)}"
+  fi
+  print_summary
+  exit $?
+}
+stop_child() {  # the running step: TERM (timeout passes it on to its process group), KILL after 10 s
+  [[ -n $CHILD ]] || return
+  local i
+  kill -TERM "$CHILD" 2>/dev/null
+  for (( i = 0; i < 20; i++ )); do kill -0 "$CHILD" 2>/dev/null || break; sleep 0.5; done
+  kill -KILL -- "-$CHILD" 2>/dev/null  # timeout leads its own process group
+  wait "$CHILD" 2>/dev/null
+  CHILD=""
+}
+on_signal() { REASON="interrupted by SIG$1"; exit 1; }
+trap on_exit EXIT
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+
+# ---- running one step -----------------------------------------------------------------------------------------
+left() { echo $(( BUDGET_S - $(elapsed) )); }
+step_limit() {  # MAX -> MAX or what the budget leaves (minus 10 s for the summary); 0 when under 20 s are left
+  local l=$(( $(left) - 10 )); (( l > $1 )) && l=$1; (( l < 20 )) && l=0; echo "$l"
+}
+# run_step KIND ID LIMIT LOG CMD...: CMD under `timeout LIMIT`, all output to LOG; sets RC (124 / 137: timed out).
+# It runs in the background so that a signal reaches the trap at once (the trap then stops it).
+# In the dry run CMD is handed to fake_program (limits of 3 s), or the script exits here (how=script-exit).
+run_step() {
+  local kind=$1 id=$2 lim=$3 log=$4; shift 4
+  CURRENT=$id
+  if (( lim < 1 )); then RC=125; echo "not started: the budget is spent" > "$log"; return; fi
+  if [[ $DRY == 1 ]]; then
+    local how; how=$(fake_behaviour "$id")
+    [[ $how == script-exit ]] && exit 3  # stands for a bug in this script
+    (( lim > 3 )) && lim=3
+    set -- bash "$SELF" --fake "$kind" "$how" "$@"
+  fi
+  timeout -k 5 "$lim" "$@" > "$log" 2>&1 &
+  CHILD=$!
+  wait "$CHILD"
+  RC=$?
+  CHILD=""
+  echo "  [$(elapsed)s] $id: $(rc_text "$RC") ($log)"
+}
+rc_text() {  # exit status -> words
+  case $1 in
+    0) echo "ok" ;;
+    124) echo "timed out" ;;
+    125) echo "not started (budget spent)" ;;
+    137) echo "killed (SIGKILL: after its timeout, or out of memory)" ;;
+    *) if (( $1 > 128 )); then echo "crashed (SIG$(kill -l $(( $1 - 128 )) 2>/dev/null || echo $(( $1 - 128 ))))"
+       else echo "exit $1"; fi ;;
+  esac
+}
+last_error() {  # LOG -> its first error line, shortened
+  { grep -m1 -E "error:|FAILED" "$1" || grep -m1 -E "Error|error" "$1"; } 2>/dev/null | sed -E 's/^ +//' | cut -c1-100
+}
+# status row of a step judged by its exit status alone (setup, configure, builds)
+rc_row() {  # ID LOG WHAT
+  if (( RC == 0 )); then row "$1" PASS "$3: ok after $(elapsed)s"
+  else row "$1" FAIL "$3: $(rc_text "$RC") $(last_error "$2")"; fi
+}
+
+# ---- 0. preconditions, setup, configure, build ----------------------------------------------------------------
+preconditions() {
+  if [[ $DRY == 1 ]]; then GPU_NAME="dry run (fake steps)"; row gpu PASS "dry run: no GPU needed"; return; fi
+  [[ -x /usr/local/cuda/bin/nvcc ]] && PATH="$PATH:/usr/local/cuda/bin"
+  local cap
+  command -v nvidia-smi > /dev/null 2>&1 || { NO_GPU=1; row gpu FAIL "no GPU: nvidia-smi not found"; exit 2; }
+  GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
+  [[ -n $GPU_NAME ]] || { NO_GPU=1; GPU_NAME="(no GPU found)"; row gpu FAIL "no GPU: nvidia-smi lists no device"; exit 2; }
+  NVCC=$(command -v nvcc) || { NO_GPU=1; row gpu FAIL "nvcc not found (install the CUDA toolkit)"; exit 2; }
+  cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')
+  CUDA_ARCH=${CUDA_ARCH:-${cap:-90}}
+  row gpu PASS "$GPU_NAME, sm_$CUDA_ARCH, $(nvcc --version | grep -oE 'release [0-9.]+')"
+}
+setup() {
+  [[ ${SKIP_SETUP:-0} == 1 ]] && { row setup SKIP "SKIP_SETUP=1"; return; }
+  run_step setup setup "$(step_limit 300)" "$LOGS/setup.log" bash scripts/setup.sh
+  rc_row setup "$LOGS/setup.log" "scripts/setup.sh"
+}
+cudnn_frontend_args() {  # FE_ARGS: the dev attention lab's cuDNN SDPA needs cudnn_frontend.h (setup.sh: the wheel)
+  local purelib=${CUDNN_FRONTEND_HOME:-}
+  [[ -z $purelib ]] && purelib=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null)
+  FE_ARGS=()
+  [[ -n $purelib && -f $purelib/include/cudnn_frontend.h ]] && FE_ARGS=(-DLLM_CUDNN_FRONTEND_INCLUDE="$purelib/include")
+}
+configure() {  # [extra cmake args]
+  cudnn_frontend_args
+  run_step configure configure "$(step_limit 120)" "$LOGS/configure.log" cmake -S . -B "$BUILD" \
+    -DCMAKE_BUILD_TYPE=Release -DLLM_GPU_BUILD=ON ${NVCC:+-DCMAKE_CUDA_COMPILER="$NVCC"} -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" \
+    -DLLM_CUDA_ARCHS="${CUDA_ARCH:-90}" "${FE_ARGS[@]}" "$@"
+  rc_row configure "$LOGS/configure.log" "cmake -DLLM_GPU_BUILD=ON (sm_${CUDA_ARCH:-90})"
+}
+build() {  # ID MAX_S TARGET...: one parallel build, keeping going past a failing target
+  local id=$1 max=$2; shift 2
+  local lim; lim=$(step_limit "$max")
+  (( lim )) || { row "$id" SKIP "budget spent"; return 1; }
+  run_step build "$id" "$lim" "$LOGS/$id.log" cmake --build "$BUILD" -j "${JOBS:-$(nproc)}" --target "$@" -- -k
+  rc_row "$id" "$LOGS/$id.log" "$*"
+}
+
+# ---- a. trainer parity on the GPU -----------------------------------------------------------------------------
+gtest_row() {  # ID LOG: PASS when gtest ran tests, exited 0 and printed its PASSED summary
+  local passed failed skipped
+  passed=$(sed -nE 's/^\[  PASSED  \] ([0-9]+) tests?\..*/\1/p' "$2" | tail -n1)
+  skipped=$(sed -nE 's/^\[  SKIPPED \] ([0-9]+) tests?,.*/\1/p' "$2" | tail -n1)
+  failed=$(grep -E '^\[  FAILED  \] [A-Za-z]' "$2" | grep -v ' listed below' | sed -E 's/^\[  FAILED  \] ([^ ]+).*/\1/' | sort -u | head -n 3 | tr '\n' ' ')
+  if (( RC == 0 )) && [[ -n $passed ]] && (( passed > 0 )); then row "$1" PASS "$passed tests passed${skipped:+, $skipped skipped}"
+  elif (( RC == 0 )) && [[ -n $passed ]]; then row "$1" FAIL "no test ran (filter matched nothing)"
+  elif (( RC == 0 )); then row "$1" FAIL "exit 0 but no gtest summary line"
+  else row "$1" FAIL "$(rc_text "$RC")${failed:+; failed: $failed}${passed:+; $passed passed}"; fi
+}
+section_parity() {
+  local prec lim
+  for prec in fp32 bf16; do
+    [[ -x $BUILD/test_trainer_gpu ]] || { row "parity-$prec" FAIL "test_trainer_gpu not built"; continue; }
+    lim=$(step_limit 180); (( lim )) || { row "parity-$prec" SKIP "budget spent"; continue; }
+    run_step gtest "parity-$prec" "$lim" "$LOGS/parity_$prec.log" "$BUILD/test_trainer_gpu" --gtest_brief=1 \
+      --gtest_filter="*${prec^}*"
+    gtest_row "parity-$prec" "$LOGS/parity_$prec.log"
+  done
+}
+
+# ---- b. GPT-2 124M throughput per attention path + the issue-16 step targets --------------------------------------
+# Lines read from train_gpt2cu (host/train_loop.cpp, host/progress.cpp):
+#   "step    N/M | loss ... | <ms> ms | <tok/s> tok/s | ..."   "done: M steps in 3s, <tok/s> tok/s average (...)"
+# and, when the trainer prints them (issue 16; "n/a (not printed)" until it does):
+#   host time per step: a line with "host <x> ms"     share outside attention + matmuls: a line with "other <x>%"
+make_shard() {  # llm.c token shard: 256 int32 header (magic 20240520, version 1, count), uint16 tokens < 50257
+  local n=$(( 64 * 1024 * (TRAIN_STEPS + 2) + 1 ))
+  SHARD="$BUILD/gpu_check_tokens.bin"
+  [[ $DRY == 1 ]] && { : > "$SHARD"; return; }
+  perl -e 'my $n = shift; srand(1); print pack("l<256", 20240520, 1, $n, (0) x 253);
+           print pack("S<*", map { int(rand(50257)) } 1 .. $n);' "$n" > "$SHARD"
+}
+train_run() {  # PATH B LIMIT: one 124M bf16 run (with the CUDA graph where the trainer has it)
+  run_step train "train-124m-$1" "$3" "$LOGS/train_124m_$1_b$2.log" "$BUILD/train_gpt2cu" train --preset d12 \
+    -i "$SHARD" -j '' -b "$2" -t 1024 -x "$TRAIN_STEPS" -v 0 -s 0 --precision bf16 -l 6e-4 --attention "$1" \
+    "${GRAPH_ARGS[@]}"
+  TRAIN_LOG="$LOGS/train_124m_$1_b$2.log"
+}
+toks_of() { sed -nE 's/^done: .* ([0-9]+) tok\/s average.*/\1/p' "$1" | tail -n1; }
+train_path() {  # PATH: the first path run picks B (the first of TRAIN_BS that does not run out of device memory)
+  local path=$1 id=train-124m-$1 b lim toks
+  for b in ${B_USED:-$TRAIN_BS}; do
+    lim=$(step_limit 150); (( lim )) || { row "$id" SKIP "budget spent"; return; }
+    train_run "$path" "$b" "$lim"
+    (( RC != 0 )) && grep -qiE "out of (device )?memory" "$TRAIN_LOG" && { echo "   B=$b does not fit"; continue; }
+    break
+  done
+  toks=$(toks_of "$TRAIN_LOG")
+  if (( RC == 0 )) && [[ -n $toks ]]; then
+    B_USED=$b; TOKS[$path]=$toks; PATH_LOG[$path]=$TRAIN_LOG
+    row "$id" PASS "$toks tok/s (B=$b T=1024, $TRAIN_STEPS steps)"
+  elif (( RC == 2 )) && grep -q "^error: --attention" "$TRAIN_LOG"; then
+    row "$id" SKIP "not available: $(grep -m1 '^error: ' "$TRAIN_LOG" | cut -c8-100)"
+  elif (( RC == 0 )); then row "$id" FAIL "exit 0 but no 'done: ... tok/s average' line"
+  else row "$id" FAIL "$(rc_text "$RC") $(last_error "$TRAIN_LOG")"; fi
+}
+step_variation() {  # LOG -> relative standard deviation (%) of the step times, steps 3.. (1: warm-up, 2: capture)
+  sed -nE 's/^step +([0-9]+)\/[0-9]+ \|.* \| ([0-9.]+) ms \|.*/\1 \2/p' "$1" | awk '$1 >= 3 { n++; s += $2; q += $2 * $2 }
+    END { if (n >= 3) { m = s / n; v = q / n - m * m; if (v < 0) v = 0; printf "%.2f %d %.1f\n", 100 * sqrt(v) / m, n, m } }'
+}
+threshold_row() {  # ID VALUE MAX WHAT UNIT: PASS when VALUE <= MAX
+  if awk -v v="$2" -v m="$3" 'BEGIN { exit !(v + 0 <= m + 0) }'; then row "$1" PASS "$4 $2$5 (target <= $3$5)"
+  else row "$1" FAIL "$4 $2$5 (target <= $3$5)"; fi
+}
+step_targets() {  # the targets read from the fastest path's run
+  local best="" p v n m host other
+  for p in "${!TOKS[@]}"; do [[ -z $best ]] || (( TOKS[$p] > TOKS[$best] )) && best=$p; done
+  if [[ -z $best ]]; then
+    for p in target-tok/s target-step-variation target-host-time target-other-share; do row $p SKIP "no 124M run finished"; done
+    return
+  fi
+  local log=${PATH_LOG[$best]}
+  if (( TOKS[$best] >= TARGET_TOKS )); then row target-tok/s PASS "${TOKS[$best]} tok/s with --attention $best (target >= $TARGET_TOKS)"
+  else row target-tok/s FAIL "${TOKS[$best]} tok/s with --attention $best (target >= $TARGET_TOKS)"; fi
+  v=$(step_variation "$log")
+  if (( ${#GRAPH_ARGS[@]} == 0 )); then row target-step-variation SKIP "n/a (train_gpt2cu has no --cuda-graph)"
+  elif [[ -z $v ]]; then row target-step-variation FAIL "fewer than 3 step lines after step 2 in $log"
+  else read -r v n m <<< "$v"; threshold_row target-step-variation "$v" 3 "steps 3..: mean $m ms, sd" "%"; fi
+  host=$(grep -oE 'host [0-9.]+ ms' "$log" | tail -n1 | grep -oE '[0-9.]+')
+  if [[ -z $host ]]; then row target-host-time SKIP "n/a (not printed)"
+  else threshold_row target-host-time "$host" 1 "host time per step" " ms"; fi
+  other=$(grep -oE 'other [0-9.]+%' "$log" | tail -n1 | grep -oE '[0-9.]+')
+  if [[ -z $other ]]; then row target-other-share SKIP "n/a (not printed)"
+  else threshold_row target-other-share "$other" 12 "outside attention and matmuls:" "%"; fi
+}
+section_train() {
+  local path
+  declare -gA TOKS=() PATH_LOG=()
+  B_USED=""
+  GRAPH_ARGS=()
+  [[ -x $BUILD/train_gpt2cu ]] || { for path in flash cudnn portable; do row "train-124m-$path" FAIL "train_gpt2cu not built"; done; step_targets; return; }
+  if [[ $DRY != 1 ]] && timeout 30 "$BUILD/train_gpt2cu" train --help 2>&1 | grep -q -- '--cuda-graph'; then GRAPH_ARGS=(--cuda-graph); fi
+  [[ $DRY == 1 && ${GPU_CHECK_FAKE_GRAPH:-1} == 1 ]] && GRAPH_ARGS=(--cuda-graph)
+  make_shard
+  for path in flash cudnn portable; do train_path "$path"; done
+  step_targets
+}
+
+# ---- c. kernel tests on the GPU ---------------------------------------------------------------------------------
+section_kernel_tests() {
+  local exe id lim
+  for exe in "$BUILD"/gpu_test_*; do [[ -x $exe ]] && [[ -z ${RES[test-${exe##*/gpu_test_}]+x} ]] && target "test-${exe##*/gpu_test_}"; done
+  for id in "${ORDER[@]}"; do
+    [[ $id == test-* ]] || continue
+    exe="$BUILD/gpu_test_${id#test-}"
+    [[ -x $exe ]] || { row "$id" FAIL "gpu_test_${id#test-} not built"; continue; }
+    lim=$(step_limit 120); (( lim )) || { row "$id" SKIP "budget spent"; continue; }
+    run_step gtest "$id" "$lim" "$LOGS/$id.log" "$exe" --gtest_brief=1
+    gtest_row "$id" "$LOGS/$id.log"
+  done
+}
+
+# ---- d. kernel benchmarks + the attention targets ------------------------------------------------------------------
+bench_op() {  # OP VERSIONS(1,2,..): every version under its own timeout; one row for the op
+  local op=$1 v lim bad="" ran="" notrun=""
+  for v in ${2//,/ }; do
+    lim=$(step_limit 120); (( lim )) || { notrun+="v$v "; continue; }
+    run_step bench "bench-$op" "$lim" "$LOGS/bench_${op}_v$v.log" "$BUILD/gpu_dev_$op" "$v"
+    sed "s/^/$op|$v|/" "$LOGS/bench_${op}_v$v.log" >> "$LOGS/bench_all.log"
+    if (( RC == 0 )) && grep -q ' block .* ms' "$LOGS/bench_${op}_v$v.log"; then ran+="v$v "
+    elif (( RC == 0 )) && grep -q 'skipped' "$LOGS/bench_${op}_v$v.log"; then ran+="v$v(skipped) "
+    elif (( RC == 0 )); then bad+="v$v: no timing line; "
+    else bad+="v$v: $(rc_text "$RC"); "; fi
+  done
+  if [[ -n $bad ]]; then row "bench-$op" FAIL "$bad${ran:+ok: $ran}"
+  elif [[ -n $notrun ]]; then row "bench-$op" SKIP "budget spent before ${notrun}${ran:+(ok: $ran)}"
+  else row "bench-$op" PASS "${ran% } ok"; fi
+}
+# The fastest block per (op, version, precision, what) from print_timing lines ("  <what> block <n> | <ms> ms | ...";
+# the precision comes from the lab's header line), printed as a table; then one "ROW <id> <status> <detail>" per
+# attention target: flash (dev flash_attention v2) >= 60% of cuDNN SDPA's throughput (dev attention v3) and >= 8x
+# the portable kernel (flash_attention v1), fwd+bwd bf16; the own kernel (attention v2) <= 1.5x cuDNN's time.
+bench_tables() {
+  awk -F'|' '
+    function trim(s) { gsub(/^ +| +$/, "", s); return s }
+    function target(id, ok, have, detail) {
+      if (!have) printf "ROW %s SKIP %s\n", id, "no timing (lab not run or version skipped)"
+      else printf "ROW %s %s %s\n", id, ok ? "PASS" : "FAIL", detail
+    }
+    {
+      op = $1; v = $2; line = $0; sub(/^[^|]*\|[^|]*\|/, "", line)
+      if (match(line, /(fp32|bf16)/) && line !~ / block /) prec[op "|" v] = substr(line, RSTART, RLENGTH)
+      if (line ~ / block +[0-9]+ \| +[0-9.]+ ms/) {
+        n = split(line, f, "|"); head = trim(f[1]); ms = trim(f[2]); sub(/ ms/, "", ms)
+        what = head; sub(/ +block +[0-9]+$/, "", what); blk = head; sub(/.* block +/, "", blk)
+        key = op "|" v "|" prec[op "|" v] "|" what
+        if (!(key in best) || ms + 0 < best[key] + 0) {
+          best[key] = ms
+          row[key] = sprintf("%-16s v%-2s %-5s %-24s %6s %10.4f  %s", op, v, prec[op "|" v], what, blk, ms, trim(f[3]))
+        }
+        if (what ~ /^attention (fwd|bwd)/) att[v "|" prec[op "|" v] "|" what] = best[key]
+      }
+    }
+    END {
+      printf "  %-16s %-3s %-5s %-24s %6s %10s  %s\n", "lab", "v", "prec", "what", "block", "ms", "bandwidth"
+      m = 0; for (k in row) keys[++m] = k
+      for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (keys[j] < keys[i]) { t = keys[i]; keys[i] = keys[j]; keys[j] = t }
+      for (i = 1; i <= m; i++) print "  " row[keys[i]]
+      fl = att["2|bf16|attention fwd flash"] + att["2|bf16|attention bwd flash"]
+      pt = att["1|bf16|attention fwd portable"] + att["1|bf16|attention bwd portable"]
+      cd = att["3|bf16|attention fwd cudnn"] + att["3|bf16|attention bwd cudnn"]
+      ow = att["2|bf16|attention fwd"] + att["2|bf16|attention bwd"]
+      target("target-flash-vs-cudnn", fl > 0 && cd / fl >= 0.6, fl > 0 && cd > 0,
+             sprintf("flash %.3f ms vs cuDNN %.3f ms fwd+bwd bf16 = %.0f%% of cuDNN (target >= 60%%)", fl, cd, fl > 0 ? 100 * cd / fl : 0))
+      target("target-flash-vs-portable", fl > 0 && pt / fl >= 8, fl > 0 && pt > 0,
+             sprintf("flash %.3f ms vs portable %.3f ms = %.1fx (target >= 8x)", fl, pt, fl > 0 ? pt / fl : 0))
+      target("target-own-vs-cudnn", cd > 0 && ow / cd <= 1.5, ow > 0 && cd > 0,
+             sprintf("own (attention v2) %.3f ms vs cuDNN %.3f ms = %.2fx (target <= 1.5x)", ow, cd, cd > 0 ? ow / cd : 0))
+    }' "$LOGS/bench_all.log"
+}
+section_benchmarks() {
+  local op versions line
+  : > "$LOGS/bench_all.log"
+  [[ -f $BUILD/gpu_dev_versions.txt ]] || return
+  while read -r op versions; do
+    if [[ -x $BUILD/gpu_dev_$op ]]; then bench_op "$op" "$versions"; else row "bench-$op" FAIL "gpu_dev_$op not built"; fi
+  done < "$BUILD/gpu_dev_versions.txt"
+  CURRENT=""
+  echo "  fastest block per lab version (all timings: $LOGS/bench_all.log):"
+  while IFS= read -r line; do
+    if [[ $line == ROW\ * ]]; then read -r _ id status detail <<< "$line"; row "$id" "$status" "$detail"
+    else echo "$line"; fi
+  done < <(bench_tables)
+}
+
+build_kernels() {  # gpu_all; when only the dev attention lab failed, once more without its cuDNN version
+  build build-kernels 300 gpu_all
+  if [[ ! -x $BUILD/gpu_dev_attention ]] && grep -q '^attention ' "$BUILD/gpu_dev_versions.txt" 2>/dev/null; then
+    echo "   gpu_dev_attention did not build; once more without the cuDNN version (-DLLM_DEV_CUDNN=OFF)"
+    configure -DLLM_DEV_CUDNN=OFF
+    build build-kernels 120 gpu_dev_attention
+    [[ ${RES[build-kernels]} == PASS ]] && row build-kernels FAIL "gpu_all failed; gpu_dev_attention built only without cuDNN"
+  fi
+}
+
+# ---- main -----------------------------------------------------------------------------------------------------
+declare_targets() {
+  local t
+  for t in gpu setup configure build-trainer parity-fp32 parity-bf16 train-124m-flash train-124m-cudnn \
+           train-124m-portable target-tok/s target-step-variation target-host-time target-other-share build-kernels; do
+    target "$t"
+  done
+  for t in tests/kernels/test_*.cu; do t=$(basename "$t" .cu); target "test-${t#test_}"; done
+  for t in dev/cuda/*.cu; do target "bench-$(basename "$t" .cu)"; done
+  for t in target-flash-vs-cudnn target-flash-vs-portable target-own-vs-cudnn complete; do target "$t"; done
+}
+selected() { [[ " $STEPS " == *" $1 "* ]]; }
+not_selected() {  # ROW-PATTERN...: rows of sections left out by GPU_CHECK_STEPS
+  local id p
+  # shellcheck disable=SC2053  # $p is a glob on purpose
+  for id in "${ORDER[@]}"; do for p in "$@"; do [[ $id == $p ]] && row "$id" SKIP "not selected (GPU_CHECK_STEPS=\"$STEPS\")"; done; done
+}
+main() {
+  declare_targets
+  preconditions
+  mkdir -p "$LOGS" || exit 2
+  echo "gpu_check: $GPU_NAME, build dir $BUILD, budget ${BUDGET_S}s, steps $STEPS, logs $LOGS"
+  setup
+  configure
+  if selected a || selected b; then
+    echo "== build the trainer, then (a) trainer parity and (b) GPT-2 124M throughput"
+    build build-trainer 420 train_gpt2cu test_trainer_gpu
+  else not_selected build-trainer; fi
+  if selected a; then section_parity; else not_selected 'parity-*'; fi
+  if selected b; then section_train; else not_selected 'train-*' target-tok/s 'target-step-*' target-host-time target-other-share; fi
+  if selected c || selected d; then
+    echo "== build the kernel tests and labs, then (c) kernel tests and (d) benchmarks"
+    build_kernels
+  else not_selected build-kernels; fi
+  if selected c; then section_kernel_tests; else not_selected 'test-*'; fi
+  if selected d; then section_benchmarks; else not_selected 'bench-*' 'target-flash-*' target-own-vs-cudnn; fi
+  CURRENT=""
+  FINISHED=1
+  row complete PASS "all selected steps reached in $(elapsed)s"
+}
+main
