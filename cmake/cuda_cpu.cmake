@@ -17,7 +17,8 @@ if(NOT CUDA_TOOLKIT_INCLUDE)
 endif()
 find_package(Boost 1.74 REQUIRED COMPONENTS context)
 
-add_library(cucpu STATIC ${CUCPU_ROOT}/cuda_cpu/cucpu_sched.cpp ${CUCPU_ROOT}/cuda_cpu/cucpu_rt.cpp)
+add_library(cucpu STATIC ${CUCPU_ROOT}/cuda_cpu/cucpu_sched.cpp ${CUCPU_ROOT}/cuda_cpu/cucpu_rt.cpp
+            ${CUCPU_ROOT}/cuda_cpu/cucpu_graph.cpp)
 target_include_directories(cucpu PUBLIC ${CUCPU_ROOT} ${CUDA_TOOLKIT_INCLUDE})
 target_link_libraries(cucpu PUBLIC Boost::context Threads::Threads)
 if(LLM_SANITIZE)
@@ -69,6 +70,6 @@ function(llm_add_kernel_test name)
 endfunction()
 
 # The layer's own tests (label kernels) and the overhead benchmark.
-llm_add_kernel_test(test_cucpu ${CUCPU_ROOT}/tests/test_cucpu_semantics.cpp
+llm_add_kernel_test(test_cucpu ${CUCPU_ROOT}/tests/test_cucpu_semantics.cpp ${CUCPU_ROOT}/tests/test_cucpu_graph.cpp
                     ${CUCPU_ROOT}/tests/test_cucpu_bugs.cpp TIMEOUT 120)
 cucpu_add_executable(cucpu_overhead ${CUCPU_ROOT}/dev/cucpu_overhead.cpp)

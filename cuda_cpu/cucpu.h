@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -115,12 +116,17 @@ struct LaunchDesc {
   const void* pack;
 };
 void run_grid(const LaunchDesc& d);
+// A launch on `stream` (cucpu_graph.cpp): runs now, or, while the stream is being captured, becomes a kernel node
+// of the graph (`keep` owns the argument pack, so a replay sees the arguments of the capture, as on a GPU).
+// Returns what CUDA would: an error of the capture rules (legacy stream during a capture, an invalidated capture).
+cudaError_t launch_on_stream(cudaStream_t stream, const LaunchDesc& d, std::shared_ptr<const void> keep);
+[[noreturn]] void launch_failed(const char* file, int line, const char* what, cudaError_t e);
 
 // Arguments are converted once to the kernel's parameter types; every fiber then calls the kernel with
 // its own by-value copies (kernels that modify their parameters behave as on the GPU).
 template <class... KA, class... A>
 void launch_checked(const char* file, int line, const char* what, void (*k)(KA...), dim3 grid, dim3 block,
-                    size_t smem, cudaStream_t /*stream: everything is synchronous*/, A&&... args) {
+                    size_t smem, cudaStream_t stream, A&&... args) {
   static_assert(sizeof...(KA) == sizeof...(A), "launch_kernel: wrong number of kernel arguments");
   struct Pack {
     void (*k)(KA...);
@@ -130,8 +136,11 @@ void launch_checked(const char* file, int line, const char* what, void (*k)(KA..
       std::apply(pk->k, pk->args);
     }
   };
-  Pack pack{k, std::tuple<std::decay_t<KA>...>(std::forward<A>(args)...)};
-  run_grid(LaunchDesc{what, file, line, reinterpret_cast<const void*>(k), grid, block, smem, &Pack::body, &pack});
+  auto pack = std::make_shared<const Pack>(Pack{k, std::tuple<std::decay_t<KA>...>(std::forward<A>(args)...)});
+  const cudaError_t e = launch_on_stream(
+      stream, LaunchDesc{what, file, line, reinterpret_cast<const void*>(k), grid, block, smem, &Pack::body, pack.get()},
+      pack);
+  if (e != cudaSuccess) launch_failed(file, line, what, e);  // under nvcc: the cudaGetLastError check aborts
 }
 
 template <class T>

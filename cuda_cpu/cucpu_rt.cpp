@@ -5,10 +5,10 @@
 //   cudaMalloc     posix_memalign(256) of exactly the requested size, filled with 0xFF (uninitialised reads
 //                  are NaN in fp32 and bf16; ASan sees every overrun). Allocations are tracked, so copies and
 //                  memsets outside an allocation or in the wrong direction fail with cudaErrorInvalidValue.
-//   streams/events everything is synchronous; events record host time, cudaEventElapsedTime returns it.
+//   streams/events/graphs  cucpu_graph.cpp (work runs at once unless the stream is being captured).
 //   device         one device, "cucpu", compute capability 8.0, 4 SMs, 1024 threads/block, 48 KiB smem/block.
 // Extend it when host code needs more (keep the exact signatures).
-#include "cuda_cpu/cucpu.h"
+#include "cuda_cpu/cucpu_rt_internal.h"
 
 #include <chrono>
 #include <cstdio>
@@ -20,14 +20,6 @@
 namespace cucpu {
 std::map<const void*, int>& smem_optin();  // cucpu_sched.cpp
 }
-
-struct CUstream_st {
-  int unused;
-};
-struct CUevent_st {
-  std::chrono::steady_clock::time_point t;
-  bool recorded;
-};
 
 namespace {
 
@@ -43,11 +35,7 @@ std::map<uintptr_t, Alloc>& allocs() {
   return m;
 }
 thread_local cudaError_t g_last = cudaSuccess;
-
-cudaError_t ret(cudaError_t e) {
-  if (e != cudaSuccess) g_last = e;
-  return e;
-}
+using cucpu::rt::ret;
 
 // The allocation that holds [p, p+n), or nullptr.
 const Alloc* find(const void* p, size_t n, Kind* kind_out = nullptr) {
@@ -64,6 +52,7 @@ const Alloc* find(const void* p, size_t n, Kind* kind_out = nullptr) {
 
 cudaError_t alloc(void** p, size_t size, Kind kind) {
   if (!p) return ret(cudaErrorInvalidValue);
+  if (cudaError_t e = cucpu::cap::unsafe_call()) return ret(e);
   *p = nullptr;
   if (size == 0) return cudaSuccess;
   void* q = nullptr;
@@ -77,6 +66,7 @@ cudaError_t alloc(void** p, size_t size, Kind kind) {
 
 cudaError_t release(void* p, bool host) {
   if (!p) return cudaSuccess;
+  if (cudaError_t e = cucpu::cap::unsafe_call()) return ret(e);
   std::lock_guard<std::mutex> lk(g_mu);
   auto it = allocs().find((uintptr_t)p);
   if (it == allocs().end() || (it->second.kind == Kind::Host) != host) return ret(cudaErrorInvalidValue);
@@ -98,7 +88,15 @@ bool is_host(const void* p, size_t n) {
   return !a || k != Kind::Device;
 }
 
-cudaError_t copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+}  // namespace
+
+namespace cucpu::rt {
+cudaError_t ret(cudaError_t e) {
+  if (e != cudaSuccess) g_last = e;
+  return e;
+}
+
+cudaError_t check_copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
   if (n == 0) return cudaSuccess;
   if (!dst || !src) return ret(cudaErrorInvalidValue);
   bool ok = true;
@@ -110,10 +108,32 @@ cudaError_t copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
     case cudaMemcpyDefault: break;
     default: return ret(cudaErrorInvalidMemcpyDirection);
   }
-  if (!ok) return ret(cudaErrorInvalidValue);
-  memmove(dst, src, n);
-  return cudaSuccess;
+  return ok ? cudaSuccess : ret(cudaErrorInvalidValue);
 }
+
+cudaError_t copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+  const cudaError_t e = check_copy(dst, src, n, kind);
+  if (e == cudaSuccess && n) memmove(dst, src, n);
+  return e;
+}
+
+cudaError_t check_set(void* dst, size_t n) { return n == 0 || is_dev(dst, n) ? cudaSuccess : ret(cudaErrorInvalidValue); }
+
+cudaError_t set(void* dst, int value, size_t n) {
+  const cudaError_t e = check_set(dst, n);
+  if (e == cudaSuccess && n) memset(dst, value, n);
+  return e;
+}
+
+bool pinned_or_device(const void* p, size_t n) { return find(p, n) != nullptr; }
+
+bool touches_pageable(void* dst, const void* src, size_t n) {
+  return n && (!pinned_or_device(dst, n) || !pinned_or_device(src, n));
+}
+}  // namespace cucpu::rt
+
+namespace {
+using cucpu::rt::copy;
 
 cudaDeviceProp make_props() {
   cudaDeviceProp p;
@@ -166,22 +186,27 @@ extern "C" {
 
 cudaError_t cudaMalloc(void** devPtr, size_t size) { return alloc(devPtr, size, Kind::Device); }
 cudaError_t cudaMallocManaged(void** devPtr, size_t size, unsigned int) { return alloc(devPtr, size, Kind::Managed); }
-cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t) { return alloc(devPtr, size, Kind::Device); }
+cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t s) {  // stream-ordered: not capturable here
+  if (cucpu::cap::capturing(s)) return ret(cudaErrorStreamCaptureUnsupported);
+  return alloc(devPtr, size, Kind::Device);
+}
 cudaError_t cudaMallocHost(void** ptr, size_t size) { return alloc(ptr, size, Kind::Host); }
 cudaError_t cudaHostAlloc(void** pHost, size_t size, unsigned int) { return alloc(pHost, size, Kind::Host); }
 cudaError_t cudaFree(void* devPtr) { return release(devPtr, false); }
-cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t) { return release(devPtr, false); }
+cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t s) {
+  if (cucpu::cap::capturing(s)) return ret(cudaErrorStreamCaptureUnsupported);
+  return release(devPtr, false);
+}
 cudaError_t cudaFreeHost(void* ptr) { return release(ptr, true); }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind) {
-  return copy(dst, src, count, kind);
-}
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind, cudaStream_t) {
+  if (cudaError_t e = cucpu::cap::legacy_stream_use()) return ret(e);
   return copy(dst, src, count, kind);
 }
 cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
                          enum cudaMemcpyKind kind) {
   if (width > dpitch || width > spitch) return ret(cudaErrorInvalidValue);
+  if (cudaError_t e = cucpu::cap::legacy_stream_use()) return ret(e);
   for (size_t r = 0; r < height; ++r) {
     cudaError_t e = copy((char*)dst + r * dpitch, (const char*)src + r * spitch, width, kind);
     if (e != cudaSuccess) return e;
@@ -191,22 +216,19 @@ cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitc
 cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src, size_t count, size_t offset,
                                enum cudaMemcpyKind) {
   if (!symbol || (!src && count)) return ret(cudaErrorInvalidValue);
+  if (cudaError_t e = cucpu::cap::legacy_stream_use()) return ret(e);
   memcpy((char*)symbol + offset, src, count);  // __constant__/__device__ globals are plain host globals here
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, size_t offset, enum cudaMemcpyKind) {
   if (!symbol || (!dst && count)) return ret(cudaErrorInvalidValue);
+  if (cudaError_t e = cucpu::cap::legacy_stream_use()) return ret(e);
   memcpy(dst, (const char*)symbol + offset, count);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
-  if (count == 0) return cudaSuccess;
-  if (!is_dev(devPtr, count)) return ret(cudaErrorInvalidValue);
-  memset(devPtr, value, count);
-  return cudaSuccess;
-}
-cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t) {
-  return cudaMemset(devPtr, value, count);
+  if (cudaError_t e = cucpu::cap::legacy_stream_use()) return ret(e);
+  return cucpu::rt::set(devPtr, value, count);
 }
 cudaError_t cudaMemGetInfo(size_t* free_, size_t* total) {
   size_t used = 0;
@@ -223,7 +245,6 @@ cudaError_t cudaMemPrefetchAsync(const void*, size_t, struct cudaMemLocation, un
   return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : ret(cudaErrorInvalidDevice); }
 cudaError_t cudaGetDevice(int* device) {
@@ -288,51 +309,6 @@ cudaError_t cudaRuntimeGetVersion(int* v) {
   return cudaSuccess;
 }
 
-cudaError_t cudaStreamCreate(cudaStream_t* s) {
-  if (!s) return ret(cudaErrorInvalidValue);
-  *s = new CUstream_st{0};
-  return cudaSuccess;
-}
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) { return cudaStreamCreate(s); }
-cudaError_t cudaStreamCreateWithPriority(cudaStream_t* s, unsigned int, int) { return cudaStreamCreate(s); }
-cudaError_t cudaDeviceGetStreamPriorityRange(int* least, int* greatest) {
-  if (least) *least = 0;
-  if (greatest) *greatest = -5;
-  return cudaSuccess;
-}
-cudaError_t cudaStreamDestroy(cudaStream_t s) {
-  delete s;
-  return cudaSuccess;
-}
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
-
-cudaError_t cudaEventCreate(cudaEvent_t* e) {
-  if (!e) return ret(cudaErrorInvalidValue);
-  *e = new CUevent_st{std::chrono::steady_clock::now(), false};
-  return cudaSuccess;
-}
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int) { return cudaEventCreate(e); }
-cudaError_t cudaEventDestroy(cudaEvent_t e) {
-  delete e;
-  return cudaSuccess;
-}
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
-  if (!e) return ret(cudaErrorInvalidResourceHandle);
-  e->t = std::chrono::steady_clock::now();
-  e->recorded = true;
-  return cudaSuccess;
-}
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
-  if (!ms || !start || !end) return ret(cudaErrorInvalidValue);
-  if (!start->recorded || !end->recorded) return ret(cudaErrorInvalidResourceHandle);
-  *ms = std::chrono::duration<float, std::milli>(end->t - start->t).count();
-  return cudaSuccess;
-}
-
 cudaError_t cudaFuncSetAttribute(const void* func, enum cudaFuncAttribute attr, int value) {
   if (!func) return ret(cudaErrorInvalidDeviceFunction);
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
@@ -385,6 +361,16 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureMerge: return "cudaErrorStreamCaptureMerge";
+    case cudaErrorStreamCaptureUnmatched: return "cudaErrorStreamCaptureUnmatched";
+    case cudaErrorStreamCaptureUnjoined: return "cudaErrorStreamCaptureUnjoined";
+    case cudaErrorStreamCaptureIsolation: return "cudaErrorStreamCaptureIsolation";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorCapturedEvent: return "cudaErrorCapturedEvent";
+    case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
     default: return "cudaErrorUnknown";
   }
 }
@@ -406,6 +392,16 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureMerge: return "operation would result in a merge of separate capture sequences";
+    case cudaErrorStreamCaptureUnmatched: return "capture was not ended in the same stream as it began";
+    case cudaErrorStreamCaptureUnjoined: return "capturing stream has unjoined work";
+    case cudaErrorStreamCaptureIsolation: return "dependency created on uncaptured work in another stream";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorCapturedEvent: return "operation not permitted on an event last recorded in a capturing stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
     default: return "unknown error";
   }
 }
