@@ -297,9 +297,10 @@ train_run() {  # PATH B LIMIT: one 124M bf16 run (with the CUDA graph where the 
   TRAIN_LOG="$LOGS/train_124m_$1_b$2.log"
 }
 toks_of() { sed -nE 's/^done: .* ([0-9]+) tok\/s average.*/\1/p' "$1" | tail -n1; }
-train_path() {  # PATH: the first path run picks B (the first of TRAIN_BS that does not run out of device memory)
+train_path() {  # PATH: B = the first of TRAIN_BS that fits in device memory, from the first finished run's B on
   local path=$1 id=train-124m-$1 b lim toks
-  for b in ${B_USED:-$TRAIN_BS}; do
+  for b in $TRAIN_BS; do
+    [[ -n $B_USED ]] && (( b > B_USED )) && continue
     lim=$(step_limit 150); (( lim )) || { row "$id" SKIP "budget spent"; return; }
     train_run "$path" "$b" "$lim"
     (( RC != 0 )) && grep -qiE "out of (device )?memory" "$TRAIN_LOG" && { echo "   B=$b does not fit"; continue; }
@@ -307,7 +308,7 @@ train_path() {  # PATH: the first path run picks B (the first of TRAIN_BS that d
   done
   toks=$(toks_of "$TRAIN_LOG")
   if (( RC == 0 )) && [[ -n $toks ]]; then
-    B_USED=$b; TOKS[$path]=$toks; PATH_LOG[$path]=$TRAIN_LOG
+    B_USED=${B_USED:-$b}; TOKS[$path]=$toks; PATH_LOG[$path]=$TRAIN_LOG
     row "$id" PASS "$toks tok/s (B=$b T=1024, $TRAIN_STEPS steps)"
   elif (( RC == 2 )) && grep -q "^error: --attention" "$TRAIN_LOG"; then
     row "$id" SKIP "not available: $(grep -m1 '^error: ' "$TRAIN_LOG" | cut -c8-100)"

@@ -87,6 +87,11 @@ expect FAIL target-tok/s "720000 tok/s with --attention cudnn (target >= 800000)
 expect FAIL target-step-variation "(target <= 3%)"
 [[ $(fails) == 4 ]] || bad "$(fails) FAIL rows, wanted 4"
 
+# a later path that does not fit at the first path's B goes on to smaller ones
+run late-oom 0 GPU_CHECK_FAKE="train-124m-portable=oom"
+expect PASS train-124m-cudnn "(B=64"
+expect PASS train-124m-portable "(B=32"
+
 # a build that times out: its programs are "not built", the rest goes on
 run build-timeout 1 GPU_CHECK_FAKE="build-trainer=timeout build-kernels=partial"
 expect FAIL build-trainer "timed out"
