@@ -16,7 +16,7 @@ ids=(gpu setup configure build-trainer parity-fp32 parity-bf16 train-124m-flash 
      target-tok/s target-step-variation target-host-time target-other-share build-kernels)
 for f in "$root"/tests/kernels/test_*.cu; do f=$(basename "$f" .cu); ids+=("test-${f#test_}"); done
 for f in "$root"/dev/cuda/*.cu; do ids+=("bench-$(basename "$f" .cu)"); done
-ids+=(target-flash-vs-cudnn target-flash-vs-portable target-own-vs-cudnn complete)
+ids+=(target-flash-vs-cudnn target-flash-vs-portable target-copy-bandwidth target-own-vs-cudnn complete)
 
 # run NAME EXPECTED_EXIT [ENV=VALUE...]: one dry run into $tmp/NAME; its output is in $out
 run() {
@@ -56,12 +56,14 @@ expect SKIP target-host-time "n/a (not printed)"
 expect SKIP target-other-share "n/a (not printed)"
 expect PASS target-flash-vs-cudnn "80% of cuDNN"
 expect PASS target-flash-vs-portable "15.0x"
+expect PASS target-copy-bandwidth "memory-bound labs >= 80% of copy"
 expect PASS complete
 [[ $(fails) == 0 ]] || bad "$(fails) FAIL rows"
 
 # step failures of every kind: each one a FAIL row, the run goes on to the end
 run step-failures 1 GPU_CHECK_FAKE_GRAPH=0 GPU_CHECK_FAKE="parity-bf16=fail train-124m-flash=oom train-124m-cudnn=unavailable
-  test-gelu=crash test-matmul=timeout test-adamw=noline bench-gelu=fail bench-flash_attention=slow"
+  test-gelu=crash test-matmul=timeout test-adamw=noline bench-gelu=fail bench-flash_attention=slow
+  bench-residual=slow"
 expect PASS parity-fp32
 expect FAIL parity-bf16 "exit 1; failed: Fake.Fails"
 expect PASS train-124m-flash "B=32"                 # 64 and 48 ran out of device memory
@@ -74,8 +76,9 @@ expect FAIL test-adamw "no gtest summary line"
 expect FAIL bench-gelu "v1: exit 1; v2: exit 1"
 expect FAIL target-flash-vs-cudnn "8% of cuDNN"
 expect FAIL target-flash-vs-portable "1.5x"
+expect FAIL target-copy-bandwidth "below 80% of copy: residual bf16 8%"
 expect PASS complete
-[[ $(fails) == 7 ]] || bad "$(fails) FAIL rows, wanted 7"
+[[ $(fails) == 8 ]] || bad "$(fails) FAIL rows, wanted 8"
 
 # throughput targets missed and result lines missing
 run targets-missed 1 TARGET_TOKS=800000 GPU_CHECK_FAKE="train-124m-flash=crash train-124m-cudnn=jitter
