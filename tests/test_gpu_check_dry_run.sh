@@ -12,8 +12,8 @@ failures=0
 bad() { echo "FAIL [$scenario]: $*"; failures=$((failures + 1)); }
 
 # every row the script declares up front: fixed ones, one per kernel test source, one per dev/cuda lab
-ids=(gpu setup configure build-trainer parity-fp32 parity-bf16 train-124m-flash train-124m-cudnn train-124m-portable
-     target-tok/s target-step-variation target-host-time target-other-share build-kernels)
+ids=(gpu setup configure build parity-fp32 parity-bf16 train-124m-flash train-124m-cudnn train-124m-portable
+     target-tok/s target-step-variation target-host-time target-other-share)
 for f in "$root"/tests/kernels/test_*.cu; do f=$(basename "$f" .cu); ids+=("test-${f#test_}"); done
 for f in "$root"/dev/cuda/*.cu; do ids+=("bench-$(basename "$f" .cu)"); done
 ids+=(target-flash-vs-cudnn target-flash-vs-portable target-copy-bandwidth target-own-vs-cudnn complete)
@@ -95,20 +95,36 @@ run late-oom 0 GPU_CHECK_FAKE="train-124m-portable=oom"
 expect PASS train-124m-cudnn "(B=64"
 expect PASS train-124m-portable "(B=32"
 
-# a build that times out: its programs are "not built", the rest goes on
-run build-timeout 1 GPU_CHECK_FAKE="build-trainer=timeout build-kernels=partial"
-expect FAIL build-trainer "timed out"
-expect FAIL parity-fp32 "not built"
-expect FAIL train-124m-cudnn "not built"
+# a build that times out: its programs are "not built" (FAIL), the rest goes on
+run build-timeout 1 GPU_CHECK_FAKE="build=timeout"
+expect FAIL build "timed out"
+expect FAIL parity-fp32 "test_trainer_gpu not built"
+expect FAIL train-124m-cudnn "train_gpt2cu not built"
 expect SKIP target-tok/s "no 124M run finished"
-expect FAIL build-kernels "exit 2"
-expect FAIL test-adamw "not built"                  # the first target of the partial build
-expect PASS test-attention
+expect FAIL test-adamw "not built"
+expect FAIL bench-gelu "not built"
 expect PASS complete
+
+# a build that fails for one program (train_gpt2cu, the first target): the others run
+run build-partial 1 GPU_CHECK_FAKE="build=partial"
+expect FAIL build "exit 2"
+expect FAIL train-124m-flash "train_gpt2cu not built"
+expect PASS parity-bf16
+expect PASS test-attention
+expect PASS target-flash-vs-cudnn
+[[ $(fails) == 4 ]] || bad "$(fails) FAIL rows, wanted 4"
+
+# the budget runs out during the build: what it did not build is SKIP (a second call goes on), not FAIL
+run budget-cut 0 BUDGET_S=60 GPU_CHECK_FAKE="build=timeout"
+expect SKIP build "cut short by the budget"
+expect SKIP parity-fp32 "not built (the budget ran out during the build)"
+expect SKIP test-gelu "not built (the budget ran out during the build)"
+expect SKIP complete "the budget ran out"
+[[ $(fails) == 0 ]] || bad "$(fails) FAIL rows, wanted 0"
 
 # only (c) and (d) selected (the second of two calls): the trainer is neither built nor run
 run second-half 0 GPU_CHECK_STEPS="c d"
-expect SKIP build-trainer "not selected"
+expect PASS build
 expect SKIP parity-fp32 "not selected"
 expect SKIP target-tok/s "not selected"
 expect PASS test-gelu
