@@ -6,6 +6,8 @@
 //                                  -r, --recompute 0|1     1: recompute GELU in backward instead of storing it
 //                                  --attention auto|flash|cudnn|portable   attention kernels (gpu/attention_path.h;
 //                                                          default auto; the choice is printed in the banner)
+//                                  --matmul auto|cublaslt|own, --tf32   linear layers (gpu/train_model.cuh
+//                                                          resolve_matmul; a declined cuBLASLt call is an error)
 //   train_gpt2cu eval --model M --data D [-b B -t T -m N] [--precision ...] [--attention ...]
 //   train_gpt2cu generate --model M [--prompt P] ...   `gpt2_cpu generate`'s flags + --precision, --attention
 //                                  (gpu/generate.cuh)
@@ -83,7 +85,7 @@ std::unique_ptr<llm::Comm> make_comm(const llm::RankEnv& env, double rendezvous_
 }
 
 int run_eval(const llm::EvalOptions& e, gpu::Precision precision, gpu::AttentionPath attention,
-             const gpu::DeviceInfo& dev) {
+             kern::MatmulOptions matmul, const gpu::DeviceInfo& dev) {
   llm::validate_eval_options(e);
   const llm::LoadedModel m = llm::load_model(e.model);  // llm.c .bin, model.safetensors or a HF directory
   if (e.seq_len > m.config.max_seq_len)
@@ -94,7 +96,7 @@ int run_eval(const llm::EvalOptions& e, gpu::Precision precision, gpu::Attention
   o.seq_len = e.seq_len;
   llm::GPT2Config cfg = m.config;
   cfg.dropout = 0.0f;  // evaluation never drops: no reason to refuse --attention cudnn
-  auto model = gpu::make_train_model(precision, cfg, o, false, dev, nullptr, 0, attention);
+  auto model = gpu::make_train_model(precision, cfg, o, false, dev, nullptr, 0, attention, matmul);
   std::fprintf(stderr, "%s\n", model->describe().c_str());  // stdout stays "val_loss ...\nperplexity ..."
   model->set_weights(m.params);
   const float loss = llm::evaluate(*model, data, e.max_batches);
@@ -119,7 +121,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   llm::TrainOptions train_opts;
   llm::EvalOptions eval_opts;
-  std::string precision = "bf16", attention = "auto";
+  std::string precision = "bf16", attention = "auto", matmul = "auto";
+  bool tf32 = false;
   int recompute = 0;
   CLI::App* train = app.add_subcommand("train", "train on llm.c token shards (see train_gpt2cu train --help)");
   CLI::App* eval = app.add_subcommand("eval", "val loss + perplexity of a checkpoint on token shards");
@@ -132,6 +135,11 @@ int main(int argc, char** argv) {
                     "auto (cudnn if built, bf16 and no dropout; else flash if bf16 and head size 64/128; else "
                     "portable), flash, cudnn or portable")
         ->capture_default_str();
+    sub->add_option("--matmul", matmul,
+                    "auto (cuBLASLt when built, and then a declined call is an error; else the own GEMM), cublaslt "
+                    "or own (the own GEMM on purpose)")
+        ->capture_default_str();
+    sub->add_flag("--tf32", tf32, "fp32 only: matmuls on TF32 tensor cores (cuBLASLt; off by default for parity)");
   }
   train->add_option("-r,--recompute", recompute, "1 = recompute GELU in backward (saves L*B*T*4C activations)")
       ->capture_default_str();
@@ -160,11 +168,16 @@ int main(int argc, char** argv) {
       inherit("--attention", &attention);
       inherit("--recompute", &rec);
       recompute = rec == "1" ? 1 : rec == "0" ? 0 : -1;
+      std::string tf = tf32 ? "1" : "0";
+      inherit("--matmul", &matmul);
+      inherit("--tf32", &tf);
+      tf32 = tf == "1";
     }
     const gpu::Precision prec = parse_precision(precision);
     const gpu::AttentionPath attn = gpu::parse_attention_path(attention);
+    const kern::MatmulOptions mm = gpu::resolve_matmul(matmul, tf32, prec);
     if (recompute != 0 && recompute != 1) llm::fail("-r/--recompute must be 0 or 1 (got ", recompute, ")");
-    if (eval->parsed()) return run_eval(eval_opts, prec, attn, require_device(0));
+    if (eval->parsed()) return run_eval(eval_opts, prec, attn, mm, require_device(0));
     env = llm::detect_rank_env();
     const gpu::DeviceInfo dev = require_device(env.local_rank);
     std::unique_ptr<llm::Comm> host;
@@ -175,10 +188,10 @@ int main(int argc, char** argv) {
     program.host_memory = false;  // device memory: the allocator reports what does not fit
 #endif
     program.make_model = [&](const llm::GPT2Config& cfg, const llm::TrainOptions& o, llm::Comm& c) {
-      return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage, attn);
+      return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage, attn, mm);
     };
     program.settings = {{"--precision", precision}, {"--attention", attention},
-                        {"--recompute", std::to_string(recompute)}};
+                        {"--recompute", std::to_string(recompute)}, {"--matmul", matmul}, {"--tf32", tf32 ? "1" : "0"}};
     return llm::run_training(train_opts, program, *comm);
   } catch (const llm::Error& e) {
     return report(e.what(), llm::kExitBadInput);

@@ -41,7 +41,7 @@ endforeach()
 # ---- kern2 appends its lines below -------------------------------------------------------------------------
 # kern2: matmul, attention, classifier — tests (label kernels), dev/cuda labs (validation run on the CPU layer,
 # label dev), nvcc compile-only checks of the dev labs (label nvcc).
-foreach(op matmul attention classifier)
+foreach(op matmul matmul_plan attention classifier)
   if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu)
     llm_add_kernel_test(test_kernel_${op} ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu
                         LIBS llm_model_cpu TIMEOUT 120)

@@ -3,6 +3,7 @@
 #   train_gpt2cu_cpu    train_gpt2.cu through the CUDA-on-CPU layer (g++; own matmul + attention kernels): CI runs it
 #   test_trainer        GoogleTest, through the layer: emulated GPU trainer vs the fp32 CPU reference
 #                       (fp32 / bf16 / dropout parity over 10 steps, recompute, exact resume via train_gpt2cu_cpu)
+#   test_trainer_matmul GoogleTest, through the layer (label trainer): --matmul/--tf32, plan cache, declined calls
 #   test_attention_path GoogleTest (label trainer): --attention's selection rule + the flag on train_gpt2cu_cpu
 #   test_trainer_dp     GoogleTest (label dp): `mpirun -np 2 train_gpt2cu_cpu train ...` (MPI backend) vs one
 #                       process with 2 accumulation steps, ZeRO-1 vs ZeRO-0, ZeRO-1 resume, bad launches
@@ -51,6 +52,16 @@ if(COMMAND cucpu_add_executable AND TARGET llm_model_cpu)
     endif()
     gtest_discover_tests(test_trainer DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                          PROPERTIES LABELS trainer TIMEOUT 600)
+  endif()
+
+  # --matmul / --tf32: plan cache and declined calls through a fake cuBLASLt, and the flags on train_gpt2cu_cpu
+  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_matmul.cu)
+    cucpu_add_executable(test_trainer_matmul ${LLM_TRAINER_ROOT}/tests/test_trainer_matmul.cu)
+    target_link_libraries(test_trainer_matmul PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
+    target_compile_definitions(test_trainer_matmul PRIVATE TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
+    add_dependencies(test_trainer_matmul train_gpt2cu_cpu)
+    gtest_discover_tests(test_trainer_matmul DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                         PROPERTIES LABELS trainer TIMEOUT 300)
   endif()
 
   # --attention: the selection rule (gpu/attention_path.h) and the flag on every subcommand, as subprocesses

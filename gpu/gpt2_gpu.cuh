@@ -68,6 +68,9 @@ class GPT2 : public GPT2Params<floatX> {
     return attention_;
   }
   AttentionPath attention() const { return attention_; }
+  // How the matmuls run (kernels/matmul_plan.h): the trainer passes CublasLt (required) or Own, and --tf32.
+  void set_matmul(kern::MatmulOptions m) { backend_ = m; }
+  kern::MatmulOptions matmul() const { return backend_; }
 
   // ---- forward / backward ----
   // inputs, targets: host (B,T) ids (targets may be nullptr: no loss, logits only). training: dropout on with
@@ -123,9 +126,16 @@ class GPT2 : public GPT2Params<floatX> {
       if (drop_p_ > 0.0f) kern::dropout_forward(branch_.get(), branch_.get(), btc, spec(l, llm::kDropResidAttn), stream_);
       kern::fused_residual_layernorm_forward(r2, act(ln2_, l, btc), stat(ln2_mean_, l), stat(ln2_rstd_, l), x,
                                              branch_.get(), w.ln2w, w.ln2b, BT, C, stream_);
-      // MLP branch (GELU separate from the matmul so that recompute reproduces it bit for bit)
-      kern::matmul_forward(fch, (floatX*)nullptr, act(ln2_, l, btc), w.fcw, w.fcb, BT, C, 4 * C, stream_, backend_);
-      kern::gelu_forward(fch_gelu, fch, 4 * btc, stream_);
+      // MLP branch. GELU fused into the fc matmul (cuBLASLt's GELU_AUX_BIAS epilogue; the own GEMM applies
+      // gelu_forward's formula to the stored pre-activation): fch keeps the pre-activation for the backward.
+      // With recompute the GELU stays a separate gelu_forward, so the backward's recompute is bit for bit the
+      // forward's (cuBLASLt's epilogue may round differently from gelu_forward).
+      if (recompute_) {
+        kern::matmul_forward(fch, (floatX*)nullptr, act(ln2_, l, btc), w.fcw, w.fcb, BT, C, 4 * C, stream_, backend_);
+        kern::gelu_forward(fch_gelu, fch, 4 * btc, stream_);
+      } else {
+        kern::matmul_forward(fch_gelu, fch, act(ln2_, l, btc), w.fcw, w.fcb, BT, C, 4 * C, stream_, backend_);
+      }
       kern::matmul_forward(branch_.get(), (floatX*)nullptr, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C, stream_,
                            backend_);
       if (drop_p_ > 0.0f) kern::dropout_forward(branch_.get(), branch_.get(), btc, spec(l, llm::kDropResidMlp), stream_);
@@ -353,7 +363,7 @@ class GPT2 : public GPT2Params<floatX> {
 
   int B_, T_;
   bool recompute_;
-  kern::MatmulBackend backend_ = kern::MatmulBackend::Auto;
+  kern::MatmulOptions backend_;  // Auto unless set_matmul
   AttentionPath attention_ = AttentionPath::kPortable;
   // activations, stacked per layer
   DeviceArray<floatX> residual_, ln1_, qkv_, atty_, residual2_, ln2_, fch_, fch_gelu_, branch_, lnf_, logits_;

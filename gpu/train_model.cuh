@@ -39,6 +39,29 @@ inline double flops_per_token(const llm::GPT2Config& c, int T) {
   return 6.0 * (double)llm::num_parameters(c) + 12.0 * c.num_layers * (double)c.channels * T;
 }
 
+// --matmul auto|cublaslt|own and --tf32 of train and eval. auto: cuBLASLt where the build has it (nvcc), else the
+// own GEMM; cuBLASLt is then REQUIRED: a declined or failed call is an llm::Error naming the problem, never a
+// silent switch to the ~50x slower own GEMM. own: the own GEMM on purpose. --tf32: fp32 matmuls on TF32 tensor
+// cores (cuBLASLt only; off by default, so fp32 keeps its parity with gpt2_cpu).
+inline kern::MatmulOptions resolve_matmul(const std::string& choice, bool tf32, Precision p) {
+  kern::MatmulOptions m;
+  if (choice == "own") m.backend = kern::MatmulBackend::Own;
+  else if (choice == "auto") m.backend = kern::matmul_vendor() ? kern::MatmulBackend::CublasLt : kern::MatmulBackend::Own;
+  else if (choice == "cublaslt") m.backend = kern::MatmulBackend::CublasLt;
+  else llm::fail("--matmul must be auto, cublaslt or own (got '", choice, "')");
+  if (m.backend == kern::MatmulBackend::CublasLt && !kern::matmul_vendor())
+    llm::fail("--matmul cublaslt: this build has no cuBLASLt (train_gpt2cu_cpu runs the own GEMM: --matmul own)");
+  if (tf32 && p != Precision::kFp32) llm::fail("--tf32 applies to --precision fp32 (bf16 matmuls use tensor cores already)");
+  if (tf32 && m.backend == kern::MatmulBackend::Own)
+    llm::fail("--tf32 needs cuBLASLt (the own GEMM multiplies in plain fp32)");
+  m.tf32 = tf32;
+  return m;
+}
+inline std::string matmul_name(const kern::MatmulOptions& m) {
+  const char* b = m.backend == kern::MatmulBackend::Own ? "own" : m.backend == kern::MatmulBackend::CublasLt ? "cublaslt" : "auto";
+  return std::string(b) + (m.tf32 ? " (tf32)" : "");
+}
+
 struct DeviceInfo {
   std::string name;
   bool real_gpu = false;  // false on the CUDA-on-CPU layer
@@ -66,7 +89,8 @@ class GpuTrainModel final : public llm::TrainModel {
   // comm: the data-parallel group (nullptr: a single process); zero_stage 0|1 (ZeRO-1 needs world > 1 to matter).
   // attention: --attention (auto resolves here, for this config's head size and dropout; llm::Error if impossible).
   GpuTrainModel(const llm::GPT2Config& cfg, const llm::TrainOptions& o, bool recompute, const DeviceInfo& dev,
-                llm::Comm* comm = nullptr, int zero_stage = 0, AttentionPath attention = AttentionPath::kPortable)
+                llm::Comm* comm = nullptr, int zero_stage = 0, AttentionPath attention = AttentionPath::kPortable,
+                kern::MatmulOptions matmul = {})
       : cfg_(cfg),
         recompute_(recompute),
         dev_(dev),
@@ -80,6 +104,7 @@ class GpuTrainModel final : public llm::TrainModel {
     hp_.seed = o.seed;
     attention_requested_ = attention;
     model_.set_attention(attention);
+    model_.set_matmul(matmul);
     peak_ = dev.real_gpu ? peak_flops(dev.name, kPrecision) : 0.0;
     flops_per_token_ = flops_per_token(cfg, o.seq_len);
   }
@@ -91,6 +116,7 @@ class GpuTrainModel final : public llm::TrainModel {
     std::string s = std::string("precision ") + precision_name(kPrecision) + " | device " + dev_.name;
     if (peak_ > 0) s += " (peak " + std::to_string((int)std::lround(peak_ / 1e12)) + " TFLOPS)";
     s += recompute_ ? " | recompute gelu" : "";
+    s += " | matmul " + matmul_name(model_.matmul());
     s += " | attention " + attention_choice(model_.attention(), attention_requested_);
     if (model_.world_size() > 1)
       s += " | data parallel: " + std::to_string(model_.world_size()) + " ranks, ZeRO-" + (model_.zero1() ? "1" : "0");
@@ -178,10 +204,11 @@ inline std::unique_ptr<llm::TrainModel> make_train_model(Precision p, const llm:
                                                          const llm::TrainOptions& o, bool recompute,
                                                          const DeviceInfo& dev, llm::Comm* comm = nullptr,
                                                          int zero_stage = 0,
-                                                         AttentionPath attention = AttentionPath::kPortable) {
+                                                         AttentionPath attention = AttentionPath::kPortable,
+                                                         kern::MatmulOptions matmul = {}) {
   if (p == Precision::kBf16)
-    return std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, recompute, dev, comm, zero_stage, attention);
-  return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev, comm, zero_stage, attention);
+    return std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, recompute, dev, comm, zero_stage, attention, matmul);
+  return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev, comm, zero_stage, attention, matmul);
 }
 
 }  // namespace gpu

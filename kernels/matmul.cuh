@@ -4,14 +4,19 @@
 //   * Own: a shared-memory, register-tiled GEMM (64×64 output tile per 256-thread block, 4×4 outputs per
 //     thread, k-tiles of 16). It is plain CUDA, so it runs on the CUDA-on-CPU layer (what CI tests) and on any
 //     GPU, and it is correct for any N, C, OC (tile edges are zero-filled on load and masked on store).
-//   * CublasLt: cuBLASLt with BIAS / GELU_AUX_BIAS / DGELU epilogues (llm.c's choice), compiled only under nvcc.
-//   MatmulBackend::Auto picks cuBLASLt when it is compiled in and accepts the problem, else the own kernel.
+//   * CublasLt: cuBLASLt with BIAS / GELU_AUX_BIAS / DGELU epilogues (llm.c's choice), compiled only under nvcc;
+//     descriptor, layouts and algorithm cached per problem (MatmulPlanCache, kernels/matmul_plan.h).
+//   Every call is one column-major MatmulProblem; matmul_try_vendor (matmul_plan.h) decides which backend runs
+//   it: Own on purpose, Auto = cuBLASLt when built and willing (declines counted), CublasLt = required (a decline
+//   is an llm::Error naming the problem: the trainer never silently runs the ~50x slower own GEMM).
 // Numerics: floatX in memory, fp32 accumulation, each output sums k in ascending order (like the reference).
 // Gradients follow llm.c: dinp is OVERWRITTEN (=), dweight and dbias ACCUMULATE (+=).
 // dbias is deterministic: per-column sums in a fixed order, optional row-split partials in an fp32 scratch
 // summed by a second kernel (no float atomics).
 // GELU fusion (tanh approximation):
-//   forward : if pre_gelu != nullptr, pre_gelu = inp·Wᵀ+b (N,OC) is stored and out = gelu(pre_gelu).
+//   forward : if pre_gelu != nullptr, pre_gelu = inp·Wᵀ+b (N,OC) is stored and out = gelu(pre_gelu). The own
+//             kernel applies GELU to the stored (rounded) pre-activation, so it equals gelu_forward bit for bit;
+//             cuBLASLt's GELU epilogue rounds its own way (same tanh formula, ulp-level differences).
 //   backward: if dinp_pre_gelu != nullptr, dinp = (dout·W) ⊙ gelu'(dinp_pre_gelu) — i.e. the input of this
 //             matmul was gelu(dinp_pre_gelu), and the gradient flows straight to the pre-activation.
 #pragma once
@@ -21,6 +26,7 @@
 #include "cuda_cpu/compat.cuh"
 #include "kernels/common.cuh"
 #include "kernels/gelu.cuh"  // gelu_value / gelu_grad (same fp32 formula as the reference)
+#include "kernels/matmul_plan.h"  // MatmulProblem, the plan cache, the decline rule (host code, tested on the CPU)
 
 #if defined(__CUDACC__) && !defined(LLM_NO_CUBLASLT)
 #include <cublasLt.h>  // GPU-only backend; the CPU layer never sees it
@@ -30,8 +36,6 @@
 #endif
 
 namespace kern {
-
-enum class MatmulBackend { Auto, Own, CublasLt };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Own GEMM: D(M,N) (+)= A(M,K)·B(K,N) with arbitrary strides, then an epilogue per output element.
@@ -93,9 +97,10 @@ __global__ void __launch_bounds__(kMmThreads)
       const ptrdiff_t o = m * ldd + n;
       float v = acc[i][j];
       if (ep.bias) v += to_float(ep.bias[n]);
-      if (ep.pre_gelu_out) {
-        ep.pre_gelu_out[o] = from_float<floatX>(v);
-        v = gelu_value(v);
+      if (ep.pre_gelu_out) {  // GELU of the STORED pre-activation: bit for bit what gelu_forward makes of it
+        const floatX pre = from_float<floatX>(v);
+        ep.pre_gelu_out[o] = pre;
+        v = gelu_value(to_float(pre));
       }
       if (ep.dgelu_pre) v *= gelu_grad(to_float(ep.dgelu_pre[o]));
       if (ep.accumulate) v += to_float(D[o]);
@@ -137,96 +142,158 @@ __global__ void matmul_dbias_finish_kernel(floatX* dbias, const float* partial, 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// cuBLASLt backend (nvcc only). Row-major X(r,c) is column-major Xᵀ, so every call is phrased column-major.
+// cuBLASLt vendor (nvcc only): plans cached per MatmulProblem (kernels/matmul_plan.h). Row-major X(r,c) is
+// column-major Xᵀ, so every call is phrased column-major.
 #if LLM_HAVE_CUBLASLT
 namespace matmul_lt {
-inline cublasLtHandle_t handle() {
-  static cublasLtHandle_t h = [] {
-    cublasLtHandle_t x = nullptr;
-    if (cublasLtCreate(&x) != CUBLAS_STATUS_SUCCESS) x = nullptr;
-    return x;
-  }();
-  return h;
-}
 constexpr size_t kWorkspaceBytes = 32u << 20;
-inline void* workspace() {
-  static void* ws = [] {
-    void* p = nullptr;
-    if (cudaMalloc(&p, kWorkspaceBytes) != cudaSuccess) p = nullptr;
-    return p;
-  }();
-  return ws;
-}
-template <typename T> inline cudaDataType_t dtype();
-template <> inline cudaDataType_t dtype<float>() { return CUDA_R_32F; }
-template <> inline cudaDataType_t dtype<__nv_bfloat16>() { return CUDA_R_16BF; }
+constexpr uint32_t kAlignBytes = 16;  // the heuristic picks algorithms valid for any 16-byte aligned pointers
 
-enum Epi { kNone, kBias, kGeluAuxBias, kDGelu };
+inline cudaDataType_t dtype(MatmulType t) { return t == MatmulType::kBf16 ? CUDA_R_16BF : CUDA_R_32F; }
 
-// Column-major D(m,n) = op(A)·op(B) (+ D if accumulate), with epilogue. Returns false if cuBLASLt declines
-// (no handle, misaligned pointers, no algorithm); the caller then uses the own kernel.
-template <typename floatX>
-bool matmul(floatX* d, const floatX* a, const floatX* b, int m, int n, int k, bool transA, bool transB,
-            bool accumulate, Epi epi, const floatX* bias, const floatX* aux, cudaStream_t stream) {
-  auto aligned = [](const void* p) { return ((uintptr_t)p % 16) == 0; };
-  if (!handle() || !workspace() || !aligned(d) || !aligned(a) || !aligned(b) || (bias && !aligned(bias)) ||
-      (aux && !aligned(aux)) || m % 8 != 0)
-    return false;
-  const cudaDataType_t t = dtype<floatX>();
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
-  bool ok = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS;
-  const cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-  ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof(opA)) == 0;
-  ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof(opB)) == 0;
-  cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_DEFAULT;
-  if (epi == kBias) e = CUBLASLT_EPILOGUE_BIAS;
-  if (epi == kGeluAuxBias) e = bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
-  if (epi == kDGelu) e = CUBLASLT_EPILOGUE_DGELU;
-  ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)) == 0;
-  if (bias && (epi == kBias || epi == kGeluAuxBias)) {
-    ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &t, sizeof(t)) == 0;
-    ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) == 0;
+struct Backend {
+  struct Plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  cublasLtHandle_t handle = nullptr;
+
+  // Descriptor, layouts and the heuristic's first algorithm for p; false (why set) when cuBLASLt has none.
+  bool create(const MatmulProblem& p, Plan* plan, std::string* why) {
+    const cudaDataType_t t = dtype(p.type);
+    const cublasComputeType_t compute =
+        p.tf32 && p.type == MatmulType::kFp32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    const cublasOperation_t opA = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opB = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_DEFAULT;
+    if (p.epi == MatmulEpi::kBias) e = CUBLASLT_EPILOGUE_BIAS;
+    if (p.epi == MatmulEpi::kGeluAuxBias) e = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    if (p.epi == MatmulEpi::kGeluAux) e = CUBLASLT_EPILOGUE_GELU_AUX;
+    if (p.epi == MatmulEpi::kDGelu) e = CUBLASLT_EPILOGUE_DGELU;
+    const int64_t aux_ld = p.m;
+    const size_t ws = kWorkspaceBytes;
+    cublasLtMatmulPreference_t pref = nullptr;
+    auto set = [](cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; };
+    bool ok = set(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F)) &&
+              set(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof(opA))) &&
+              set(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof(opB))) &&
+              set(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)));
+    if (p.epi == MatmulEpi::kBias || p.epi == MatmulEpi::kGeluAuxBias)
+      ok = ok && set(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &t, sizeof(t)));
+    if (p.epi == MatmulEpi::kGeluAuxBias || p.epi == MatmulEpi::kGeluAux || p.epi == MatmulEpi::kDGelu)
+      ok = ok &&
+           set(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld,
+                                              sizeof(aux_ld))) &&
+           set(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &t, sizeof(t)));
+    ok = ok &&
+         set(cublasLtMatrixLayoutCreate(&plan->a, t, p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k,
+                                        p.trans_a ? p.k : p.m)) &&
+         set(cublasLtMatrixLayoutCreate(&plan->b, t, p.trans_b ? p.n : p.k, p.trans_b ? p.k : p.n,
+                                        p.trans_b ? p.n : p.k)) &&
+         set(cublasLtMatrixLayoutCreate(&plan->d, t, p.m, p.n, p.m)) && set(cublasLtMatmulPreferenceCreate(&pref)) &&
+         set(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+      ok = ok && set(cublasLtMatmulPreferenceSetAttribute(pref, attr, &kAlignBytes, sizeof(kAlignBytes)));
+    if (!ok) *why = "descriptor setup failed";
+    cublasLtMatmulHeuristicResult_t heur{};
+    int found = 0;
+    if (ok && (!set(cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref, 1,
+                                                   &heur, &found)) ||
+               found == 0)) {
+      ok = false;
+      *why = "the heuristic found no algorithm";
+    }
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (ok) plan->algo = heur.algo;
+    else destroy(plan);
+    return ok;
   }
-  if (epi == kGeluAuxBias || epi == kDGelu) {
-    const int64_t aux_ld = m;
-    ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)) == 0;
-    ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof(aux_ld)) == 0;
-    ok = ok && cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &t, sizeof(t)) == 0;
+  void destroy(Plan* plan) {
+    if (plan->d) cublasLtMatrixLayoutDestroy(plan->d);
+    if (plan->b) cublasLtMatrixLayoutDestroy(plan->b);
+    if (plan->a) cublasLtMatrixLayoutDestroy(plan->a);
+    if (plan->desc) cublasLtMatmulDescDestroy(plan->desc);
+    *plan = Plan{};
   }
-  ok = ok && cublasLtMatrixLayoutCreate(&la, t, transA ? k : m, transA ? m : k, transA ? k : m) == 0;
-  ok = ok && cublasLtMatrixLayoutCreate(&lb, t, transB ? n : k, transB ? k : n, transB ? n : k) == 0;
-  ok = ok && cublasLtMatrixLayoutCreate(&ld, t, m, n, m) == 0;
-  ok = ok && cublasLtMatmulPreferenceCreate(&pref) == 0;
-  size_t ws = kWorkspaceBytes;
-  ok = ok && cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)) == 0;
-  cublasLtMatmulHeuristicResult_t heur{};
-  int found = 0;
-  ok = ok && cublasLtMatmulAlgoGetHeuristic(handle(), desc, la, lb, ld, ld, pref, 1, &heur, &found) == 0 && found > 0;
-  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  ok = ok && cublasLtMatmul(handle(), desc, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &heur.algo, workspace(),
-                            kWorkspaceBytes, stream) == CUBLAS_STATUS_SUCCESS;
-  if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  if (ld) cublasLtMatrixLayoutDestroy(ld);
-  if (lb) cublasLtMatrixLayoutDestroy(lb);
-  if (la) cublasLtMatrixLayoutDestroy(la);
-  if (desc) cublasLtMatmulDescDestroy(desc);
-  return ok;
+};
+
+class Vendor final : public MatmulVendor {
+ public:
+  const char* name() const override { return "cuBLASLt"; }
+  bool run(const MatmulProblem& p, const MatmulArgs& g, std::string* why) override {
+    if (!ready(why)) return false;
+    for (const void* ptr : {(const void*)g.d, g.a, g.b, g.bias, (const void*)g.aux})
+      if ((uintptr_t)ptr % kAlignBytes != 0) {
+        *why = "a pointer is not 16-byte aligned";
+        return false;
+      }
+    const Backend::Plan* plan = cache_.get(p, why);
+    if (!plan) return false;
+    // only the pointers change between calls of one problem: set them on the cached descriptor
+    bool ok = true;
+    if (g.bias)
+      ok = cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)) ==
+           CUBLAS_STATUS_SUCCESS;
+    if (g.aux)
+      ok = ok && cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux,
+                                                sizeof(g.aux)) == CUBLAS_STATUS_SUCCESS;
+    const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
+    const cublasStatus_t s = ok ? cublasLtMatmul(cache_.backend().handle, plan->desc, &alpha, g.a, plan->a, g.b,
+                                                 plan->b, &beta, g.d, plan->d, g.d, plan->d, &plan->algo, workspace_,
+                                                 kWorkspaceBytes, g.stream)
+                                : CUBLAS_STATUS_INVALID_VALUE;
+    if (s != CUBLAS_STATUS_SUCCESS) *why = std::string("cublasLtMatmul failed: ") + cublasGetStatusString(s);
+    return s == CUBLAS_STATUS_SUCCESS;
+  }
+  MatmulPlanCache<Backend>& cache() { return cache_; }
+
+ private:
+  bool ready(std::string* why) {
+    if (!tried_) {
+      tried_ = true;
+      if (cublasLtCreate(&cache_.backend().handle) != CUBLAS_STATUS_SUCCESS) cache_.backend().handle = nullptr;
+      if (cudaMalloc(&workspace_, kWorkspaceBytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        workspace_ = nullptr;
+      }
+    }
+    if (!cache_.backend().handle || !workspace_) *why = "no cuBLASLt handle or workspace";
+    return cache_.backend().handle && workspace_;
+  }
+  MatmulPlanCache<Backend> cache_;
+  void* workspace_ = nullptr;
+  bool tried_ = false;
+};
+
+inline Vendor& vendor() {
+  static Vendor v;  // one per process (and device: a process drives one GPU)
+  return v;
 }
 }  // namespace matmul_lt
 #endif
 
-// Number of calls where cuBLASLt was requested (Auto/CublasLt in an nvcc build) but declined, so the own kernel
-// ran instead (dev/cuda/matmul.cu checks it before reporting cuBLASLt timings).
-inline int& matmul_cublaslt_fallbacks() {
-  static int n = 0;
-  return n;
+// The vendor GEMM of this build: a test's override, else cuBLASLt under nvcc, else none.
+inline MatmulVendor* matmul_vendor() {
+  if (matmul_vendor_override()) return matmul_vendor_override();
+#if LLM_HAVE_CUBLASLT
+  return &matmul_lt::vendor();
+#else
+  return nullptr;
+#endif
 }
 
-// True when `backend` resolves to cuBLASLt in this build (Auto prefers it where it exists).
-inline bool matmul_uses_cublaslt(MatmulBackend backend) {
-  return LLM_HAVE_CUBLASLT && backend != MatmulBackend::Own;
+// How the matmuls of a model run: the backend (matmul_plan.h) and TF32 for fp32 (off by default: parity).
+struct MatmulOptions {
+  MatmulBackend backend = MatmulBackend::Auto;
+  bool tf32 = false;
+  MatmulOptions() = default;
+  MatmulOptions(MatmulBackend b, bool t = false) : backend(b), tf32(t) {}  // NOLINT: a bare backend converts
+};
+
+template <typename floatX>
+constexpr MatmulType matmul_type() {
+  return std::is_same<floatX, float>::value ? MatmulType::kFp32 : MatmulType::kBf16;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -242,23 +309,40 @@ void matmul_tiled(floatX* D, const floatX* A, const floatX* B, int M, int N, int
   CUDA_CHECK(cudaGetLastError());
 }
 
+// The own GEMM on a column-major problem: D(m,n) = op(A)·op(B) is the row-major (n,m) matrix
+// D'(j,i) = Σ_k op(B)(k,j)·op(A)(i,k), i.e. matmul_tiled with A' = op(B)ᵀ and B' = op(A)ᵀ read through strides.
+template <typename floatX>
+void matmul_own(const MatmulProblem& p, const MatmulArgs& g) {
+  const ptrdiff_t lda = p.trans_a ? p.k : p.m, ldb = p.trans_b ? p.n : p.k;  // as stored, column-major
+  MatmulEpilogue<floatX> ep;
+  ep.bias = (const floatX*)g.bias;
+  if (p.epi == MatmulEpi::kGeluAuxBias || p.epi == MatmulEpi::kGeluAux) ep.pre_gelu_out = (floatX*)g.aux;
+  if (p.epi == MatmulEpi::kDGelu) ep.dgelu_pre = (const floatX*)g.aux;
+  ep.accumulate = g.accumulate ? 1 : 0;
+  matmul_tiled((floatX*)g.d, (const floatX*)g.b, (const floatX*)g.a, p.n, p.m, p.k, /*sAm*/ p.trans_b ? 1 : ldb,
+               /*sAk*/ p.trans_b ? ldb : 1, /*sBk*/ p.trans_a ? 1 : lda, /*sBn*/ p.trans_a ? lda : 1, /*ldd*/ p.m, ep,
+               g.stream);
+}
+
+// One column-major problem: the vendor when `backend` asks for it and it accepts (matmul_try_vendor's rule),
+// else the own GEMM.
+template <typename floatX>
+void matmul_run(const MatmulProblem& p, const MatmulArgs& g, MatmulBackend backend) {
+  if (!matmul_try_vendor(matmul_vendor(), backend, p, g)) matmul_own<floatX>(p, g);
+}
+
 // out(N,OC) = inp(N,C)·weight(OC,C)ᵀ + bias(OC); with pre_gelu (N,OC): pre_gelu = that, out = gelu(that).
 template <typename floatX>
 void matmul_forward(floatX* out, floatX* pre_gelu, const floatX* inp, const floatX* weight, const floatX* bias, int N,
-                    int C, int OC, cudaStream_t stream, MatmulBackend backend = MatmulBackend::Auto) {
-#if LLM_HAVE_CUBLASLT
-  if (backend != MatmulBackend::Own) {
-    const auto epi = pre_gelu ? matmul_lt::kGeluAuxBias : (bias ? matmul_lt::kBias : matmul_lt::kNone);
-    // column-major outᵀ(OC,N) = Wᵀ... : A = weight as (C,OC) col-major, transposed; B = inpᵀ (C,N).
-    if (matmul_lt::matmul(out, weight, inp, OC, N, C, true, false, false, epi, bias, pre_gelu, stream)) return;
-    matmul_cublaslt_fallbacks()++;
-  }
-#endif
-  (void)backend;
-  MatmulEpilogue<floatX> ep;
-  ep.bias = bias;
-  ep.pre_gelu_out = pre_gelu;
-  matmul_tiled(out, inp, weight, N, OC, C, /*sAm*/ C, /*sAk*/ 1, /*sBk*/ 1, /*sBn*/ C, /*ldd*/ OC, ep, stream);
+                    int C, int OC, cudaStream_t stream, MatmulOptions opt = {}) {
+  // column-major outᵀ(OC,N) = W(OC,C)·inpᵀ(C,N): A = weight stored as col-major (C,OC), transposed; B = inpᵀ.
+  MatmulProblem p;
+  p.m = OC, p.n = N, p.k = C, p.trans_a = true, p.trans_b = false;
+  p.epi = pre_gelu ? (bias ? MatmulEpi::kGeluAuxBias : MatmulEpi::kGeluAux) : (bias ? MatmulEpi::kBias : MatmulEpi::kNone);
+  p.type = matmul_type<floatX>(), p.tf32 = opt.tf32;
+  MatmulArgs g;
+  g.d = out, g.a = weight, g.b = inp, g.bias = bias, g.aux = pre_gelu, g.stream = stream;
+  matmul_run<floatX>(p, g, opt.backend);
 }
 
 // fp32 scratch (in floats) that lets matmul_backward split the dbias reduction over rows (more parallelism).
@@ -275,7 +359,7 @@ inline size_t matmul_backward_scratch_floats(int N, int OC) { return (size_t)mat
 template <typename floatX>
 void matmul_backward(floatX* dinp, floatX* dweight, floatX* dbias, const floatX* dout, const floatX* inp,
                      const floatX* weight, const floatX* dinp_pre_gelu, float* scratch, int N, int C, int OC,
-                     cudaStream_t stream, MatmulBackend backend = MatmulBackend::Auto) {
+                     cudaStream_t stream, MatmulOptions opt = {}) {
   if (dbias) {
     const int nsplit = scratch ? matmul_dbias_splits(N) : 1;
     const int rows = (N + nsplit - 1) / nsplit;
@@ -288,32 +372,20 @@ void matmul_backward(floatX* dinp, floatX* dweight, floatX* dbias, const floatX*
       CUDA_CHECK(cudaGetLastError());
     }
   }
-  bool dinp_done = (dinp == nullptr), dweight_done = (dweight == nullptr);
-#if LLM_HAVE_CUBLASLT
-  if (backend != MatmulBackend::Own) {
-    // dinpᵀ(C,N) = Wᵀ(C,OC)·doutᵀ(OC,N): A = weight as col-major (C,OC), B = dout as col-major (OC,N).
-    if (!dinp_done)
-      dinp_done = matmul_lt::matmul(dinp, weight, dout, C, N, OC, false, false, false,
-                                    dinp_pre_gelu ? matmul_lt::kDGelu : matmul_lt::kNone, (const floatX*)nullptr,
-                                    dinp_pre_gelu, stream);
-    // dweightᵀ(C,OC) += inpᵀ(C,N)·dout(N,OC): A = inp as col-major (C,N), B = dout as col-major (OC,N) transposed.
-    if (!dweight_done)
-      dweight_done = matmul_lt::matmul(dweight, inp, dout, C, OC, N, false, true, true, matmul_lt::kNone,
-                                       (const floatX*)nullptr, (const floatX*)nullptr, stream);
-    if (!dinp_done || !dweight_done) matmul_cublaslt_fallbacks()++;
+  MatmulProblem p;
+  p.type = matmul_type<floatX>(), p.tf32 = opt.tf32;
+  MatmulArgs g;
+  g.stream = stream;
+  if (dinp) {  // dinpᵀ(C,N) = Wᵀ(C,OC)·doutᵀ(OC,N): A = weight as col-major (C,OC), B = dout as col-major (OC,N)
+    p.m = C, p.n = N, p.k = OC, p.trans_a = false, p.trans_b = false;
+    p.epi = dinp_pre_gelu ? MatmulEpi::kDGelu : MatmulEpi::kNone;
+    g.d = dinp, g.a = weight, g.b = dout, g.aux = (void*)dinp_pre_gelu, g.accumulate = false;
+    matmul_run<floatX>(p, g, opt.backend);
   }
-#endif
-  (void)backend;
-  if (!dinp_done) {
-    MatmulEpilogue<floatX> ep;
-    ep.dgelu_pre = dinp_pre_gelu;
-    matmul_tiled(dinp, dout, weight, N, C, OC, /*sAm*/ OC, /*sAk*/ 1, /*sBk*/ C, /*sBn*/ 1, /*ldd*/ C, ep, stream);
-  }
-  if (!dweight_done) {
-    MatmulEpilogue<floatX> ep;
-    ep.accumulate = 1;
-    // A(o,n) = dout[n*OC + o], B(n,c) = inp[n*C + c]
-    matmul_tiled(dweight, dout, inp, OC, C, N, /*sAm*/ 1, /*sAk*/ OC, /*sBk*/ C, /*sBn*/ 1, /*ldd*/ C, ep, stream);
+  if (dweight) {  // dweightᵀ(C,OC) += inpᵀ(C,N)·dout(N,OC): A = inp as col-major (C,N), B = dout col-major, transposed
+    p.m = C, p.n = OC, p.k = N, p.trans_a = false, p.trans_b = true, p.epi = MatmulEpi::kNone;
+    g.d = dweight, g.a = inp, g.b = dout, g.aux = nullptr, g.accumulate = true;
+    matmul_run<floatX>(p, g, opt.backend);
   }
 }
 

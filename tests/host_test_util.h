@@ -69,6 +69,14 @@ inline std::vector<uint16_t> lcg_tokens(int n, uint32_t seed) {
   return tok;
 }
 
+// A fresh temp directory with the end-to-end tests' shards: train.bin (3000 LCG tokens) and val.bin (400).
+inline std::string lcg_shard_dir() {
+  const std::string dir = temp_dir();
+  write_shard(dir + "/train.bin", lcg_tokens(3000, 1));
+  write_shard(dir + "/val.bin", lcg_tokens(400, 2));
+  return dir;
+}
+
 inline std::string slurp(const std::string& path) {
   std::ifstream f(path);
   std::stringstream ss;
