@@ -59,6 +59,13 @@ fake_train() {  # train_gpt2cu train ... -b B -x STEPS --attention PATH: banner,
   case $path in flash) toks=700000 ;; cudnn) toks=720000 ;; *) toks=150000 ;; esac
   [[ $HOW == slow ]] && toks=100000
   echo "train_gpt2cu train | model preset d12 (random init, seed 42) | L=12 NH=12 C=768 maxT=1024 V=50257 | 124475904 parameters"
+  if [[ " $* " == *" --cuda-graph "* ]]; then  # the trainer's graph status line (gpu/train_model.cuh)
+    case $HOW in
+      nograph) echo "cuda graph: off (capture failed: fake)" ;;
+      slowhost) echo "cuda graph: on: 3 graphs (900 nodes), 60 launches | host 2.500 ms per step (fake)" ;;
+      *) echo "cuda graph: on: 3 graphs (900 nodes), 60 launches | host 0.040 ms per step (fake)" ;;
+    esac
+  fi
   for (( s = 1; s <= steps; s++ )); do
     ms=$(( 65536000 / toks ))  # B*T/toks in ms for B=64, T=1024
     [[ $HOW == jitter ]] && (( s % 2 )) && ms=$(( ms * 12 / 10 ))
@@ -307,8 +314,9 @@ section_parity() {
 # ---- b. GPT-2 124M throughput per attention path + the issue-16 step targets --------------------------------------
 # Lines read from train_gpt2cu (host/train_loop.cpp, host/progress.cpp):
 #   "step    N/M | loss ... | <ms> ms | <tok/s> tok/s | ..."   "done: M steps in 3s, <tok/s> tok/s average (...)"
-# and, when the trainer prints them (issue 16; "n/a (not printed)" until it does):
-#   host time per step: a line with "host <x> ms"     share outside attention + matmuls: a line with "other <x>%"
+# and, where the trainer prints them (issue 16; the row says "n/a (not printed)" where it does not):
+#   "cuda graph: on: ... | host <x> ms per step (...)" (gpu/train_model.cuh; "cuda graph: off (<why>)" without it)
+#   the share of the step outside attention and the linear-layer matmuls: a line with "other <x>%"
 make_shard() {  # llm.c token shard: 256 int32 header (magic 20240520, version 1, count), uint16 tokens < 50257
   local n=$(( 64 * 1024 * (TRAIN_STEPS + 2) + 1 ))
   SHARD="$BUILD/gpu_check_tokens.bin"
@@ -361,6 +369,8 @@ step_targets() {  # the targets read from the fastest path's run
   else row target-tok/s FAIL "${TOKS[$best]} tok/s with --attention $best (target >= $TARGET_TOKS)"; fi
   v=$(step_variation "$log")
   if (( ${#GRAPH_ARGS[@]} == 0 )); then row target-step-variation SKIP "n/a (train_gpt2cu has no --cuda-graph)"
+  elif grep -q "cuda graph: off" "$log"; then
+    row target-step-variation FAIL "--cuda-graph asked, but: $(grep -m1 -oE 'cuda graph: off.*' "$log" | cut -c1-80)"
   elif [[ -z $v ]]; then row target-step-variation FAIL "fewer than 3 step lines after step 2 in $log"
   else read -r v n m <<< "$v"; threshold_row target-step-variation "$v" 3 "steps 3..: mean $m ms, sd" "%"; fi
   host=$(grep -oE 'host [0-9.]+ ms' "$log" | tail -n1 | grep -oE '[0-9.]+')

@@ -52,7 +52,7 @@ run all-pass 0
 expect PASS train-124m-flash "700000 tok/s (B=64"
 expect PASS target-tok/s "720000 tok/s with --attention cudnn"
 expect PASS target-step-variation "sd 0.00%"
-expect SKIP target-host-time "n/a (not printed)"
+expect PASS target-host-time "host time per step 0.040 ms (target <= 1 ms)"
 expect SKIP target-other-share "n/a (not printed)"
 expect PASS target-flash-vs-cudnn "80% of cuDNN"
 expect PASS target-flash-vs-portable "15.0x"
@@ -69,6 +69,7 @@ expect FAIL parity-bf16 "exit 1; failed: Fake.Fails"
 expect PASS train-124m-flash "B=32"                 # 64 and 48 ran out of device memory
 expect SKIP train-124m-cudnn "not available"
 expect SKIP target-step-variation "n/a (train_gpt2cu has no --cuda-graph)"
+expect SKIP target-host-time "n/a (not printed)"
 expect PASS train-124m-portable "B=32"
 expect FAIL test-gelu "crashed (SIGSEGV)"
 expect FAIL test-matmul "timed out"
@@ -94,6 +95,13 @@ expect FAIL target-step-variation "(target <= 3%)"
 run late-oom 0 GPU_CHECK_FAKE="train-124m-portable=oom"
 expect PASS train-124m-cudnn "(B=64"
 expect PASS train-124m-portable "(B=32"
+
+# the fastest path ran without its CUDA graph, or spent too long on the host
+run graph-off 1 GPU_CHECK_FAKE="train-124m-cudnn=nograph"
+expect FAIL target-step-variation "--cuda-graph asked, but: cuda graph: off (capture failed: fake)"
+run host-slow 1 GPU_CHECK_FAKE="train-124m-cudnn=slowhost"
+expect FAIL target-host-time "host time per step 2.500 ms (target <= 1 ms)"
+expect PASS target-step-variation
 
 # a build that times out: its programs are "not built" (FAIL), the rest goes on
 run build-timeout 1 GPU_CHECK_FAKE="build=timeout"
@@ -164,6 +172,10 @@ grep -qF '"step %5lld/%lld | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f to
   bad "progress.cpp: step line"
 grep -qF '"  %-24s block %4d | %8.4f ms | ' "$root/dev/cuda/common.cuh" || bad "common.cuh: print_timing line"
 grep -rqF 'out of device memory' "$root/gpu" || bad "gpu/: the out-of-memory message"
+if grep -qF -- '--cuda-graph' "$root/train_gpt2.cu"; then  # the graph status line "cuda graph: on: ... | host <x> ms"
+  grep -rqF '"cuda graph: ' "$root/gpu" || bad "gpu/: the 'cuda graph: ' status line"
+  grep -rqF ' ms per step' "$root/gpu" || bad "gpu/: the host time 'host <x> ms per step'"
+fi
 
 if (( failures )); then echo "gpu_check dry run: $failures failures"; exit 1; fi
 echo "gpu_check dry run: all scenarios ok"
