@@ -25,6 +25,7 @@ run() {
   out=$(env GPU_CHECK_DRY_RUN=1 "$@" bash "$script" "$tmp/$scenario" 2>&1) || rc=$?
   [[ $rc == "$want" ]] || bad "exit $rc, wanted $want"
   (( SECONDS - start < 120 )) || bad "took $((SECONDS - start)) s (a fake step sleeps 300 s: it outlived its timeout?)"
+  ! pgrep -f -- "--fake .*$tmp/$scenario/" > /dev/null || bad "a fake step outlived the script"
   local n; n=$(grep -c "gpu_check summary:" <<< "$out" || true)
   [[ $n == 1 ]] || bad "$n summary tables"
   summary=$(sed -n '/gpu_check summary:/,$p' <<< "$out")
