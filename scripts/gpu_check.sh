@@ -25,122 +25,12 @@ cd "$(dirname "$0")/.." || exit 2
 SELF="$PWD/scripts/gpu_check.sh"
 DRY=${GPU_CHECK_DRY_RUN:-0}
 
-# ---- dry run: the fake programs that stand in for setup, cmake, the tests, the trainer and the labs ---------------
-# Their lines copy the formats the parsers below read (gtest's summary, host/train_loop.cpp's step and done lines,
-# dev/cuda/common.cuh print_timing); the CI test checks that the sources still print those formats.
-fake_behaviour() {  # ID -> the behaviour GPU_CHECK_FAKE gives this step (default pass)
-  local kv
-  for kv in ${GPU_CHECK_FAKE:-}; do [[ ${kv%%=*} == "$1" ]] && { echo "${kv#*=}"; return; }; done
-  echo pass
-}
-arg_after() {  # FLAG ARGS... -> the argument that follows FLAG
-  local flag=$1; shift
-  while (( $# > 1 )); do [[ $1 == "$flag" ]] && { echo "$2"; return; }; shift; done
-}
-fake_build() {  # cmake --build DIR ... --target T...: "builds" each target as an empty executable
-  local dir=$1 t src op; shift
-  local -a targets=() made=()
-  while (( $# )); do [[ $1 == --target ]] && { shift; while (( $# )) && [[ $1 != -* ]]; do targets+=("$1"); shift; done; continue; }; shift; done
-  for t in "${targets[@]}"; do
-    [[ $t == gpu_all ]] || { made+=("$t"); continue; }
-    for src in tests/kernels/test_*.cu; do made+=("gpu_$(basename "$src" .cu)"); done
-    while read -r op _; do made+=("gpu_dev_$op"); done < "$dir/gpu_dev_versions.txt"
-  done
-  [[ $HOW == partial ]] && made=("${made[@]:1}")  # the first target fails to compile
-  for t in "${made[@]}"; do printf '#!/bin/sh\n' > "$dir/$t"; chmod +x "$dir/$t"; done
-  echo "fake build: ${#made[@]} targets"
-  [[ $HOW == partial ]] && { echo "error: fake compile error"; exit 2; }
-}
-fake_train() {  # train_gpt2cu train ... -b B -x STEPS --attention PATH: banner, step lines, done line
-  local b steps path toks ms s
-  b=$(arg_after -b "$@"); steps=$(arg_after -x "$@"); path=$(arg_after --attention "$@")
-  [[ $HOW == oom ]] && (( b > 32 )) && { echo "error: out of device memory allocating 9000 MiB; lower -b/-t or use -r 1" >&2; exit 2; }
-  [[ $HOW == unavailable ]] && { echo "error: --attention $path: not available in this fake build" >&2; exit 2; }
-  case $path in flash) toks=700000 ;; cudnn) toks=720000 ;; *) toks=150000 ;; esac
-  [[ $HOW == slow ]] && toks=100000
-  echo "train_gpt2cu train | model preset d12 (random init, seed 42) | L=12 NH=12 C=768 maxT=1024 V=50257 | 124475904 parameters"
-  if [[ " $* " == *" --cuda-graph "* ]]; then  # the trainer's graph status line (gpu/train_model.cuh)
-    case $HOW in
-      nograph) echo "cuda graph: off (capture failed: fake)" ;;
-      slowhost) echo "cuda graph: on: 3 graphs (900 nodes), 60 launches | host 2.500 ms per step (fake)" ;;
-      *) echo "cuda graph: on: 3 graphs (900 nodes), 60 launches | host 0.040 ms per step (fake)" ;;
-    esac
-  fi
-  for (( s = 1; s <= steps; s++ )); do
-    ms=$(( 65536000 / toks ))  # B*T/toks in ms for B=64, T=1024
-    [[ $HOW == jitter ]] && (( s % 2 )) && ms=$(( ms * 12 / 10 ))
-    printf "step %5d/%d | loss 10.9000 | lr 6.00e-04 | norm 1.0000 | %d.0 ms | %d tok/s | 40.0%% MFU | ETA 1s\n" "$s" "$steps" "$ms" "$toks"
-  done
-  [[ $HOW == fail ]] && { echo "error: fake failure after step $steps" >&2; exit 1; }
-  [[ $HOW == noline ]] || echo "done: $steps steps in 3s, $toks tok/s average (excluding each session's first step)"
-}
-fake_bench() {  # gpu_dev_<op> V: a header and print_timing lines (the attention ones give the targets' inputs)
-  local op=${1##*gpu_dev_} v=$2 f=1 w flops=" | 100.0 TFLOP/s"
-  local -a what
-  [[ $HOW == slow ]] && f=10
-  echo "$op v$v bf16  B=8 T=1024 C=768 NH=12"
-  case "$op v$v" in
-    "attention v2") what=("attention fwd|1.2" "attention bwd|2.4") ;;
-    "attention v3") what=("attention fwd cudnn|0.8" "attention bwd cudnn|1.6") ;;
-    "flash_attention v1") what=("attention fwd portable|15.0" "attention bwd portable|30.0") ;;
-    "flash_attention v2") what=("attention fwd flash|$(( f ))" "attention bwd flash|$(( 2 * f ))") ;;
-    matmul*) what=("matmul fwd|0.5") ;;
-    *) what=("$op|0.$(( f ))"); flops="" ;;  # memory-bound: no FLOP count; 0.1 ms = 85% of copy
-  esac
-  for w in "${what[@]}"; do
-    printf "  %-24s block %4d | %8.4f ms | %7.1f GB/s (%5.1f%% of copy %.0f GB/s)%s\n" "${w%|*}" 128 "${w#*|}" \
-      "$(( 2125 / f ))" "$(( 85 / f ))" 2500 "$flops"
-  done
-}
-fake_program() {  # KIND HOW CMD...: what the real program prints and exits with, or the injected misbehaviour
-  local kind=$1; HOW=$2; shift 2
-  case $HOW in
-    crash) ulimit -c 0; kill -SEGV $$ ;;
-    timeout) sleep 300; exit 0 ;;
-    interrupt) kill -TERM "$GPU_CHECK_PID"; sleep 300; exit 0 ;;
-  esac
-  case $kind in
-    build) fake_build "$(arg_after --build "$@")" "$@" ;;
-    configure)
-      local dir op; dir=$(arg_after -B "$@"); mkdir -p "$dir"; : > "$dir/gpu_dev_versions.txt"
-      for op in dev/cuda/*.cu; do
-        op=$(basename "$op" .cu)
-        case $op in attention) echo "$op 1,2,3" ;; *) echo "$op 1,2" ;; esac >> "$dir/gpu_dev_versions.txt"
-      done ;;
-    gtest)
-      [[ $HOW == noline ]] && { echo "[==========] fake tests ran, but no summary"; exit 0; }
-      echo "[==========] 3 tests from 1 test suite ran. (10 ms total)"; echo "[  PASSED  ] 2 tests."
-      [[ $HOW == fail ]] && { echo "[  FAILED  ] 1 test, listed below:"; echo "[  FAILED  ] Fake.Fails"; exit 1; }
-      echo "[  PASSED  ] 3 tests." ;;
-    train) fake_train "$@" ;;
-    bench) [[ $HOW == noline ]] || fake_bench "$@" ;;
-  esac
-  [[ $HOW == fail ]] && exit 1
-  exit 0
-}
-if [[ ${1:-} == --fake ]]; then shift; fake_program "$@"; fi
-
 # ---- the summary table: every target is a row from the start ("not reached" until its step sets it) --------------
 declare -a ORDER=()
 declare -A RES=() INFO=()
 target() { ORDER+=("$1"); RES[$1]=SKIP; INFO[$1]="not reached"; }
 row() { [[ -n ${RES[$1]+x} ]] || ORDER+=("$1"); RES[$1]=$2; INFO[$1]=$3; }  # ID PASS|FAIL|SKIP DETAIL
 
-BUILD=${1:-build-gpu}
-[[ $DRY == 1 && -z ${1:-} ]] && BUILD=$(mktemp -d)/build-dry
-if [[ $DRY == 1 && -f $BUILD/CMakeCache.txt ]]; then  # the fake builds write empty "programs" into the build dir
-  echo "error: GPU_CHECK_DRY_RUN=1 needs a new or empty build dir ($BUILD is a real build)" >&2; exit 2
-fi
-LOGS="$BUILD/gpu_check_logs"
-BUDGET_S=${BUDGET_S:-560}
-STEPS=${GPU_CHECK_STEPS:-a b c d}
-TRAIN_BS=${TRAIN_BS:-64 48 32 16 8}
-TRAIN_STEPS=${TRAIN_STEPS:-20}
-TARGET_TOKS=${TARGET_TOKS:-600000}
-START=$(date +%s)
-GPU_NAME="(no GPU found)"
-CURRENT="" CHILD="" FINISHED=0 NO_GPU=0 REASON="" NVCC="" BUDGET_CUT=0
-export GPU_CHECK_PID=$$
 elapsed() { echo $(( $(date +%s) - START )); }
 
 print_summary() {
@@ -179,9 +69,6 @@ stop_child() {  # the running step: TERM (timeout passes it on to its process gr
   CHILD=""
 }
 on_signal() { REASON="interrupted by SIG$1"; exit 1; }
-trap on_exit EXIT
-trap 'on_signal INT' INT
-trap 'on_signal TERM' TERM
 
 # ---- running one step -----------------------------------------------------------------------------------------
 left() { echo $(( BUDGET_S - $(elapsed) )); }
@@ -507,6 +394,26 @@ declare_targets() {
     target "$t"
   done
 }
+start_run() {  # [build-dir]: the settings, the clock, and the trap that prints the summary
+  BUILD=${1:-build-gpu}
+  [[ $DRY == 1 && -z ${1:-} ]] && BUILD=$(mktemp -d)/build-dry
+  if [[ $DRY == 1 && -f $BUILD/CMakeCache.txt ]]; then  # the fake builds write empty "programs" into the build dir
+    echo "error: GPU_CHECK_DRY_RUN=1 needs a new or empty build dir ($BUILD is a real build)" >&2; exit 2
+  fi
+  LOGS="$BUILD/gpu_check_logs"
+  BUDGET_S=${BUDGET_S:-560}
+  STEPS=${GPU_CHECK_STEPS:-a b c d}
+  TRAIN_BS=${TRAIN_BS:-64 48 32 16 8}
+  TRAIN_STEPS=${TRAIN_STEPS:-20}
+  TARGET_TOKS=${TARGET_TOKS:-600000}
+  START=$(date +%s)
+  GPU_NAME="(no GPU found)"
+  CURRENT="" CHILD="" FINISHED=0 NO_GPU=0 REASON="" NVCC="" BUDGET_CUT=0
+  export GPU_CHECK_PID=$$
+  trap on_exit EXIT
+  trap 'on_signal INT' INT
+  trap 'on_signal TERM' TERM
+}
 selected() { [[ " $STEPS " == *" $1 "* ]]; }
 not_selected() {  # ROW-PATTERN...: rows of sections left out by GPU_CHECK_STEPS
   local id p
@@ -514,6 +421,7 @@ not_selected() {  # ROW-PATTERN...: rows of sections left out by GPU_CHECK_STEPS
   for id in "${ORDER[@]}"; do for p in "$@"; do [[ $id == $p ]] && row "$id" SKIP "not selected (GPU_CHECK_STEPS=\"$STEPS\")"; done; done
 }
 main() {
+  start_run "$@"
   declare_targets
   preconditions
   mkdir -p "$LOGS" || exit 2
@@ -535,4 +443,100 @@ main() {
     row complete SKIP "the budget ran out: $cut rows not checked (a second call with the same build dir goes on)"
   else row complete PASS "all selected steps reached in $(elapsed)s"; fi
 }
-main
+
+# ---- dry run: the fake programs that stand in for setup, cmake, the tests, the trainer and the labs ---------------
+# Their lines copy the formats the parsers above read (gtest's summary, host/train_loop.cpp's step and done lines,
+# dev/cuda/common.cuh print_timing); the CI test checks that the sources still print those formats.
+fake_behaviour() {  # ID -> the behaviour GPU_CHECK_FAKE gives this step (default pass)
+  local kv
+  for kv in ${GPU_CHECK_FAKE:-}; do [[ ${kv%%=*} == "$1" ]] && { echo "${kv#*=}"; return; }; done
+  echo pass
+}
+arg_after() {  # FLAG ARGS... -> the argument that follows FLAG
+  local flag=$1; shift
+  while (( $# > 1 )); do [[ $1 == "$flag" ]] && { echo "$2"; return; }; shift; done
+}
+fake_build() {  # cmake --build DIR ... --target T...: "builds" each target as an empty executable
+  local dir=$1 t src op; shift
+  local -a targets=() made=()
+  while (( $# )); do [[ $1 == --target ]] && { shift; while (( $# )) && [[ $1 != -* ]]; do targets+=("$1"); shift; done; continue; }; shift; done
+  for t in "${targets[@]}"; do
+    [[ $t == gpu_all ]] || { made+=("$t"); continue; }
+    for src in tests/kernels/test_*.cu; do made+=("gpu_$(basename "$src" .cu)"); done
+    while read -r op _; do made+=("gpu_dev_$op"); done < "$dir/gpu_dev_versions.txt"
+  done
+  [[ $HOW == partial ]] && made=("${made[@]:1}")  # the first target fails to compile
+  for t in "${made[@]}"; do printf '#!/bin/sh\n' > "$dir/$t"; chmod +x "$dir/$t"; done
+  echo "fake build: ${#made[@]} targets"
+  [[ $HOW == partial ]] && { echo "error: fake compile error"; exit 2; }
+}
+fake_train() {  # train_gpt2cu train ... -b B -x STEPS --attention PATH: banner, step lines, done line
+  local b steps path toks ms s
+  b=$(arg_after -b "$@"); steps=$(arg_after -x "$@"); path=$(arg_after --attention "$@")
+  [[ $HOW == oom ]] && (( b > 32 )) && { echo "error: out of device memory allocating 9000 MiB; lower -b/-t or use -r 1" >&2; exit 2; }
+  [[ $HOW == unavailable ]] && { echo "error: --attention $path: not available in this fake build" >&2; exit 2; }
+  case $path in flash) toks=700000 ;; cudnn) toks=720000 ;; *) toks=150000 ;; esac
+  [[ $HOW == slow ]] && toks=100000
+  echo "train_gpt2cu train | model preset d12 (random init, seed 42) | L=12 NH=12 C=768 maxT=1024 V=50257 | 124475904 parameters"
+  if [[ " $* " == *" --cuda-graph "* ]]; then  # the trainer's graph status line (gpu/train_model.cuh)
+    case $HOW in
+      nograph) echo "cuda graph: off (capture failed: fake)" ;;
+      slowhost) echo "cuda graph: on: 3 graphs (900 nodes), 60 launches | host 2.500 ms per step (fake)" ;;
+      *) echo "cuda graph: on: 3 graphs (900 nodes), 60 launches | host 0.040 ms per step (fake)" ;;
+    esac
+  fi
+  for (( s = 1; s <= steps; s++ )); do
+    ms=$(( 65536000 / toks ))  # B*T/toks in ms for B=64, T=1024
+    [[ $HOW == jitter ]] && (( s % 2 )) && ms=$(( ms * 12 / 10 ))
+    printf "step %5d/%d | loss 10.9000 | lr 6.00e-04 | norm 1.0000 | %d.0 ms | %d tok/s | 40.0%% MFU | ETA 1s\n" "$s" "$steps" "$ms" "$toks"
+  done
+  [[ $HOW == fail ]] && { echo "error: fake failure after step $steps" >&2; exit 1; }
+  [[ $HOW == noline ]] || echo "done: $steps steps in 3s, $toks tok/s average (excluding each session's first step)"
+}
+fake_bench() {  # gpu_dev_<op> V: a header and print_timing lines (the attention ones give the targets' inputs)
+  local op=${1##*gpu_dev_} v=$2 f=1 w flops=" | 100.0 TFLOP/s"
+  local -a what
+  [[ $HOW == slow ]] && f=10
+  echo "$op v$v bf16  B=8 T=1024 C=768 NH=12"
+  case "$op v$v" in
+    "attention v2") what=("attention fwd|1.2" "attention bwd|2.4") ;;
+    "attention v3") what=("attention fwd cudnn|0.8" "attention bwd cudnn|1.6") ;;
+    "flash_attention v1") what=("attention fwd portable|15.0" "attention bwd portable|30.0") ;;
+    "flash_attention v2") what=("attention fwd flash|$(( f ))" "attention bwd flash|$(( 2 * f ))") ;;
+    matmul*) what=("matmul fwd|0.5") ;;
+    *) what=("$op|0.$(( f ))"); flops="" ;;  # memory-bound: no FLOP count; 0.1 ms = 85% of copy
+  esac
+  for w in "${what[@]}"; do
+    printf "  %-24s block %4d | %8.4f ms | %7.1f GB/s (%5.1f%% of copy %.0f GB/s)%s\n" "${w%|*}" 128 "${w#*|}" \
+      "$(( 2125 / f ))" "$(( 85 / f ))" 2500 "$flops"
+  done
+}
+fake_program() {  # KIND HOW CMD...: what the real program prints and exits with, or the injected misbehaviour
+  local kind=$1; HOW=$2; shift 2
+  case $HOW in
+    crash) ulimit -c 0; kill -SEGV $$ ;;
+    timeout) sleep 300; exit 0 ;;
+    interrupt) kill -TERM "$GPU_CHECK_PID"; sleep 300; exit 0 ;;
+  esac
+  case $kind in
+    build) fake_build "$(arg_after --build "$@")" "$@" ;;
+    configure)
+      local dir op; dir=$(arg_after -B "$@"); mkdir -p "$dir"; : > "$dir/gpu_dev_versions.txt"
+      for op in dev/cuda/*.cu; do
+        op=$(basename "$op" .cu)
+        case $op in attention) echo "$op 1,2,3" ;; *) echo "$op 1,2" ;; esac >> "$dir/gpu_dev_versions.txt"
+      done ;;
+    gtest)
+      [[ $HOW == noline ]] && { echo "[==========] fake tests ran, but no summary"; exit 0; }
+      echo "[==========] 3 tests from 1 test suite ran. (10 ms total)"
+      [[ $HOW == fail ]] && { printf '%s\n' "[  PASSED  ] 2 tests." "[  FAILED  ] 1 test, listed below:" "[  FAILED  ] Fake.Fails"; exit 1; }
+      echo "[  PASSED  ] 3 tests." ;;
+    train) fake_train "$@" ;;
+    bench) [[ $HOW == noline ]] || fake_bench "$@" ;;
+  esac
+  [[ $HOW == fail ]] && exit 1
+  exit 0
+}
+
+if [[ ${1:-} == --fake ]]; then shift; fake_program "$@"; fi  # a dry run's stand-in program
+main "$@"
