@@ -8,6 +8,8 @@
 //                              loader); prints "val_loss <x>" and "perplexity <x>"
 //   gpt2_cpu generate --model M [--prompt P] [--weights fp32|bf16|int8] ...   text generation, KV cache
 //                              (host/generate.h, cpu/gpt2_infer.h); export / finetune-*: see main()
+//   gpt2_cpu hellaswag --model M --data hellaswag_val.jsonl [-b ITEMS --max-items N]   HellaSwag acc / acc_norm
+//                              (host/hellaswag_cmd.h)
 //
 // The training loop, checkpoints, resume and progress output are host/train_loop.h (shared with the GPU
 // trainer train_gpt2.cu); this file plugs the fp32 reference model (cpu/) into it. Resume is bit-exact for the
@@ -34,6 +36,7 @@
 #include "host/data_loader.h"
 #include "host/error.h"
 #include "host/gpt2_config.h"
+#include "host/hellaswag_cmd.h"  // hellaswag subcommand
 #include "host/hf_gpt2.h"  // weights: export subcommand
 #include "host/rank_env.h"
 #include "host/train_loop.h"
@@ -41,6 +44,26 @@
 namespace {
 
 using llm::fail;
+
+// Per-position losses (B,T) of one forward of the fp32 reference (HellaSwag scoring, host/hellaswag.h).
+void forward_token_losses(llm::GPT2Model& model, float* losses, const int* x, const int* y, int B, int T) {
+  model.forward(x, y, B, T);
+  std::copy(model.losses(), model.losses() + static_cast<size_t>(B) * T, losses);
+}
+
+// `gpt2_cpu hellaswag`: the reference model alone (no optimizer state).
+class CpuLossModel final : public llm::TokenLossModel {
+ public:
+  explicit CpuLossModel(const llm::LoadedModel& m) : model_(m.config) {
+    std::copy(m.params.begin(), m.params.end(), model_.params());
+  }
+  void token_losses(float* losses, const int* x, const int* y, int B, int T) override {
+    forward_token_losses(model_, losses, x, y, B, T);
+  }
+
+ private:
+  llm::GPT2Model model_;
+};
 
 // The fp32 reference model (cpu/) behind the shared training driver (host/train_loop.h).
 class CpuTrainModel final : public llm::TrainModel {
@@ -58,6 +81,9 @@ class CpuTrainModel final : public llm::TrainModel {
   }
   void get_optimizer_state(std::vector<float>* m, std::vector<float>* v) override { opt_.get_state(m, v); }
   float eval_loss(const int* x, const int* y, int B, int T) override { return model_.forward(x, y, B, T); }
+  void token_losses(float* losses, const int* x, const int* y, int B, int T) override {
+    forward_token_losses(model_, losses, x, y, B, T);
+  }
   void zero_grad() override { model_.zero_grad(); }
   // (the CPU model syncs all gradients in update(); it does not overlap communication with backward)
   float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed, float loss_scale,
@@ -122,6 +148,10 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "generate")
     return llm::cpu_generate_main(argc - 1, argv + 1);  // + --weights fp32/bf16/int8
   if (argc > 1 && std::string(argv[1]) == "export") return llm::export_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "hellaswag")  // host/hellaswag_cmd.h with the reference model
+    return llm::hellaswag_main(argc - 1, argv + 1, [](const llm::LoadedModel& m, int, int) {
+      return std::unique_ptr<llm::TokenLossModel>(new CpuLossModel(m));
+    });
   // fine-tuning subcommands (finetune component: cpu/finetune_main.h)
   if (argc > 1 && std::string(argv[1]) == "finetune-classify") return llm::finetune_classify_main(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "classify") return llm::classify_main(argc - 1, argv + 1);

@@ -9,6 +9,8 @@
 //                                  --matmul auto|cublaslt|own, --tf32   linear layers (gpu/train_model.cuh
 //                                                          resolve_matmul; a declined cuBLASLt call is an error)
 //   train_gpt2cu eval --model M --data D [-b B -t T -m N] [--precision ...] [--attention ...]
+//   train_gpt2cu hellaswag --model M --data hellaswag_val.jsonl [-b ITEMS] [--precision ...] [--attention ...]
+//                                  HellaSwag acc / acc_norm (host/hellaswag_cmd.h)
 //   train_gpt2cu generate --model M [--prompt P] ...   `gpt2_cpu generate`'s flags + --precision, --attention
 //                                  (gpu/generate.cuh)
 //   train_gpt2cu finetune-classify | classify | finetune-instruct ...   `gpt2_cpu`'s fine-tuning flags + --precision,
@@ -38,6 +40,7 @@
 #include "host/comm_mpi.h"
 #include "host/data_loader.h"
 #include "host/error.h"
+#include "host/hellaswag_cmd.h"
 #include "host/hf_gpt2.h"
 #include "host/rank_env.h"
 #include "host/train_loop.h"
@@ -107,9 +110,32 @@ int run_eval(const llm::EvalOptions& e, gpu::Precision precision, gpu::Attention
   return 0;
 }
 
+// `train_gpt2cu hellaswag`: host/hellaswag_cmd.h with the device model at the evaluation's B x T.
+int hellaswag_main(int argc, char** argv) {
+  std::string precision = "bf16", attention = "auto";
+  auto extra = [&](CLI::App& app) {
+    app.add_option("--precision", precision, "bf16 (mixed precision) or fp32")->capture_default_str();
+    app.add_option("--attention", attention, "auto, flash, cudnn or portable")->capture_default_str();
+  };
+  auto make = [&](const llm::LoadedModel& m, int B, int T) {
+    llm::TrainOptions o;
+    o.batch_size = B;
+    o.seq_len = T;
+    llm::GPT2Config cfg = m.config;
+    cfg.dropout = 0.0f;  // evaluation never drops
+    auto model = gpu::make_train_model(parse_precision(precision), cfg, o, false, require_device(0), nullptr, 0,
+                                       gpu::parse_attention_path(attention));
+    std::fprintf(stderr, "%s\n", model->describe().c_str());  // stdout stays gpt2_cpu's
+    model->set_weights(m.params);
+    return std::unique_ptr<llm::TokenLossModel>(std::move(model));
+  };
+  return llm::hellaswag_main(argc, argv, make, extra);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "hellaswag") return hellaswag_main(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "generate")  // host/generate.h loop + the device KV-cache model
     return gpu::generate_main(argc - 1, argv + 1, [] { require_device(0); });
   if (argc > 1) {  // the fine-tuning subcommands: cpu/finetune_main.h's driver + the device backend

@@ -165,6 +165,11 @@ class GPT2 : public GPT2Params<floatX> {
     out->resize((size_t)B_ * T_ * cfg_.padded_vocab_size);
     download_as_float(out->data(), logits_.get(), out->size());
   }
+  // The per-position losses (B,T) of the last forward with targets (0 where the target was -100).
+  void get_losses(float* out) const {
+    CUDA_CHECK(cudaMemcpyAsync(out, losses_.get(), (size_t)B_ * T_ * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
   // Row (b, t) of the logits only (sampling).
   void get_logits_row(int b, int t, float* out) const {
     if (have_dlogits_) llm::fail("get_logits_row: the last forward overwrote the logits with their gradient");

@@ -154,6 +154,11 @@ class GpuTrainModel final : public llm::TrainModel {
     check_shape(B, T);
     return model_.forward(x, y, false, 0);
   }
+  void token_losses(float* losses, const int* x, const int* y, int B, int T) override {
+    check_shape(B, T);
+    model_.forward(x, y, false, 0);
+    model_.get_losses(losses);
+  }
   void zero_grad() override { model_.zero_grad(); }
   float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed, float loss_scale,
                          bool last_micro_step) override {

@@ -56,6 +56,10 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
       ->capture_default_str();
   app.add_option("-s,--sample-every", o.sample_every, "print a sample every N steps (and at the end); 0 = off")
       ->capture_default_str();
+  app.add_option("--hellaswag", o.hellaswag,
+                 "HellaSwag JSONL (hellaswag_val.jsonl) scored during training with the run's B x T; '' = off");
+  app.add_option("--hellaswag-every", o.hellaswag_every, "HellaSwag every N steps (and first/last); 0 = off")
+      ->capture_default_str();
   app.add_option("-g,--gen-tokens", o.gen_tokens, "tokens per sample")->capture_default_str();
   app.add_option("--temperature", o.temperature, "sampling temperature; 0 = greedy")->capture_default_str();
   app.add_option("-n,--checkpoint-every", o.checkpoint_every,
@@ -267,6 +271,7 @@ void validate_train_options(const TrainOptions& o) {
   at_least("-v/--val-every", o.val_every, 0, " (0 = off)");
   minus_one_or_positive("-m/--val-max-batches", o.val_max_batches);
   at_least("-s/--sample-every", o.sample_every, 0, " (0 = off)");
+  at_least("--hellaswag-every", o.hellaswag_every, 0, " (0 = off)");
   at_least("-g/--gen-tokens", o.gen_tokens, 0, "");
   if (!std::isfinite(o.temperature) || o.temperature < 0.0f)
     fail("--temperature must be >= 0 (got ", o.temperature, ")");

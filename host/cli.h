@@ -40,6 +40,8 @@ struct TrainOptions {
   int sample_every = 20;            // -s sample every N steps (and at the end); 0 = off
   int gen_tokens = 64;              // -g tokens per sample
   float temperature = 1.0f;         // --temperature; 0 = greedy
+  std::string hellaswag;            // --hellaswag JSONL: HellaSwag accuracy during training (host/hellaswag.h); "" = off
+  int hellaswag_every = 20;         // --hellaswag-every N steps (and first/last), like -v; 0 = off
   int checkpoint_every = 0;         // -n checkpoint every N steps (and at the end when -o is set); 0 = end only
   bool checkpoint_bf16 = false;     // --checkpoint-bf16: write version-5 model files
   int resume = 0;                   // -y 1: resume from the latest complete checkpoint in -o

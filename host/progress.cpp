@@ -1,8 +1,13 @@
 #include "host/progress.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "host/error.h"
 
@@ -71,6 +76,53 @@ void Progress::val(int64_t step, float loss) {
     std::fprintf(log_, "step %lld val %.6f ppl %.4f\n", static_cast<long long>(step), loss, ppl);
     flush_log();
   }
+}
+
+void Progress::hellaswag(int64_t step, int64_t items, double acc, double acc_norm) {
+  std::printf("hellaswag: items %lld | acc %.4f | acc_norm %.4f (step %lld)\n", static_cast<long long>(items), acc,
+              acc_norm, static_cast<long long>(step));
+  std::fflush(stdout);
+  if (log_) {
+    std::fprintf(log_, "step %lld hellaswag %.6f acc_norm %.6f items %lld\n", static_cast<long long>(step), acc,
+                 acc_norm, static_cast<long long>(items));
+    flush_log();
+  }
+}
+
+static double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+ItemProgress::ItemProgress(std::string what, int64_t total, bool enabled)
+    : what_(std::move(what)), total_(total), enabled_(enabled), tty_(isatty(STDERR_FILENO) == 1), start_s_(now_s()) {
+  next_report_ = total_ / 10;
+}
+
+void ItemProgress::update(int64_t done) {
+  if (!enabled_) return;
+  if (tty_) {
+    const double t = now_s();
+    if (t - last_s_ < 0.2) return;
+    last_s_ = t;
+  } else {
+    if (done < next_report_ || done >= total_) return;
+    next_report_ = done + std::max<int64_t>(1, total_ / 10);
+  }
+  print(done, false);
+}
+
+void ItemProgress::finish(int64_t done) {
+  if (enabled_) print(done, true);
+}
+
+void ItemProgress::print(int64_t done, bool final_line) {
+  const double elapsed = now_s() - start_s_;
+  const double rate = elapsed > 0 ? done / elapsed : 0.0;
+  const double eta = rate > 0 ? (total_ - done) / rate : std::nan("");
+  std::fprintf(stderr, "%s%s %lld/%lld | %.1f items/s | %s %s%s", tty_ ? "\r" : "", what_.c_str(),
+               static_cast<long long>(done), static_cast<long long>(total_), rate, final_line ? "took" : "ETA",
+               Progress::format_duration(final_line ? elapsed : eta).c_str(), tty_ && !final_line ? "   " : "\n");
+  std::fflush(stderr);
 }
 
 double Progress::mean_tok_per_s() const { return timed_ms_ > 0 ? timed_tokens_ / (timed_ms_ / 1000.0) : 0.0; }

@@ -33,11 +33,15 @@ double now_ms() {
   return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
 }
 
+// --tokenizer-dir (or the default search) for HellaSwag, where a missing vocabulary is an error.
+std::unique_ptr<Tokenizer> load_tokenizer_or_fail(const std::string& dir) {
+  return std::make_unique<Tokenizer>(dir.empty() ? Tokenizer::from_default()
+                                                 : Tokenizer::from_files(dir + "/encoder.json", dir + "/vocab.bpe"));
+}
+
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir, int vocab_size) {
   try {
-    auto tok = std::make_unique<Tokenizer>(dir.empty() ? Tokenizer::from_default()
-                                                       : Tokenizer::from_files(dir + "/encoder.json",
-                                                                               dir + "/vocab.bpe"));
+    auto tok = load_tokenizer_or_fail(dir);
     if (tok->vocab_size() != vocab_size) {
       std::printf("note: the GPT-2 vocabulary has %d tokens but the model %d; samples are printed as ids\n",
                   tok->vocab_size(), vocab_size);
@@ -270,6 +274,12 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
   DataLoader train(o.train_data, B, T, cfg.vocab_size, rank, world);
   std::unique_ptr<DataLoader> val;
   if (!o.val_data.empty() && o.val_every > 0) val = std::make_unique<DataLoader>(o.val_data, B, T, cfg.vocab_size);
+  std::vector<HellaSwagItem> hellaswag;  // --hellaswag: read, tokenized and fitted to T before anything is written
+  if (!o.hellaswag.empty() && o.hellaswag_every > 0) {
+    const std::unique_ptr<Tokenizer> htok = load_tokenizer_or_fail(o.tokenizer_dir);
+    hellaswag = load_hellaswag(o.hellaswag, *htok);
+    fit_hellaswag(&hellaswag, T, cfg.vocab_size, o.hellaswag);
+  }
   int64_t max_steps = o.max_steps;
   if (max_steps == -1) {
     max_steps = train.windows_per_epoch() / accum;
@@ -397,6 +407,11 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
     if (val && !resumed_here && !stopping && (step % o.val_every == 0 || last)) {
       const float val_loss = evaluate(*model, *val, o.val_max_batches, comm);
       if (main_rank) progress.val(step, val_loss);
+    }
+    if (!hellaswag.empty() && !resumed_here && !stopping && (step % o.hellaswag_every == 0 || last)) {
+      // every rank scores every item (the same numbers); rank 0 reports
+      const HellaSwagResult r = evaluate_hellaswag(*model, hellaswag, B, T, false);
+      if (main_rank) progress.hellaswag(step, static_cast<int64_t>(r.items.size()), r.acc(), r.acc_norm());
     }
     if (o.sample_every > 0 && main_rank && !resumed_here && !stopping && step > 0 &&
         (step % o.sample_every == 0 || last))

@@ -30,12 +30,13 @@
 #include "host/comm.h"
 #include "host/data_loader.h"
 #include "host/gpt2_config.h"
+#include "host/hellaswag.h"
 #include "host/train_state.h"
 
 namespace llm {
 
-// The model side of a training run.
-class TrainModel {
+// The model side of a training run. token_losses (host/hellaswag.h) serves --hellaswag with the run's B x T batch.
+class TrainModel : public TokenLossModel {
  public:
   virtual ~TrainModel() = default;
   virtual size_t num_params() const = 0;

@@ -4,12 +4,14 @@
 Reads one or more logs (one run each; host/progress.h documents the lines):
     step 10 train 3.210100 lr 0.000300 norm 1.234500 ms 412.3 tok_s 1242.0 [mfu 41.20]
     step 10 val 3.456700 ppl 31.7123
+    step 10 hellaswag 0.250000 acc_norm 0.265000 items 10042      (--hellaswag: acc, acc_norm as fractions)
 A resumed run appends to the same log; a step seen again replaces the earlier value (the resumed run's).
 
     python3 scripts/plot_log.py out/d6/main.log [out/d12/main.log ...] -o loss.png
     python3 scripts/plot_log.py out/d6/main.log --summary      # text only, no matplotlib needed
 
-The figure has train/val loss against the step (log-scale y) and tokens/s (and MFU when present).
+The figure has train/val loss against the step (log-scale y) and tokens/s (and MFU when present), plus a HellaSwag
+panel (acc_norm solid, acc dashed) when a log has hellaswag lines.
 Malformed lines are an error naming the file and line (exit 2): a truncated log is not silently plotted.
 """
 import argparse
@@ -26,8 +28,9 @@ def fail(msg):
 
 
 def parse_log(path):
-    """Returns (train, val): dicts step -> {field: value} (train) and step -> loss (val)."""
-    train, val = {}, {}
+    """Returns (train, val, hs): dicts step -> {field: value} (train), step -> loss (val) and
+    step -> {"acc", "acc_norm", "items"} (hellaswag)."""
+    train, val, hs = {}, {}, {}
     try:
         lines = open(path, encoding="utf-8").read().splitlines()
     except OSError as e:
@@ -54,16 +57,23 @@ def parse_log(path):
                 train[step] = row
             elif kind == "val":
                 val[step] = value
+            elif kind == "hellaswag":
+                if len(w) != 8 or w[4] != "acc_norm" or w[6] != "items":
+                    raise ValueError
+                row = {"acc": value, "acc_norm": float(w[5]), "items": int(w[7])}
+                if not (0 <= row["acc"] <= 1 and 0 <= row["acc_norm"] <= 1 and row["items"] > 0):
+                    raise ValueError
+                hs[step] = row
             else:
                 raise ValueError
         except ValueError:
             fail(f"{path}:{n}: not a main.log line: {line[:80]!r}")
-    if not train and not val:
-        fail(f"{path}: no train or val lines")
-    return train, val
+    if not train and not val and not hs:
+        fail(f"{path}: no train, val or hellaswag lines")
+    return train, val, hs
 
 
-def summary(path, train, val):
+def summary(path, train, val, hs):
     label = os.path.dirname(path) or path
     print(f"{label}: {len(train)} train steps, {len(val)} val points")
     if train:
@@ -80,6 +90,10 @@ def summary(path, train, val):
         best = min(val, key=val.get)
         print(f"  best val loss {val[best]:.4f} (step {best}, perplexity {math.exp(val[best]):.2f}),"
               f" last {val[max(val)]:.4f} (step {max(val)})")
+    if hs:
+        best, last = max(hs, key=lambda k: hs[k]["acc_norm"]), max(hs)
+        print(f"  hellaswag best acc_norm {hs[best]['acc_norm']:.4f} (step {best}), last acc_norm "
+              f"{hs[last]['acc_norm']:.4f} acc {hs[last]['acc']:.4f} (step {last}, {hs[last]['items']} items)")
 
 
 def main():
@@ -89,8 +103,8 @@ def main():
     ap.add_argument("--summary", action="store_true", help="print a text summary only (no matplotlib)")
     args = ap.parse_args()
     runs = [(p, *parse_log(p)) for p in args.logs]
-    for p, train, val in runs:
-        summary(p, train, val)
+    for p, train, val, hs in runs:
+        summary(p, train, val, hs)
     if args.summary:
         return 0
     try:
@@ -99,8 +113,10 @@ def main():
         import matplotlib.pyplot as plt
     except ImportError:
         fail("matplotlib is not installed (pip install matplotlib), or use --summary")
-    fig, (ax_loss, ax_speed) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for p, train, val in runs:
+    with_hs = any(hs for *_, hs in runs)
+    fig, axes = plt.subplots(1, 3 if with_hs else 2, figsize=(18 if with_hs else 12, 4.5))
+    ax_loss, ax_speed = axes[0], axes[1]
+    for p, train, val, hs in runs:
         label = os.path.dirname(p) or p
         if train:
             steps = sorted(train)
@@ -109,15 +125,22 @@ def main():
         if val:
             steps = sorted(val)
             ax_loss.plot(steps, [val[s] for s in steps], "o-", ms=3, label=f"{label} val")
+        if hs:
+            steps = sorted(hs)
+            line, = axes[2].plot(steps, [hs[s]["acc_norm"] for s in steps], "o-", ms=3, label=f"{label} acc_norm")
+            axes[2].plot(steps, [hs[s]["acc"] for s in steps], "--", color=line.get_color(), lw=1,
+                         label=f"{label} acc")
     ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
     ax_speed.set(xlabel="step", ylabel="tokens/s", title="throughput")
-    if any("mfu" in r for _, train, _ in runs for r in train.values()):
+    if with_hs:
+        axes[2].set(xlabel="step", ylabel="accuracy", title="HellaSwag")
+    if any("mfu" in r for _, train, _, _ in runs for r in train.values()):
         ax_mfu = ax_speed.twinx()
-        for p, train, _ in runs:
+        for p, train, _, _ in runs:
             steps = [s for s in sorted(train) if "mfu" in train[s]]
             ax_mfu.plot(steps, [train[s]["mfu"] for s in steps], ":", lw=1)
         ax_mfu.set_ylabel("MFU % (dotted)")
-    for ax in (ax_loss, ax_speed):
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
