@@ -60,6 +60,7 @@ class CpuLossModel final : public llm::TokenLossModel {
   void token_losses(float* losses, const int* x, const int* y, int B, int T) override {
     forward_token_losses(model_, losses, x, y, B, T);
   }
+  bool any_batch_shape() const override { return true; }  // activations follow the batch's B x T
 
  private:
   llm::GPT2Model model_;

@@ -143,21 +143,35 @@ void fill_row(int* x, int* y, const HellaSwagItem& it, int ending, int T) {
   }
 }
 
+// Positions the longest of rows [r0, r1) needs.
+int batch_positions(const std::vector<HellaSwagItem>& items, int64_t r0, int64_t r1) {
+  size_t longest = 2;
+  for (int64_t row = r0; row < r1; row++) {
+    const HellaSwagItem& it = items[row / kHellaSwagEndings];
+    longest = std::max(longest, it.ctx.size() + it.endings[row % kHellaSwagEndings].size());
+  }
+  return static_cast<int>(longest) - 1;
+}
+
 }  // namespace
 
-HellaSwagResult evaluate_hellaswag(TokenLossModel& model, const std::vector<HellaSwagItem>& items, int B, int T,
-                                   bool progress) {
-  if (B < 1 || T < 1) fail("hellaswag: batch shape ", B, "x", T, " must be positive");
-  if (hellaswag_positions(items) > T)
-    fail("hellaswag: a row needs ", hellaswag_positions(items), " positions, more than T = ", T, " (fit_hellaswag)");
+HellaSwagResult evaluate_hellaswag(TokenLossModel& model, const std::vector<HellaSwagItem>& items, int B_max,
+                                   int T_max, bool progress) {
+  if (B_max < 1 || T_max < 1) fail("hellaswag: batch shape ", B_max, "x", T_max, " must be positive");
+  if (hellaswag_positions(items) > T_max)
+    fail("hellaswag: a row needs ", hellaswag_positions(items), " positions, more than T = ", T_max,
+         " (fit_hellaswag)");
   const auto start = std::chrono::steady_clock::now();
   const int64_t rows = static_cast<int64_t>(items.size()) * kHellaSwagEndings;
-  std::vector<int> x(static_cast<size_t>(B) * T), y(x.size());
+  std::vector<int> x(static_cast<size_t>(B_max) * T_max), y(x.size());
   std::vector<float> losses(x.size());
   HellaSwagResult r;
   r.items.resize(items.size());
   ItemProgress bar("hellaswag", static_cast<int64_t>(items.size()), progress);
-  for (int64_t r0 = 0; r0 < rows; r0 += B) {
+  for (int64_t r0 = 0; r0 < rows; r0 += B_max) {
+    const bool fit = model.any_batch_shape();
+    const int B = fit ? static_cast<int>(std::min<int64_t>(B_max, rows - r0)) : B_max;
+    const int T = fit ? batch_positions(items, r0, r0 + B) : T_max;
     for (int b = 0; b < B; b++) {
       const int64_t row = r0 + b;
       if (row < rows) {
@@ -182,7 +196,7 @@ HellaSwagResult evaluate_hellaswag(TokenLossModel& model, const std::vector<Hell
       s.sum[j] = sum;
       s.mean[j] = sum / count;  // count >= 1: endings are never empty
     }
-    bar.update(std::min<int64_t>(r0 + B, rows) / kHellaSwagEndings);
+    bar.update(std::min<int64_t>(r0 + B_max, rows) / kHellaSwagEndings);
   }
   for (size_t i = 0; i < items.size(); i++) {
     HellaSwagScore& s = r.items[i];

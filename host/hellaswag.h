@@ -32,6 +32,9 @@ class TokenLossModel {
   virtual ~TokenLossModel() = default;
   // losses (B,T): -log p(y[b,t] | x[b,0..t]) for every position, 0 where y is -100. x, y: (B,T) token ids.
   virtual void token_losses(float* losses, const int* x, const int* y, int B, int T) = 0;
+  // false: every batch is exactly the B x T asked for (device buffers are allocated for it); true: a batch may be
+  // smaller (T = its longest row, B = the rows left at the end), which saves the padding's compute (CPU reference).
+  virtual bool any_batch_shape() const { return false; }
 };
 
 constexpr int kHellaSwagEndings = 4;
@@ -80,10 +83,10 @@ struct HellaSwagResult {
 // The argmin of four scores (first one on ties) and the score of an item from its rows' per-token losses.
 int argmin4(const std::array<double, kHellaSwagEndings>& v);
 
-// Scores every item with forwards of B rows x T positions (items must fit T: fit_hellaswag). progress: a bar
-// with items/s and ETA on stderr.
-HellaSwagResult evaluate_hellaswag(TokenLossModel& model, const std::vector<HellaSwagItem>& items, int B, int T,
-                                   bool progress);
+// Scores every item with forwards of B rows x T positions (items must fit T: fit_hellaswag; a model that takes
+// any_batch_shape gets T = the batch's longest row). progress: a bar with items/s and ETA on stderr.
+HellaSwagResult evaluate_hellaswag(TokenLossModel& model, const std::vector<HellaSwagItem>& items, int B_max,
+                                   int T_max, bool progress);
 
 // "hellaswag: items N | acc A | acc_norm B" (fractions, 4 decimals).
 std::string hellaswag_summary(const HellaSwagResult& r);

@@ -141,13 +141,19 @@ TEST(HellaSwagFit, EndingsThatCannotFitAndForeignTokensAreErrors) {
 
 // loss(b, t) = target id / 16 (exact in float): an item's scores are then the sums / means of its ending token ids
 // over 16. Checks what the rows must look like: x is the row's tokens shifted by one against y, every padding
-// target is -100, the batch has the shape asked for.
+// target is -100, the batch has the shape asked for (any_shape: no more rows than left, T = the longest row).
 class IdLossModel final : public llm::TokenLossModel {
  public:
-  IdLossModel(const std::vector<llm::HellaSwagItem>& items, int B, int T) : items_(items), B_(B), T_(T) {}
+  IdLossModel(const std::vector<llm::HellaSwagItem>& items, int B, int T, bool any_shape = false)
+      : items_(items), B_(B), T_(T), any_(any_shape) {}
+  bool any_batch_shape() const override { return any_; }
   void token_losses(float* losses, const int* x, const int* y, int B, int T) override {
-    EXPECT_EQ(B, B_);
-    EXPECT_EQ(T, T_);
+    const int rows_left = 4 * (int)items_.size() - row_;
+    EXPECT_EQ(B, any_ ? std::min(B_, rows_left) : B_);
+    int longest = 0;
+    for (int r = row_; r < row_ + B && r < 4 * (int)items_.size(); r++)
+      longest = std::max(longest, (int)(items_[r / 4].ctx.size() + items_[r / 4].endings[r % 4].size()) - 1);
+    EXPECT_EQ(T, any_ ? longest : T_);
     for (int b = 0; b < B; b++, row_++) {
       std::vector<int> tokens;
       if (row_ < 4 * (int)items_.size()) {
@@ -169,7 +175,9 @@ class IdLossModel final : public llm::TokenLossModel {
 
  private:
   const std::vector<llm::HellaSwagItem>& items_;
-  int B_, T_, row_ = 0;
+  int B_, T_;
+  bool any_;
+  int row_ = 0;
 };
 
 std::vector<llm::HellaSwagItem> id_items() {
@@ -193,23 +201,25 @@ std::vector<llm::HellaSwagItem> id_items() {
 TEST(HellaSwagScore, SumAndMeanOfTheEndingTokensForEveryBatchShape) {
   const std::vector<llm::HellaSwagItem> items = id_items();
   const int T = llm::hellaswag_positions(items) + 2;  // padding at the end of every row
-  for (int B : {1, 3, 4, 5, 12, 16}) {               // rows per forward: items split across forwards, padded rows
-    IdLossModel model(items, B, T);
-    const llm::HellaSwagResult r = llm::evaluate_hellaswag(model, items, B, T, false);
-    ASSERT_EQ(r.items.size(), 3u);
-    const std::array<double, 4> sum0{30 / 16.0, 8 / 16.0, 9 / 16.0, 20 / 16.0}, mean0{30 / 16.0, 4 / 16.0, 9 / 16.0,
-                                                                                      5 / 16.0};
-    EXPECT_EQ(r.items[0].sum, sum0) << "B " << B;
-    EXPECT_EQ(r.items[0].mean, mean0) << "B " << B;
-    EXPECT_EQ(r.items[0].pred, 1);
-    EXPECT_EQ(r.items[0].pred_norm, 1);
-    EXPECT_EQ(r.items[1].pred, 0);  // tie between endings 0 and 1: the first
-    EXPECT_EQ(r.items[1].pred_norm, 1);
-    EXPECT_EQ(r.items[2].pred, 2);
-    EXPECT_EQ(r.items[2].pred_norm, 2);
-    EXPECT_EQ(r.correct, 2);  // items 0 and 1
-    EXPECT_EQ(r.correct_norm, 1);  // item 0
-    EXPECT_EQ(llm::hellaswag_summary(r), "hellaswag: items 3 | acc 0.6667 | acc_norm 0.3333");
+  for (int B : {1, 3, 4, 5, 12, 16}) {  // rows per forward: items split across forwards, padded rows
+    for (bool any_shape : {false, true}) {
+      IdLossModel model(items, B, T, any_shape);
+      const llm::HellaSwagResult r = llm::evaluate_hellaswag(model, items, B, T, false);
+      ASSERT_EQ(r.items.size(), 3u);
+      const std::array<double, 4> sum0{30 / 16.0, 8 / 16.0, 9 / 16.0, 20 / 16.0}, mean0{30 / 16.0, 4 / 16.0, 9 / 16.0,
+                                                                                        5 / 16.0};
+      EXPECT_EQ(r.items[0].sum, sum0) << "B " << B;
+      EXPECT_EQ(r.items[0].mean, mean0) << "B " << B;
+      EXPECT_EQ(r.items[0].pred, 1);
+      EXPECT_EQ(r.items[0].pred_norm, 1);
+      EXPECT_EQ(r.items[1].pred, 0);  // tie between endings 0 and 1: the first
+      EXPECT_EQ(r.items[1].pred_norm, 1);
+      EXPECT_EQ(r.items[2].pred, 2);
+      EXPECT_EQ(r.items[2].pred_norm, 2);
+      EXPECT_EQ(r.correct, 2);  // items 0 and 1
+      EXPECT_EQ(r.correct_norm, 1);  // item 0
+      EXPECT_EQ(llm::hellaswag_summary(r), "hellaswag: items 3 | acc 0.6667 | acc_norm 0.3333");
+    }
   }
 }
 
