@@ -517,6 +517,7 @@ fake_program() {  # KIND HOW CMD...: what the real program prints and exits with
     crash) ulimit -c 0; kill -SEGV $$ ;;
     timeout) sleep 300; exit 0 ;;
     interrupt) kill -TERM "$GPU_CHECK_PID"; sleep 300; exit 0 ;;
+    ctrl-c) kill -INT "$GPU_CHECK_PID"; sleep 300; exit 0 ;;
   esac
   case $kind in
     build) fake_build "$(arg_after --build "$@")" "$@" ;;

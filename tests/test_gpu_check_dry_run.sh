@@ -158,6 +158,12 @@ expect FAIL train-124m-cudnn "interrupted by SIGTERM during this step"
 expect SKIP test-gelu "not reached"
 expect FAIL complete "interrupted by SIGTERM"
 
+# Ctrl-C (SIGINT) during a kernel test
+run ctrl-c 1 GPU_CHECK_FAKE="test-gelu=ctrl-c"
+expect FAIL test-gelu "interrupted by SIGINT during this step"
+expect SKIP test-mma "not reached"
+expect FAIL complete "interrupted by SIGINT"
+
 # not a dry run, and no GPU: exit 2 with the summary (skipped where this machine has nvidia-smi)
 if ! command -v nvidia-smi > /dev/null 2>&1; then
   scenario=no-gpu
