@@ -3,7 +3,10 @@
 // Checked: per-row losses, dlogits written in place over the logits (every column, padding included), the
 // device-counted number of valid targets and the mean loss, for vocabularies smaller than the block (V=37,
 // V=256) and GPT-2's (V=50257, Vp=50304), several block sizes, rows with the ignore index -100, and the
-// "no dlogits" mode (logits left untouched).
+// "no dlogits" mode (logits left untouched); both the 16-byte-chunk path (Vp a multiple of 8 bf16 / 4 fp32, chunks
+// straddling V) and the one-column path (Vp=39). The chunked kernel sums exp in another order than the reference
+// (per chunk, then per thread, then a tree): the same γ_V-relative rounding of a sum of positive terms, inside the
+// bounds below.
 // Tolerance (kernel_test_util.h): losses: atol = rtol-scale × (max|logit| + log V), the size of the terms
 // x_target, max and log Σexp that the loss is made of. dlogits = (p − onehot)·dloss: atol = rtol-scale × dloss
 // (the size of the terms p·dloss and dloss that cancel at the target column).
@@ -38,6 +41,10 @@ const std::vector<ClsCase>& cases() {
       {5, 37, 40, 32, 0, "odd N5 V37 Vp40 block32"},
       {4, 50257, 50304, 256, 4, "gpt2 N4 V50257 Vp50304 block256"},
       {3, 50257, 50304, 1024, 0, "gpt2 N3 V50257 Vp50304 block1024"},
+      // 16-byte chunks (8 bf16 / 4 fp32) need Vp % 8 (4) == 0: Vp=39 takes the one-column path
+      {3, 37, 39, 64, 2, "odd N3 V37 Vp39 block64 (no 16-byte chunks)"},
+      // chunks made only of padding columns (V=40, Vp=64): written as 0 in pass 2, never read in pass 1
+      {4, 40, 64, 32, 3, "N4 V40 Vp64 block32 (padding-only chunks)"},
   };
   return c;
 }
