@@ -8,7 +8,7 @@
 #include <iostream>
 #include <new>
 
-#include "host/cli.h"  // check_threads
+#include "host/cli.h"  // check_threads, parse_command_line
 #include "host/error.h"
 #include "host/tokenizer.h"
 #include "host/weights_check.h"
@@ -62,14 +62,7 @@ int hellaswag_main(int argc, char** argv, const MakeTokenLossModel& make_model,
   HellaSwagOptions o;
   add_hellaswag_options(app, o);
   if (extra_options) extra_options(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "error: " << e.what() << "\n" << app.help();
-    return kExitBadInput;
-  }
+  if (const int code = parse_command_line(app, argc, argv); code >= 0) return code;
   try {
     return run_hellaswag(o, make_model);
   } catch (const Error& e) {

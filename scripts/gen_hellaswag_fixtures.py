@@ -8,8 +8,8 @@ Outputs in tests/fixtures/hellaswag/:
   tiny/config.json + tiny/model.safetensors   a small random GPT-2 (save_pretrained, float16 storage):
       vocab 50257 (GPT-2's, so the real tokenizer's ids fit), n_embd 16, n_layer 2, n_head 2 (head size 8),
       n_positions 64 (two items are longer: their contexts are cut from the left), tied head. Weights are drawn
-      wider than GPT-2's init (N(0, 0.3), LayerNorm gains 1 + N(0, 0.2)) so the four endings' scores are far
-      apart. Every wte row is random, also those of tokens the sample never uses: the 50257 terms of each softmax
+      wider than GPT-2's init (gen_hf_fixtures.make_model: N(0, 0.25), LayerNorm gains 1 + N(0, 0.2)) so the four
+      endings' scores are far apart. Every wte row is random, also those of tokens the sample never uses: the 50257 terms of each softmax
       sum then differ, as in a real model (zero rows would make tens of thousands of equal terms, whose fp32
       rounding errors add up in one direction instead of cancelling; see the tolerance in test_hellaswag.cpp).
   ref.json   per item: the context tokens after truncation, the four endings' tokens, the SUM and MEAN of each
@@ -26,11 +26,13 @@ import json
 import os
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+from transformers import GPT2Tokenizer
+
+import gen_hf_fixtures  # make_model: the same random GPT-2 recipe as the weights fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "tests", "fixtures", "hellaswag")
-VOCAB, C, L, NH, NPOS, SEED = 50257, 16, 2, 2, 64, 2024
+VOCAB, C, L, NH, NPOS, SEED = 50257, 16, 2, 2, 64, 2024  # NPOS: gen_hf_fixtures' n_positions
 
 
 def tokenizer():
@@ -59,20 +61,9 @@ def read_items(tok):
 
 
 def make_model():
-    torch.manual_seed(SEED)
-    cfg = GPT2Config(vocab_size=VOCAB, n_embd=C, n_layer=L, n_head=NH, n_positions=NPOS, n_ctx=NPOS,
-                     embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0, tie_word_embeddings=True,
-                     bos_token_id=50256, eos_token_id=50256)
-    m = GPT2LMHeadModel(cfg).eval()
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, 0.3)
-            elif name.endswith("weight"):  # LayerNorm gain
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            else:
-                p.copy_(0.1 * torch.randn_like(p))
-    return m.half()  # what is saved; the reference runs on exactly these values, upcast
+    """The random GPT-2 (gen_hf_fixtures.make_model's wide init), stored as float16."""
+    spec = dict(seed=SEED, n_embd=C, n_layer=L, n_head=NH, vocab_size=VOCAB, tied=True)
+    return gen_hf_fixtures.make_model(spec).half()
 
 
 def score(model, item):
