@@ -2,7 +2,8 @@
 # gpu_check.sh — the one GPU check, written for a fresh, bare machine with one NVIDIA GPU (H100/H200, 16 cores,
 # about 12 minutes), in this order:
 #   0. scripts/setup.sh (the README's setup), a real-CUDA build for this GPU (-DLLM_GPU_BUILD=ON, one arch)
-#   a. trainer parity on the GPU: the fp32 and the bf16 tests of test_trainer_gpu (tests/test_trainer_parity.cu)
+#   a. trainer parity on the GPU: the fp32, the bf16 and the other tests of test_trainer_gpu (nvcc build of
+#      tests/test_trainer_parity.cu)
 #   b. GPT-2 124M bf16 training throughput (tok/s) with each --attention path, and the step targets of issue 16
 #   c. every kernel test on the GPU (the GoogleTest sources the CPU layer runs in CI)
 #   d. every dev/cuda lab version at GPT-2 124M shapes, and the attention targets from their timings
@@ -187,14 +188,14 @@ gtest_row() {  # ID LOG: PASS when gtest ran tests, exited 0 and printed its PAS
   elif (( RC == 0 )); then row "$1" FAIL "exit 0 but no gtest summary line"
   else row "$1" FAIL "$(rc_text "$RC")${failed:+; failed: $failed}${passed:+; $passed passed}"; fi
 }
-section_parity() {
-  local prec lim
-  for prec in fp32 bf16; do
-    [[ -x $BUILD/test_trainer_gpu ]] || { missing "parity-$prec" test_trainer_gpu; continue; }
-    lim=$(step_limit 180); (( lim )) || { row "parity-$prec" SKIP "budget spent"; continue; }
-    run_step gtest "parity-$prec" "$lim" "$LOGS/parity_$prec.log" "$BUILD/test_trainer_gpu" --gtest_brief=1 \
-      --gtest_filter="*${prec^}*"
-    gtest_row "parity-$prec" "$LOGS/parity_$prec.log"
+section_parity() {  # test_trainer_gpu in three runs: the fp32 tests, the bf16 tests, the rest (program, graphs, ...)
+  local part id lim
+  for part in "parity-fp32|*Fp32*" "parity-bf16|*Bf16*" "trainer-other|-*Fp32*:*Bf16*"; do
+    id=${part%%|*}
+    [[ -x $BUILD/test_trainer_gpu ]] || { missing "$id" test_trainer_gpu; continue; }
+    lim=$(step_limit 180); (( lim )) || { row "$id" SKIP "budget spent"; continue; }
+    run_step gtest "$id" "$lim" "$LOGS/$id.log" "$BUILD/test_trainer_gpu" --gtest_brief=1 --gtest_filter="${part#*|}"
+    gtest_row "$id" "$LOGS/$id.log"
   done
 }
 
@@ -384,7 +385,7 @@ section_benchmarks() {
 # ---- main -----------------------------------------------------------------------------------------------------
 declare_targets() {
   local t
-  for t in gpu setup configure build parity-fp32 parity-bf16 train-124m-flash train-124m-cudnn \
+  for t in gpu setup configure build parity-fp32 parity-bf16 trainer-other train-124m-flash train-124m-cudnn \
            train-124m-portable target-tok/s target-step-variation target-host-time target-other-share; do
     target "$t"
   done
@@ -429,7 +430,7 @@ main() {
   setup
   configure
   build_selected
-  if selected a; then echo "== (a) trainer parity"; section_parity; else not_selected 'parity-*'; fi
+  if selected a; then echo "== (a) trainer parity"; section_parity; else not_selected 'parity-*' trainer-other; fi
   if selected b; then echo "== (b) GPT-2 124M throughput"; section_train
   else not_selected 'train-*' target-tok/s 'target-step-*' target-host-time target-other-share; fi
   if selected c; then echo "== (c) kernel tests"; section_kernel_tests; else not_selected 'test-*'; fi

@@ -15,7 +15,7 @@ bad() {  # the first 30 failures are printed (a broken script fails every check)
 }
 
 # every row the script declares up front: fixed ones, one per kernel test source, one per dev/cuda lab
-ids=(gpu setup configure build parity-fp32 parity-bf16 train-124m-flash train-124m-cudnn train-124m-portable
+ids=(gpu setup configure build parity-fp32 parity-bf16 trainer-other train-124m-flash train-124m-cudnn train-124m-portable
      target-tok/s target-step-variation target-host-time target-other-share)
 for f in "$root"/tests/kernels/test_*.cu; do f=$(basename "$f" .cu); ids+=("test-${f#test_}"); done
 for f in "$root"/dev/cuda/*.cu; do ids+=("bench-$(basename "$f" .cu)"); done
@@ -138,6 +138,7 @@ expect SKIP complete "the budget ran out"
 run second-half 0 GPU_CHECK_STEPS="c d"
 expect PASS build
 expect SKIP parity-fp32 "not selected"
+expect SKIP trainer-other "not selected"
 expect SKIP target-tok/s "not selected"
 expect PASS test-gelu
 expect PASS target-flash-vs-cudnn
