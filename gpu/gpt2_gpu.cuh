@@ -14,6 +14,10 @@
 // Each residual add is fused with the LayerNorm that follows it. Activation recompute (recompute_gelu): the GELU
 // output (L·B·T·4C) is not kept; backward recomputes it from the stored pre-activation, bit for bit the same.
 // Memory is allocated once for a fixed (B, T); eval and sampling reuse those buffers.
+// Fine-tuning hooks (gpu/finetune_gpu.cuh): set_trainable (frozen tensors get no gradient work and no update;
+// backward stops below the lowest block that trains), set_adapters (LoRA on the linears, gpu/linear.cuh),
+// set_head_width + forward_trunk / trunk_out / trunk_grad / backward_trunk (another head on lnf's output),
+// set_batch_shape (a new B, T per batch; activations grow to the largest B·T seen).
 // Attention runs the path set_attention() chose (--attention: portable by default here, gpu/attention_path.h).
 // Parameters, gradients, data parallel and AdamW: the base class GPT2Params (gpu/gpt2_params.cuh).
 #pragma once
@@ -21,9 +25,11 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "gpu/gpt2_params.cuh"  // DeviceArray, GPT2Params: parameters, gradients, AdamW, data parallel
+#include "gpu/linear.cuh"       // the linears, with optional LoRA adapters
 #include "cuda_cpu/compat.cuh"
 #include "host/comm.h"
 #include "host/error.h"
@@ -54,12 +60,40 @@ class GPT2 : public GPT2Params<floatX> {
   // zero_stage: 0 = every rank keeps the whole optimizer state, 1 = each its own shard (only with world > 1).
   GPT2(const GPT2Config& cfg, int B, int T, bool recompute_gelu, llm::Comm* comm, int zero_stage = 0,
        cudaStream_t stream = 0)
-      : Base(checked_config(cfg, B, T), comm, zero_stage, stream), B_(B), T_(T), recompute_(recompute_gelu) {
+      : Base(checked_config(cfg, B, T), comm, zero_stage, stream), B_(B), T_(T), recompute_(recompute_gelu),
+        head_width_(cfg.padded_vocab_size) {
     allocate_activations();
   }
 
   int B() const { return B_; }
   int T() const { return T_; }
+
+  // ---- fine-tuning hooks (defaults: everything trains, no adapters, the LM head, the constructor's B, T) ----
+  void set_batch_shape(int B, int T) {
+    checked_config(cfg_, B, T);
+    B_ = B;
+    T_ = T;
+    if ((size_t)B * T > cap_) allocate_activations();
+  }
+  // trainable(k, layer): see GPT2Params::set_trainable; head: the LM head's weight gets its gradient (tied: in wte).
+  void set_trainable(const std::function<bool(ParamTensor, int)>& trainable, bool head) {
+    Base::set_trainable(trainable);
+    head_trainable_ = head;
+    set_backward_range();
+  }
+  void set_adapters(typename Linears<floatX>::Adapters adapters) {
+    lin_.set_adapters(std::move(adapters));
+    lin_.reserve(cap_, std::max(4 * cfg_.channels, head_width_));
+    set_backward_range();
+  }
+  Linears<floatX>& linears() { return lin_; }
+  // The output width of the head on trunk_out(): the padded vocabulary (the LM head, forward()) or another head's
+  // (then no LM logits are kept and forward() refuses).
+  void set_head_width(int width) {
+    head_width_ = width;
+    allocate_activations();
+  }
+  int head_slot() const { return cfg_.num_layers * llm::kNumBlockLinears; }
 
   // The attention implementation of forward/backward (gpu/attention_path.h): `requested` itself, or auto's choice
   // for this precision, head size and dropout; llm::Error when it cannot run. Default: portable.
@@ -78,27 +112,40 @@ class GPT2 : public GPT2Params<floatX> {
   // Returns the mean loss over non-ignored targets (-1 without targets). Synchronises (reads the loss).
   float forward(const int* inputs, const int* targets, bool training, uint64_t dropout_seed, bool with_grad = false,
                 float loss_scale = 1.0f) {
-    const int L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads, V = cfg_.vocab_size;
-    const int Vp = cfg_.padded_vocab_size, B = B_, T = T_, BT = B * T;
-    const size_t btc = (size_t)BT * C;
-    for (int i = 0; i < BT; i++)
-      if (inputs[i] < 0 || inputs[i] >= V) llm::fail("forward: input token ", inputs[i], " at ", i, " not in [0,", V, ")");
+    const int C = cfg_.channels, V = cfg_.vocab_size, Vp = cfg_.padded_vocab_size, BT = B_ * T_;
+    if (head_width_ != Vp) llm::fail("forward: the model has another head (set_head_width)");
+    load_inputs(inputs);
     if (targets)
       for (int i = 0; i < BT; i++)
         if (targets[i] != -100 && (targets[i] < 0 || targets[i] >= V))
           llm::fail("forward: target ", targets[i], " at ", i, " not in [0,", V, ") or -100");
     if (with_grad && !targets) llm::fail("forward: gradients need targets");
-    inputs_host_.assign(inputs, inputs + BT);
-    drop_p_ = training ? cfg_.dropout : 0.0f;
-    drop_seed_ = dropout_seed;
-    CUDA_CHECK(cudaMemcpyAsync(inputs_.get(), inputs, BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
     if (targets) {
       CUDA_CHECK(cudaMemcpyAsync(targets_.get(), targets, BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
     } else {
       targets_host_.assign(BT, -100);
       CUDA_CHECK(cudaMemcpyAsync(targets_.get(), targets_host_.data(), BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
     }
+    run_trunk(training, dropout_seed);
+    lin_.forward(logits_.get(), nullptr, lnf_.get(), head(), nullptr, BT, C, Vp, head_slot(), stream_, backend_);
+    kern::fused_classifier(logits_.get(), losses_.get(), targets_.get(), valid_.get(), BT, V, Vp, loss_scale, with_grad,
+                           stream_);
+    have_dlogits_ = with_grad;
+    if (!targets) return -1.0f;
+    kern::classifier_mean_loss(mean_loss_.get(), losses_.get(), valid_.get(), BT, stream_);
+    float loss = 0.0f;
+    CUDA_CHECK(cudaMemcpyAsync(&loss, mean_loss_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return loss;
+  }
 
+ private:
+  // Embedding, the blocks and lnf on the loaded inputs.
+  void run_trunk(bool training, uint64_t dropout_seed) {
+    const int L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads, B = B_, T = T_, BT = B * T;
+    const size_t btc = (size_t)BT * C;
+    drop_p_ = training ? cfg_.dropout : 0.0f;
+    drop_seed_ = dropout_seed;
     // embedding: x_0 = drop(wte[inp] + wpe)
     floatX* x0 = act(residual_, 0, btc);
     if (drop_p_ > 0.0f) {
@@ -118,11 +165,13 @@ class GPT2 : public GPT2Params<floatX> {
       floatX* r2 = act(residual2_, l, btc);
       floatX* fch = act(fch_, l, 4 * btc);
       floatX* fch_gelu = recompute_ ? fch_gelu_.get() : act(fch_gelu_, l, 4 * btc);
+      const int s = l * llm::kNumBlockLinears;
       // attention branch
-      kern::matmul_forward(qkv, (floatX*)nullptr, act(ln1_, l, btc), w.qkvw, w.qkvb, BT, C, 3 * C, stream_, backend_);
+      lin_.forward(qkv, nullptr, act(ln1_, l, btc), w.qkvw, w.qkvb, BT, C, 3 * C, s + llm::kLinQkv, stream_, backend_);
       gpu::attention_forward(attention_, atty, stat(lse_, l, (size_t)B * NH * T), qkv, B, T, C, NH,
                              spec(l, llm::kDropAttn), stream_);
-      kern::matmul_forward(branch_.get(), (floatX*)nullptr, atty, w.attprojw, w.attprojb, BT, C, C, stream_, backend_);
+      lin_.forward(branch_.get(), nullptr, atty, w.attprojw, w.attprojb, BT, C, C, s + llm::kLinAttproj, stream_,
+                   backend_);
       if (drop_p_ > 0.0f) kern::dropout_forward(branch_.get(), branch_.get(), btc, spec(l, llm::kDropResidAttn), stream_);
       kern::fused_residual_layernorm_forward(r2, act(ln2_, l, btc), stat(ln2_mean_, l), stat(ln2_rstd_, l), x,
                                              branch_.get(), w.ln2w, w.ln2b, BT, C, stream_);
@@ -131,13 +180,13 @@ class GPT2 : public GPT2Params<floatX> {
       // With recompute the GELU stays a separate gelu_forward, so the backward's recompute is bit for bit the
       // forward's (cuBLASLt's epilogue may round differently from gelu_forward).
       if (recompute_) {
-        kern::matmul_forward(fch, (floatX*)nullptr, act(ln2_, l, btc), w.fcw, w.fcb, BT, C, 4 * C, stream_, backend_);
+        lin_.forward(fch, nullptr, act(ln2_, l, btc), w.fcw, w.fcb, BT, C, 4 * C, s + llm::kLinFc, stream_, backend_);
         kern::gelu_forward(fch_gelu, fch, 4 * btc, stream_);
       } else {
-        kern::matmul_forward(fch_gelu, fch, act(ln2_, l, btc), w.fcw, w.fcb, BT, C, 4 * C, stream_, backend_);
+        lin_.forward(fch_gelu, fch, act(ln2_, l, btc), w.fcw, w.fcb, BT, C, 4 * C, s + llm::kLinFc, stream_, backend_);
       }
-      kern::matmul_forward(branch_.get(), (floatX*)nullptr, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C, stream_,
-                           backend_);
+      lin_.forward(branch_.get(), nullptr, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C, s + llm::kLinFcproj, stream_,
+                   backend_);
       if (drop_p_ > 0.0f) kern::dropout_forward(branch_.get(), branch_.get(), btc, spec(l, llm::kDropResidMlp), stream_);
       // x_{l+1} = r2 + branch, normalised by the next layer's ln1 (or lnf after the last layer)
       const bool last = l == L - 1;
@@ -146,18 +195,17 @@ class GPT2 : public GPT2Params<floatX> {
           last ? lnf_mean_.get() : stat(ln1_mean_, l + 1), last ? lnf_rstd_.get() : stat(ln1_rstd_, l + 1), r2,
           branch_.get(), last ? p(llm::kLnfw) : w.next_ln1w, last ? p(llm::kLnfb) : w.next_ln1b, BT, C, stream_);
     }
-    kern::matmul_forward(logits_.get(), (floatX*)nullptr, lnf_.get(), head(), (const floatX*)nullptr, BT, C, Vp,
-                         stream_, backend_);
-    kern::fused_classifier(logits_.get(), losses_.get(), targets_.get(), valid_.get(), BT, V, Vp, loss_scale, with_grad,
-                           stream_);
-    have_dlogits_ = with_grad;
-    if (!targets) return -1.0f;
-    kern::classifier_mean_loss(mean_loss_.get(), losses_.get(), valid_.get(), BT, stream_);
-    float loss = 0.0f;
-    CUDA_CHECK(cudaMemcpyAsync(&loss, mean_loss_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
-    CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return loss;
   }
+
+ public:
+  // The trunk alone, for another head: inputs (B,T) host ids → trunk_out() = lnf(x_L) (B·T, C).
+  void forward_trunk(const int* inputs, bool training, uint64_t dropout_seed) {
+    load_inputs(inputs);
+    run_trunk(training, dropout_seed);
+  }
+  const floatX* trunk_out() const { return lnf_.get(); }
+  // dL/d trunk_out() (B·T, C): the head writes it, then calls backward_trunk().
+  floatX* trunk_grad() { return dln_.get(); }
 
   // Logits (B,T,Vp) of the last forward without gradients, widened to fp32 on the host.
   void get_logits(std::vector<float>* out) const {
@@ -177,15 +225,23 @@ class GPT2 : public GPT2Params<floatX> {
     download_as_float(out, logits_.get() + ((size_t)b * T_ + t) * Vp, Vp);
   }
 
-
   // Accumulates (+=) the gradients of the last forward(..., with_grad = true) into grads().
   // last_micro_step: this micro-batch completes the step's gradients; under data-parallel ZeRO-0 each layer's
   // gradients are then all-reduced on the comm stream as soon as that layer's backward is done.
   void backward(bool last_micro_step = false) {
     if (!have_dlogits_) llm::fail("backward: the last forward did not prepare gradients");
     have_dlogits_ = false;
+    // head: dlnf = dlogits · head, dhead += dlogitsᵀ · lnf
+    lin_.backward(dln_.get(), head_trainable_ ? head_grad() : nullptr, nullptr, logits_.get(), lnf_.get(), head(),
+                  nullptr, mm_scratch_.get(), B_ * T_, cfg_.channels, cfg_.padded_vocab_size, head_slot(), stream_,
+                  backend_);
+    backward_trunk(last_micro_step);
+  }
+
+  // From trunk_grad() down to the lowest block that trains (accumulating into grads()).
+  void backward_trunk(bool last_micro_step = false) {
     const bool overlap = last_micro_step && world_ > 1 && !zero1_;
-    const int L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads, Vp = cfg_.padded_vocab_size;
+    const int L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads;
     const int B = B_, T = T_, BT = B * T;
     const size_t btc = (size_t)BT * C;
     float* mm_scratch = mm_scratch_.get();
@@ -193,17 +249,19 @@ class GPT2 : public GPT2Params<floatX> {
     floatX* dres = dres_.get();   // dL/d(residual stream at the current point)
     floatX* dln = dln_.get();     // dL/d(LayerNorm output)
     floatX* dbr = dbranch_.get(); // dL/d(branch before dropout)
-
-    // head: dlnf = dlogits · head, dhead += dlogitsᵀ · lnf; then lnf backward into dres (cleared first)
-    kern::matmul_backward(dln, head_grad(), (floatX*)nullptr, logits_.get(), lnf_.get(), head(), (const floatX*)nullptr,
-                          mm_scratch, BT, C, Vp, stream_, backend_);
+    if (!trunk_trains_) {
+      for (int l = L - 1; l >= -1 && overlap; l--) reduce_layer_grads_async(l);
+      return;
+    }
+    // lnf backward into dres (cleared first)
     kern::fill_zero(dres, btc, stream_);
-    kern::layernorm_backward(dres, g(llm::kLnfw), g(llm::kLnfb), ln_scratch, dln, act(residual_, L, btc),
-                             p(llm::kLnfw), lnf_mean_.get(), lnf_rstd_.get(), BT, C, stream_);
+    kern::layernorm_backward(dres, grad_or_dummy(llm::kLnfw, 0), grad_or_dummy(llm::kLnfb, 0), ln_scratch, dln,
+                             act(residual_, L, btc), p(llm::kLnfw), lnf_mean_.get(), lnf_rstd_.get(), BT, C, stream_);
 
-    for (int l = L - 1; l >= 0; l--) {
+    for (int l = L - 1; l >= low_; l--) {
       const LayerParams w = layer_params(l);
       const LayerGrads dw = layer_grads(l);
+      const int s = l * llm::kNumBlockLinears;
       floatX* fch = act(fch_, l, 4 * btc);
       floatX* fch_gelu = recompute_ ? fch_gelu_.get() : act(fch_gelu_, l, 4 * btc);
       // MLP branch: x_{l+1} = r2 + drop(fcproj(gelu(fch)))
@@ -213,10 +271,10 @@ class GPT2 : public GPT2Params<floatX> {
         dproj = dbr;
       }
       if (recompute_) kern::gelu_forward(fch_gelu, fch, 4 * btc, stream_);
-      kern::matmul_backward(dfch_.get(), dw.fcprojw, dw.fcprojb, dproj, fch_gelu, w.fcprojw, fch, mm_scratch, BT,
-                            4 * C, C, stream_, backend_);
-      kern::matmul_backward(dln, dw.fcw, dw.fcb, dfch_.get(), act(ln2_, l, btc), w.fcw, (const floatX*)nullptr,
-                            mm_scratch, BT, C, 4 * C, stream_, backend_);
+      lin_.backward(dfch_.get(), dw.fcprojw, dw.fcprojb, dproj, fch_gelu, w.fcprojw, fch, mm_scratch, BT, 4 * C, C,
+                    s + llm::kLinFcproj, stream_, backend_);
+      lin_.backward(dln, dw.fcw, dw.fcb, dfch_.get(), act(ln2_, l, btc), w.fcw, nullptr, mm_scratch, BT, C, 4 * C,
+                    s + llm::kLinFc, stream_, backend_);
       kern::layernorm_backward(dres, dw.ln2w, dw.ln2b, ln_scratch, dln, act(residual2_, l, btc), w.ln2w,
                                stat(ln2_mean_, l), stat(ln2_rstd_, l), BT, C, stream_);
       // attention branch: r2 = x_l + drop(attproj(attn(ln1(x_l))))
@@ -225,28 +283,42 @@ class GPT2 : public GPT2Params<floatX> {
         kern::dropout_backward(dbr, dres, btc, spec(l, llm::kDropResidAttn), false, stream_);
         dproj = dbr;
       }
-      kern::matmul_backward(datty_.get(), dw.attprojw, dw.attprojb, dproj, act(atty_, l, btc), w.attprojw,
-                            (const floatX*)nullptr, mm_scratch, BT, C, C, stream_, backend_);
+      lin_.backward(datty_.get(), dw.attprojw, dw.attprojb, dproj, act(atty_, l, btc), w.attprojw, nullptr,
+                    mm_scratch, BT, C, C, s + llm::kLinAttproj, stream_, backend_);
       gpu::attention_backward(attention_, dqkv_.get(), att_scratch_.get(), datty_.get(), act(qkv_, l, 3 * btc),
                               act(atty_, l, btc), stat(lse_, l, (size_t)B * NH * T), B, T, C, NH,
                               spec(l, llm::kDropAttn), stream_);
-      kern::matmul_backward(dln, dw.qkvw, dw.qkvb, dqkv_.get(), act(ln1_, l, btc), w.qkvw, (const floatX*)nullptr,
-                            mm_scratch, BT, C, 3 * C, stream_, backend_);
+      lin_.backward(dln, dw.qkvw, dw.qkvb, dqkv_.get(), act(ln1_, l, btc), w.qkvw, nullptr, mm_scratch, BT, C, 3 * C,
+                    s + llm::kLinQkv, stream_, backend_);
       kern::layernorm_backward(dres, dw.ln1w, dw.ln1b, ln_scratch, dln, act(residual_, l, btc), w.ln1w,
                                stat(ln1_mean_, l), stat(ln1_rstd_, l), BT, C, stream_);
       if (overlap) reduce_layer_grads_async(l);  // nothing below writes layer l's gradients again
     }
-    // x_0 = drop(wte[inp] + wpe)
+    for (int l = low_ - 1; l >= 0 && overlap; l--) reduce_layer_grads_async(l);  // frozen: zeros
+    // x_0 = drop(wte[inp] + wpe): the lookups train when both tables do (a tied head alone trains wte through the
+    // head only, as the reference does)
     const floatX* demb = dres;
-    if (drop_p_ > 0.0f) {
+    if (embeddings_train_ && drop_p_ > 0.0f) {
       kern::dropout_backward(dbr, dres, btc, spec(0, llm::kDropEmbed), false, stream_);
       demb = dbr;
     }
-    kern::encoder_backward(g(llm::kWte), g(llm::kWpe), enc_scratch_.get(), demb, inputs_host_.data(), B, T, C, stream_);
+    if (embeddings_train_)
+      kern::encoder_backward(g(llm::kWte), g(llm::kWpe), enc_scratch_.get(), demb, inputs_host_.data(), B, T, C,
+                             stream_);
     if (overlap) reduce_layer_grads_async(-1);  // wte, wpe, lnf, lm_head
   }
 
  private:
+  // Validates the (B,T) host ids and queues their upload.
+  void load_inputs(const int* inputs) {
+    const int V = cfg_.vocab_size, BT = B_ * T_;
+    for (int i = 0; i < BT; i++)
+      if (inputs[i] < 0 || inputs[i] >= V) llm::fail("forward: input token ", inputs[i], " at ", i, " not in [0,", V, ")");
+    inputs_host_.assign(inputs, inputs + BT);
+    CUDA_CHECK(cudaMemcpyAsync(inputs_.get(), inputs, BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
+  }
+
+
   struct LayerParams {
     const floatX *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb, *ln1w, *next_ln1w,
         *next_ln1b;
@@ -279,22 +351,33 @@ class GPT2 : public GPT2Params<floatX> {
     w.next_ln1b = (size_t)l + 1 < L ? p(llm::kLn1b) + (l + 1) * C : nullptr;
     return w;
   }
+  // Layer l's gradients: null where frozen (no weight-gradient GEMM), frozen LayerNorms into a discarded buffer.
   LayerGrads layer_grads(int l) const {
-    const size_t C = cfg_.channels;
-    LayerGrads d;
-    d.ln1w = g(llm::kLn1w) + l * C;
-    d.ln1b = g(llm::kLn1b) + l * C;
-    d.qkvw = g(llm::kQkvw) + l * 3 * C * C;
-    d.qkvb = cfg_.qkv_bias ? g(llm::kQkvb) + l * 3 * C : nullptr;
-    d.attprojw = g(llm::kAttprojw) + l * C * C;
-    d.attprojb = g(llm::kAttprojb) + l * C;
-    d.ln2w = g(llm::kLn2w) + l * C;
-    d.ln2b = g(llm::kLn2b) + l * C;
-    d.fcw = g(llm::kFcw) + l * 4 * C * C;
-    d.fcb = g(llm::kFcb) + l * 4 * C;
-    d.fcprojw = g(llm::kFcprojw) + l * C * 4 * C;
-    d.fcprojb = g(llm::kFcprojb) + l * C;
-    return d;
+    auto z = [&](ParamTensor k) { return grad_or_null(k, l); };
+    auto ln = [&](ParamTensor k) { return grad_or_dummy(k, l); };
+    return {ln(llm::kLn1w), ln(llm::kLn1b), z(llm::kQkvw), z(llm::kQkvb), z(llm::kAttprojw), z(llm::kAttprojb),
+            ln(llm::kLn2w), ln(llm::kLn2b), z(llm::kFcw), z(llm::kFcb), z(llm::kFcprojw), z(llm::kFcprojb)};
+  }
+  // Tensor k's gradient slice of layer l (l = 0 outside the blocks); null when frozen or absent.
+  floatX* grad_or_null(ParamTensor k, int l) const {
+    const size_t per = Base::size(k) / (Base::per_layer(k) ? cfg_.num_layers : 1);
+    return per && Base::trainable(k, l) ? g(k) + l * per : nullptr;
+  }
+  // The same for the LayerNorm weights/biases, whose kernel always writes: frozen ones into dummy_ln_.
+  floatX* grad_or_dummy(ParamTensor k, int l) const {
+    floatX* d = grad_or_null(k, l);
+    const bool bias = k == llm::kLn1b || k == llm::kLn2b || k == llm::kLnfb;
+    return d ? d : dummy_ln_.get() + (bias ? cfg_.channels : 0);
+  }
+  // Where backward stops: the lowest block with a trainable tensor (0 with adapters or trainable embeddings).
+  void set_backward_range() {
+    const int L = cfg_.num_layers;
+    embeddings_train_ = Base::trainable(llm::kWte) && Base::trainable(llm::kWpe);
+    low_ = lin_.any() || embeddings_train_ ? 0 : L;
+    for (int l = 0; l < low_; l++)
+      for (int k = llm::kLn1w; k <= llm::kFcprojb; k++)
+        if (Base::trainable((ParamTensor)k, l)) low_ = std::min(low_, l);
+    trunk_trains_ = low_ < L || Base::trainable(llm::kLnfw) || Base::trainable(llm::kLnfb);
   }
   llm::DropoutSpec spec(int layer, llm::DropoutSite site) const {
     llm::DropoutSpec d;
@@ -304,16 +387,18 @@ class GPT2 : public GPT2Params<floatX> {
     return d;
   }
 
+  // Activations for cap_ = max(B·T so far) rows; logits only for the LM head.
   void allocate_activations() {
+    cap_ = std::max(cap_, (size_t)B_ * T_);
     const size_t L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads, Vp = cfg_.padded_vocab_size;
-    const size_t BT = (size_t)B_ * T_, btc = BT * C;
+    const size_t BT = cap_, btc = BT * C, head = (size_t)head_width_;
     residual_.resize((L + 1) * btc);
     ln1_.resize(L * btc);
     ln1_mean_.resize(L * BT);
     ln1_rstd_.resize(L * BT);
     qkv_.resize(L * 3 * btc);
     atty_.resize(L * btc);
-    lse_.resize(L * B_ * NH * T_);
+    lse_.resize(L * BT * NH);
     residual2_.resize(L * btc);
     ln2_.resize(L * btc);
     ln2_mean_.resize(L * BT);
@@ -324,7 +409,7 @@ class GPT2 : public GPT2Params<floatX> {
     lnf_.resize(btc);
     lnf_mean_.resize(BT);
     lnf_rstd_.resize(BT);
-    logits_.resize(BT * Vp);
+    logits_.resize(head == Vp ? BT * Vp : 0);
     losses_.resize(BT);
     dres_.resize(btc);
     dln_.resize(btc);
@@ -337,11 +422,13 @@ class GPT2 : public GPT2Params<floatX> {
     valid_.resize(1);
     mean_loss_.resize(1);
     const size_t mm = std::max(kern::matmul_backward_scratch_floats((int)BT, (int)(4 * C)),
-                               kern::matmul_backward_scratch_floats((int)BT, (int)Vp));
+                               kern::matmul_backward_scratch_floats((int)BT, (int)head));
     mm_scratch_.resize(mm);
     ln_scratch_.resize(kern::layernorm_backward_scratch_floats((int)BT, (int)C));
-    att_scratch_.resize((size_t)B_ * NH * T_);
-    enc_scratch_.resize(kern::encoder_backward_scratch_ints(B_, T_));
+    att_scratch_.resize(BT * NH);
+    enc_scratch_.resize(kern::encoder_backward_scratch_ints(1, (int)BT));
+    dummy_ln_.resize(2 * C);
+    lin_.reserve(BT, std::max(4 * C, head));
   }
 
   static const GPT2Config& checked_config(const GPT2Config& cfg, int B, int T) {
@@ -370,6 +457,12 @@ class GPT2 : public GPT2Params<floatX> {
   bool recompute_;
   kern::MatmulOptions backend_;  // Auto unless set_matmul
   AttentionPath attention_ = AttentionPath::kPortable;
+  size_t cap_ = 0;                      // rows (B·T) the activations are allocated for
+  int head_width_;                      // set_head_width (padded vocabulary: the LM head)
+  bool head_trainable_ = true, embeddings_train_ = true, trunk_trains_ = true;
+  int low_ = 0;                         // backward runs blocks [low_, L)
+  Linears<floatX> lin_;
+  DeviceArray<floatX> dummy_ln_;        // (2C): the gradients of frozen LayerNorms (discarded)
   // activations, stacked per layer
   DeviceArray<floatX> residual_, ln1_, qkv_, atty_, residual2_, ln2_, fch_, fch_gelu_, branch_, lnf_, logits_;
   DeviceArray<float> ln1_mean_, ln1_rstd_, ln2_mean_, ln2_rstd_, lnf_mean_, lnf_rstd_, lse_, losses_;

@@ -19,6 +19,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "cuda_cpu/compat.cuh"
@@ -128,6 +129,7 @@ class GPT2Params {
     }
     norm_.resize(std::max(world_, 1));  // one norm per world shard
     norm_scratch_.resize(kern::global_norm_scratch_floats());
+    trainable_.assign((size_t)llm::kNumParamTensors * cfg.num_layers, 1);
   }
   ~GPT2Params() {
     if (comm_stream_) (void)cudaStreamDestroy(comm_stream_);
@@ -145,6 +147,16 @@ class GPT2Params {
   size_t size(ParamTensor k) const { return sizes_[k]; }
   floatX* params() { return params_.get(); }
   floatX* grads() { return grads_.get(); }
+
+  // Fine-tuning: which tensors train, trainable(k, layer) (layer 0 outside the blocks); update() leaves the others
+  // as they are. Default: everything.
+  void set_trainable(const std::function<bool(ParamTensor, int)>& fn) {
+    for (int k = 0; k < llm::kNumParamTensors; k++)
+      for (int l = 0; l < cfg_.num_layers; l++) trainable_[k * cfg_.num_layers + l] = fn((ParamTensor)k, l);
+  }
+  bool trainable(ParamTensor k, int layer = 0) const { return trainable_[k * cfg_.num_layers + layer]; }
+  // the (L, ...) tensors of gpt2_config.h
+  static bool per_layer(ParamTensor k) { return k >= llm::kLn1w && k <= llm::kFcprojb; }
 
   // ---- weights and optimizer state (host fp32 <-> device) ----
   // With world > 1 these are collective (every rank calls them with / gets the full arrays).
@@ -226,7 +238,7 @@ class GPT2Params {
     if (!std::isfinite(norm)) return norm;  // NaN/Inf gradient: no update (same norm on every rank)
     float scale = (grad_clip > 0.0f && norm > grad_clip) ? (float)((double)grad_clip / (double)norm) : 1.0f;
     if (world_ > 1) scale /= (float)world_;
-    for_each_own_piece([&](int k, size_t a, size_t b) {
+    for_each_trainable_piece([&](int k, size_t a, size_t b) {
       const size_t s = a - opt_begin_;  // index into the own-shard arrays
       kern::adamw_update(params_.get() + a, kBf16 ? master_.get() + s : (float*)nullptr, grads_.get() + a,
                          m_.get() + s, v_.get() + s, b - a, lr, hp.beta1, hp.beta2, hp.eps,
@@ -250,6 +262,21 @@ class GPT2Params {
       if (a < b) fn(k, a, b);
     }
   }
+  // The same for the trainable part only: each run of consecutive trainable layers of a tensor is one piece.
+  template <class Fn>
+  void for_each_trainable_piece(Fn fn) const {
+    const int L = cfg_.num_layers;
+    for (int k = 0; k < llm::kNumParamTensors; k++) {
+      const int layers = per_layer((ParamTensor)k) ? L : 1;
+      const size_t per = sizes_[k] / layers;
+      for (int l0 = 0, l1; l0 < layers; l0 = l1) {
+        for (l1 = l0 + 1; l1 < layers && trainable((ParamTensor)k, l1) == trainable((ParamTensor)k, l0);) l1++;
+        if (!trainable((ParamTensor)k, l0)) continue;
+        const size_t a = std::max(offsets_[k] + l0 * per, opt_begin_), b = std::min(offsets_[k] + l1 * per, opt_end_);
+        if (a < b) fn(k, a, b);
+      }
+    }
+  }
 
   // The ZeRO-0 all-reduce of one layer's gradient slices (l < 0: the tensors outside the layers), on the comm
   // stream after everything the training stream has queued so far; update() waits for comm_done_.
@@ -260,10 +287,10 @@ class GPT2Params {
     const size_t L = cfg_.num_layers;
     for (int k = 0; k < llm::kNumParamTensors; k++) {
       if (!sizes_[k]) continue;
-      const bool per_layer = k >= llm::kLn1w && k <= llm::kFcprojb;  // the (L, ...) tensors of gpt2_config.h
-      if (per_layer != (l >= 0)) continue;
-      const size_t per = per_layer ? sizes_[k] / L : sizes_[k];
-      comm_->all_reduce_sum(grads_.get() + offsets_[k] + (per_layer ? (size_t)l * per : 0), per, type,
+      const bool blocks = per_layer((ParamTensor)k);
+      if (blocks != (l >= 0)) continue;
+      const size_t per = blocks ? sizes_[k] / L : sizes_[k];
+      comm_->all_reduce_sum(grads_.get() + offsets_[k] + (blocks ? (size_t)l * per : 0), per, type,
                             (void*)comm_stream_);
     }
     CUDA_CHECK(cudaEventRecord(comm_done_, comm_stream_));
@@ -318,6 +345,7 @@ class GPT2Params {
   size_t n_ = 0;
   DeviceArray<floatX> params_, grads_;
   DeviceArray<float> norm_, norm_scratch_;
+  std::vector<char> trainable_;  // (kNumParamTensors, L): [k·L + layer]
 };
 
 }  // namespace gpu
