@@ -160,6 +160,7 @@ const Setting kResumeSettings[] = {
     {"--sample-every", LLM_INT(sample_every)}, {"--gen-tokens", LLM_INT(gen_tokens)},
     {"--temperature", LLM_FLT(temperature)},   {"--checkpoint-every", LLM_INT(checkpoint_every)},
     {"--checkpoint-bf16", LLM_INT(checkpoint_bf16)}, {"--zero", LLM_INT(zero_stage)},
+    {"--hellaswag", LLM_STR(hellaswag)},       {"--hellaswag-every", LLM_INT(hellaswag_every)},
 };
 #undef LLM_STR
 #undef LLM_INT

@@ -68,8 +68,8 @@ struct EvalOptions {
 void add_train_options(CLI::App& app, TrainOptions& o);
 
 // The settings a resumed run inherits when its command line does not give them: model (-e/--preset/--dropout),
-// data (-i/-j), batch (-b/-t/-d), -x, schedule and AdamW flags, --seed, -z, and the val/sample/checkpoint
-// cadence. "flag=value" lines, floats with 9 significant digits (exact for float). Stored in state files.
+// data (-i/-j), batch (-b/-t/-d), -x, schedule and AdamW flags, --seed, -z, and the val/sample/checkpoint/hellaswag
+// cadence (--hellaswag with it). "flag=value" lines, floats with 9 significant digits (exact for float). Stored in state files.
 std::string resume_settings_text(const TrainOptions& o);
 // Sets every setting of `text` whose flag is not in o->given (unknown lines are ignored). source names the file
 // in errors.

@@ -374,6 +374,20 @@ TEST(HellaSwagProgram, GpuOnTheCpuLayerTrainingLogsHellaSwag) {
   expect_training_logs_hellaswag(kGpu, "--precision fp32");
 }
 
+// --resume keeps --hellaswag and its cadence (saved with the run's settings) unless given again.
+TEST(HellaSwagProgram, ResumeKeepsHellaSwag) {
+  const std::string dir = temp_dir();
+  host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(4096, 1));
+  const std::string run = kCpu + " train -e " + kModel + " -i train.bin -j '' -b 4 -t 64 -s 0 -o out --threads 2 ";
+  Result r = run_in_dir(dir, run + "-x 2 --hellaswag " + kSample + " --hellaswag-every 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run_in_dir(dir, run + "--resume -x 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string log = slurp(dir + "/out/main.log");
+  EXPECT_NE(log.find("step 3 hellaswag "), std::string::npos) << log;  // the resumed run's last step
+  EXPECT_EQ(log.find("step 2 hellaswag ", log.find("step 2 hellaswag ") + 1), std::string::npos) << log;  // once
+}
+
 TEST(HellaSwagProgram, TrainingRefusesABadFileBeforeWritingAnything) {
   const std::string dir = temp_dir();
   host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(4096, 1));

@@ -1,5 +1,8 @@
 // Progress output: the machine-readable log lines and the duration format.
 #include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "host/progress.h"
 #include "host_test_util.h"
@@ -44,4 +47,37 @@ TEST(HostProgress, DurationFormat) {
   EXPECT_EQ(llm::Progress::format_duration(185), "3m05s");
   EXPECT_EQ(llm::Progress::format_duration(3720), "1h02m");
   EXPECT_EQ(llm::Progress::format_duration(-1), "?");
+}
+
+// The item progress bar (HellaSwag) when stderr is not a terminal: one line per 10% of the work, then the total
+// time; nothing when disabled. And the hellaswag console/log lines of a training run.
+TEST(HostProgress, ItemProgressAndHellaSwagLines) {
+  testing::internal::CaptureStderr();
+  {
+    llm::ItemProgress bar("hellaswag", 20, true);
+    for (int done = 1; done <= 20; done++) bar.update(done);
+    bar.finish(20);
+    llm::ItemProgress off("hellaswag", 20, false);
+    off.update(10);
+    off.finish(20);
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  std::vector<std::string> lines;
+  std::istringstream in(err);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 10u) << err;  // at 2, 4, ..., 18 and the final line
+  EXPECT_EQ(lines[0].rfind("hellaswag 2/20 | ", 0), 0u) << lines[0];
+  EXPECT_NE(lines[0].find(" items/s | ETA "), std::string::npos) << lines[0];
+  EXPECT_EQ(lines[8].rfind("hellaswag 18/20 | ", 0), 0u) << lines[8];
+  EXPECT_EQ(lines[9].rfind("hellaswag 20/20 | ", 0), 0u) << lines[9];
+  EXPECT_NE(lines[9].find(" items/s | took "), std::string::npos) << lines[9];
+
+  const std::string dir = host_test::temp_dir(), log = dir + "/main.log";
+  testing::internal::CaptureStdout();
+  {
+    llm::Progress p(10, log);
+    p.hellaswag(5, 4, 0.25, 0.5);
+  }
+  EXPECT_EQ(testing::internal::GetCapturedStdout(), "hellaswag: items 4 | acc 0.2500 | acc_norm 0.5000 (step 5)\n");
+  EXPECT_EQ(host_test::slurp(log), "step 5 hellaswag 0.250000 acc_norm 0.500000 items 4\n");
 }
