@@ -18,7 +18,7 @@ if(LLM_MODEL_TEST_SOURCES)
 endif()
 
 if(EXISTS ${LLM_MODEL_ROOT}/dev/bench_cpu_step.cpp)
-  add_executable(bench_cpu_step ${LLM_MODEL_ROOT}/dev/bench_cpu_step.cpp ${LLM_MODEL_ROOT}/dev/gemm_old.cpp)
+  add_executable(bench_cpu_step ${LLM_MODEL_ROOT}/dev/bench_cpu_step.cpp)
   target_link_libraries(bench_cpu_step PRIVATE llm_model_cpu)
 endif()
 

@@ -1,19 +1,20 @@
 // classifier.h — GPT-2 fine-tuning on the CPU (the book's chapters 6 and 7, appendix E): a classification head
 // or the LM head, a chosen trainable subset, and optional LoRA adapters on every linear layer.
 //
-// Why a separate model class (instead of GPT2Model): fine-tuning changes what the model computes (a C → N head
-// read at the LAST position only, low-rank branches on every linear) and which gradients exist (frozen tensors
-// get no gradient work at all, blocks below the lowest trainable one are not even back-propagated). It reuses
-// the reference ops (cpu/ops.h) and the llm.c parameter layout (host/gpt2_config.h), so a pretrained
-// checkpoint loads as-is. Dropout is not applied (the book fine-tunes with drop_rate 0).
+// The transformer is GPT2Model's trunk (cpu/gpt2_model.h) with its fine-tuning hooks set from the spec: frozen
+// tensors get no gradient work at all, blocks below the lowest trainable one are not back-propagated, LoRA
+// adapters sit on every linear. This class adds only what differs: the classification head (a C → N linear read
+// at the LAST position), the trainable set's AdamW, and the LoRA merge. A pretrained checkpoint loads as-is (the
+// llm.c layout, host/gpt2_config.h). Dropout is not applied (the book fine-tunes with drop_rate 0).
 //
 // The modes, the LoRA parametrisation and the spec rules: host/finetune_spec.h.
 #pragma once
-#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "cpu/gpt2_model.h"
+#include "cpu/linear.h"
 #include "host/finetune_spec.h"
 #include "host/gpt2_config.h"
 
@@ -25,7 +26,7 @@ class FinetuneGPT2 {
   // (rank < 0 or rank > 0 with alpha <= 0, num_classes == 1 or < 0, train_from_layer out of range).
   FinetuneGPT2(const GPT2Config& config, std::vector<float> params, const FinetuneSpec& spec);
 
-  const GPT2Config& config() const { return c_; }
+  const GPT2Config& config() const { return model_.config(); }
   const FinetuneSpec& spec() const { return spec_; }
   int num_classes() const { return spec_.num_classes; }
 
@@ -43,13 +44,13 @@ class FinetuneGPT2 {
   void adamw_step(float lr, float weight_decay, int t, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f);
 
   const float* class_logits() const { return logits_.data(); }  // (B,N) of the last forward_classify
-  const float* lm_logits() const { return logits_.data(); }     // (B,T,Vp) of the last forward_lm
+  const float* lm_logits() const { return model_.logits(); }    // (B,T,Vp) of the last forward_lm
   int predict(int b) const;                                      // argmax of class_logits row b
 
   // Parameters and gradients. grad_* are nullptr for frozen tensors (no gradient memory or work).
-  float* base() { return params_.data(); }
-  const float* base() const { return params_.data(); }
-  float* base_tensor(ParamTensor k) { return params_.data() + off_[k]; }
+  float* base() { return model_.params(); }
+  const float* base() const { return model_.params(); }
+  float* base_tensor(ParamTensor k) { return model_.param(k); }
   const float* base_grad(ParamTensor k) const;  // whole tensor k; nullptr unless some part of it is trainable
   float* head_weight() { return head_w_.data(); }  // (N,C), classification only
   float* head_bias() { return head_b_.data(); }    // (N)
@@ -70,40 +71,22 @@ class FinetuneGPT2 {
   void merge_lora();
 
  private:
-  struct Lin {  // one linear layer: weight (out,in), bias (out) or null; trainability; LoRA slot
-    float* w; float* b; float* dw; float* db; int in, out; int lora;  // lora: slot index or -1
-  };
-  Lin block_linear(int layer, int kind);
-  Lin head_linear();
+  Linear head_linear();  // the classification head (with the head's adapter)
   bool head_trainable() const { return spec_.lora_rank == 0 && spec_.train_head; }
-  void linear_forward(float* out, const float* x, int N, const Lin& L, float* lora_h);
-  void linear_backward(float* dx, const float* dout, const float* x, int N, const Lin& L, const float* lora_h);
-  void forward_trunk(const int* inputs, int B, int T);
-  void backward_trunk(const float* dlnf);
-  int lowest_backprop_layer() const;
-  void allocate(int B, int T);
+  bool any_base_trainable() const;
 
-  GPT2Config c_;
   FinetuneSpec spec_;
-  std::array<size_t, kNumParamTensors> off_{}, size_{};
-  std::vector<float> params_, grads_;             // base, llm.c layout; grads_ sized like params_ when needed
+  GPT2Model model_;  // the trunk (and the LM head); owns the base parameters, their gradients and the adapters
   std::vector<float> head_w_, head_b_, head_dw_, head_db_;
-  // LoRA: slot s has A at lora_off_[s] (r*in) followed by B (out*r)
-  std::vector<float> lora_, lora_grads_, lora_m_, lora_v_;
-  std::vector<size_t> lora_off_;
-  std::vector<int> lora_in_, lora_out_;
-  // AdamW moments: base (same layout), head
-  std::vector<float> m_, v_, head_m_, head_v_;
-  // activations of the last forward
+  // AdamW moments: base (the parameters' layout), head, adapters
+  std::vector<float> m_, v_, head_m_, head_v_, lora_m_, lora_v_;
+  // the classification head's activations of the last forward
   int B_ = 0, T_ = 0;
-  std::vector<int> inputs_, targets_;
+  std::vector<int> labels_;
   bool have_targets_ = false, classify_ = false;
-  std::vector<float> encoded_, residual_, ln1_, ln1_mean_, ln1_rstd_, qkv_, att_, atty_, attproj_, residual2_, ln2_,
-      ln2_mean_, ln2_rstd_, fch_, fch_gelu_, fcproj_, lnf_, lnf_mean_, lnf_rstd_;
-  std::vector<float> lora_h_;                     // per (layer, kind) x·Aᵀ (BT, r); head slot last
-  std::vector<float> last_rows_;                  // (B,C) lnf at position T-1 (classification)
-  std::vector<float> logits_, probs_, losses_;
-  int num_valid_ = 0;
+  std::vector<float> last_rows_;                  // (B,C) lnf at position T-1
+  std::vector<float> head_lora_h_;                // (B,r) x·Aᵀ of the head's adapter
+  std::vector<float> logits_, probs_, losses_;    // (B,N), (B,N), (B)
 };
 
 }  // namespace llm

@@ -288,14 +288,9 @@ void gemm_block(const GemmArgs& g, int m0, int m1, int n0, int n1) {
   }
 }
 
-GemmImpl g_impl_override = nullptr;
-
 }  // namespace
 
-void set_gemm_impl_for_benchmark(GemmImpl impl) { g_impl_override = impl; }
-
 void gemm(float* C, size_t ldc, MatView A, MatView B, int M, int N, int K, bool accumulate, const float* bias) {
-  if (g_impl_override) return g_impl_override(C, ldc, A, B, M, N, K, accumulate, bias);
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!accumulate)

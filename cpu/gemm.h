@@ -24,12 +24,6 @@ struct MatView {
 void gemm(float* C, size_t ldc, MatView A, MatView B, int M, int N, int K, bool accumulate,
           const float* bias = nullptr);
 
-// Benchmarks only (dev/bench_cpu_step --gemm old): route every gemm() call to another implementation with
-// the same contract; nullptr restores the built-in one. Not thread-safe against concurrent gemm() calls.
-using GemmImpl = void (*)(float* C, size_t ldc, MatView A, MatView B, int M, int N, int K, bool accumulate,
-                          const float* bias);
-void set_gemm_impl_for_benchmark(GemmImpl impl);
-
 // C(M,N) += A(M,K) · B(K,N)
 inline void gemm_accumulate(float* C, size_t ldc, MatView A, MatView B, int M, int N, int K) {
   gemm(C, ldc, A, B, M, N, K, true);
