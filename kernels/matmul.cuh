@@ -243,7 +243,7 @@ class Vendor final : public MatmulVendor {
                                                  plan->b, &beta, g.d, plan->d, g.d, plan->d, &plan->algo, workspace_,
                                                  kWorkspaceBytes, g.stream)
                                 : CUBLAS_STATUS_INVALID_VALUE;
-    if (s != CUBLAS_STATUS_SUCCESS) *why = std::string("cublasLtMatmul failed: ") + cublasGetStatusString(s);
+    if (s != CUBLAS_STATUS_SUCCESS) *why = std::string("cublasLtMatmul failed: ") + cublasLtGetStatusString(s);
     return s == CUBLAS_STATUS_SUCCESS;
   }
   MatmulPlanCache<Backend>& cache() { return cache_; }
