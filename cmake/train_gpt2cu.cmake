@@ -40,6 +40,16 @@ if(COMMAND cucpu_add_executable AND TARGET llm_model_cpu)
     gtest_discover_tests(test_trainer_reliability PROPERTIES LABELS trainer TIMEOUT 300 DISCOVERY_TIMEOUT 60)
   endif()
 
+  # the program shell of both programs (host/program.h): --help, usage lines, error lines (label host)
+  if(TARGET gpt2_cpu)
+    add_executable(test_program_shell ${LLM_TRAINER_ROOT}/tests/test_program_shell.cpp)
+    target_link_libraries(test_program_shell PRIVATE llm_host GTest::gtest GTest::gtest_main)
+    target_compile_definitions(test_program_shell PRIVATE GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>"
+                               TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
+    add_dependencies(test_program_shell gpt2_cpu train_gpt2cu_cpu)
+    gtest_discover_tests(test_program_shell PROPERTIES LABELS host TIMEOUT 120 DISCOVERY_TIMEOUT 60)
+  endif()
+
   if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
     cucpu_add_executable(test_trainer ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
     target_link_libraries(test_trainer PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -23,6 +24,7 @@
 #include "host/error.h"
 #include "host/weights_check.h"
 #include "host/finetune_data.h"
+#include "host/program.h"
 #include "host/sampling.h"
 #include "host/tokenizer.h"
 
@@ -129,28 +131,6 @@ FinetuneSpec make_spec(const CommonOpts& o, const GPT2Config& c, int num_classes
   return s;
 }
 
-// Parses the command line: -1 to go on, else the exit code. --help exits 0; a bad flag or value prints CLI11's
-// message and exits kExitBadInput like every other bad input (CLI11's own codes, e.g. 105, are not used).
-int parse_flags(CLI::App& app, int argc, char** argv) {
-  try {
-    app.parse(argc, argv);
-    return -1;
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : kExitBadInput;
-  }
-}
-
-template <class F>
-int guarded(F&& f) {
-  try {
-    return f();
-  } catch (const Error& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitBadInput;
-  }
-}
-
 // ---- classification ------------------------------------------------------------------------------------------
 
 struct ClsSet {
@@ -183,126 +163,136 @@ std::pair<double, double> evaluate_cls(FinetuneBackend& m, const ClsSet& s, int 
   return {(double)correct / seen, loss_sum / batches};
 }
 
-int run_finetune_classify(int argc, char** argv, const FinetuneProgram& p) {
-  CLI::App app(p.name + " finetune-classify — the book's chapter 6 classifier fine-tuning");
+// The flags of finetune-classify.
+struct ClassifyTrainCli {
   CommonOpts o;
-  add_common(app, o, 5, "last");
   std::string train, val, test, classes = "0,1", names = "not spam,spam";
   bool tsv = false;
   int eval_batches = 0;
-  app.add_option("--train", train, "training CSV (header with Label and Text columns)")->required();
-  app.add_option("--val", val, "validation CSV");
-  app.add_option("--test", test, "test CSV");
-  app.add_option("--classes", classes, "label values in the files, comma separated (index = class id)")
+};
+
+void add_finetune_classify_options(CLI::App& app, ClassifyTrainCli& a) {
+  add_common(app, a.o, 5, "last");
+  app.add_option("--train", a.train, "training CSV (header with Label and Text columns)")->required();
+  app.add_option("--val", a.val, "validation CSV");
+  app.add_option("--test", a.test, "test CSV");
+  app.add_option("--classes", a.classes, "label values in the files, comma separated (index = class id)")
       ->capture_default_str();
-  app.add_option("--label-names", names, "names printed by classify, comma separated")->capture_default_str();
-  app.add_flag("--tsv", tsv, "tab-separated files");
-  app.add_option("--eval-batches", eval_batches, "batches per set for the per-epoch accuracy (0 = whole sets)");
-  if (p.extra_options) p.extra_options(app);
-  if (const int rc = parse_flags(app, argc, argv); rc >= 0) return rc;
-  return guarded([&] {
-    if (o.threads > 0) omp_set_num_threads(o.threads);
-    const auto cls = split_commas(classes), label_names = split_commas(names);
-    if (label_names.size() != cls.size()) fail("--label-names has ", label_names.size(), " names for ", cls.size(), " classes");
-    const char sep = tsv ? '\t' : ',';
-    auto train_rows = read_labeled_csv(train, cls, sep);
-    if (o.max_train > 0 && (size_t)o.max_train < train_rows.size()) train_rows.resize(o.max_train);
-    std::vector<float> w;
-    const CheckpointInfo info = load_checkpoint(o.model, &w);
-    const GPT2Config& c = info.config;
-    if (c.vocab_size < 50257) fail(o.model, ": vocabulary ", c.vocab_size, " is smaller than GPT-2's 50257");
-    const Tokenizer tok = Tokenizer::from_default();
-    int max_length = o.max_length;
-    if (max_length > c.max_seq_len) fail("--max-length ", max_length, " exceeds the model context ", c.max_seq_len);
-    if (max_length <= 0) {  // the book: longest training sequence, here also capped at the context
-      for (const auto& r : train_rows) max_length = std::max<int>(max_length, tok.encode(r.text, SpecialMode::kAsText).size());
-      max_length = std::min(max_length, c.max_seq_len);
-    }
-    const ClsSet tr = encode_set(tok, train_rows, max_length);
-    ClsSet va, te;
-    if (!val.empty()) va = encode_set(tok, read_labeled_csv(val, cls, sep), max_length);
-    if (!test.empty()) te = encode_set(tok, read_labeled_csv(test, cls, sep), max_length);
-    const std::unique_ptr<FinetuneBackend> model = p.make_backend(c, std::move(w), make_spec(o, c, (int)cls.size()));
-    FinetuneBackend& m = *model;
-    std::printf("classifier: %zu train / %zu val / %zu test texts, max length %d, %zu trainable parameters\n",
-                tr.ids.size(), va.ids.size(), te.ids.size(), max_length, m.num_trainable());
-    auto report = [&](const char* tag) {
-      auto a = evaluate_cls(m, tr, o.batch, eval_batches);
-      std::printf("%s train acc %.4f loss %.4f", tag, a.first, a.second);
-      if (!va.ids.empty()) { a = evaluate_cls(m, va, o.batch, eval_batches); std::printf(" | val acc %.4f loss %.4f", a.first, a.second); }
-      if (!te.ids.empty()) { a = evaluate_cls(m, te, o.batch, eval_batches); std::printf(" | test acc %.4f loss %.4f", a.first, a.second); }
-      std::printf("\n");
-      std::fflush(stdout);
-    };
-    std::mt19937_64 rng(o.seed);
-    std::vector<int> order(tr.ids.size());
-    const int n_batches = (int)tr.ids.size() / o.batch;  // drop_last like the book
-    if (n_batches == 0 && o.epochs > 0) fail("--batch ", o.batch, " is larger than the ", tr.ids.size(), " training texts");
-    int step = 0;
-    for (int ep = 0; ep < o.epochs; ep++) {
-      for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
-      shuffle_indices(order, rng);
-      double ep_loss = 0;
-      for (int bi = 0; bi < n_batches; bi++) {
-        std::vector<int> x((size_t)o.batch * max_length), y(o.batch);
-        for (int b = 0; b < o.batch; b++) {
-          const int k = order[(size_t)bi * o.batch + b];
-          std::copy(tr.ids[k].begin(), tr.ids[k].end(), x.begin() + (size_t)b * max_length);
-          y[b] = tr.labels[k];
-        }
-        m.zero_grad();
-        ep_loss += m.forward_classify(x.data(), y.data(), o.batch, max_length);
-        m.backward();
-        m.adamw_step(o.lr, o.wd, ++step);
-      }
-      std::printf("epoch %d: mean train loss %.4f\n", ep + 1, ep_loss / std::max(1, n_batches));
-      char tag[32];
-      std::snprintf(tag, sizeof tag, "epoch %d:", ep + 1);
-      report(tag);
-    }
-    const int saved_eval = eval_batches;
-    eval_batches = 0;  // final numbers on the full sets
-    report("final:");
-    eval_batches = saved_eval;
-    ClassifierFile f;
-    f.config = m.export_merged(&f.params, &f.head_w, &f.head_b);
-    f.labels = label_names;
-    f.max_length = max_length;
-    save_classifier(o.out, f);
-    std::printf("wrote %s\n", o.out.c_str());
-    return 0;
-  });
+  app.add_option("--label-names", a.names, "names printed by classify, comma separated")->capture_default_str();
+  app.add_flag("--tsv", a.tsv, "tab-separated files");
+  app.add_option("--eval-batches", a.eval_batches, "batches per set for the per-epoch accuracy (0 = whole sets)");
 }
 
-int run_classify(int argc, char** argv, const FinetuneProgram& p) {
-  CLI::App app(p.name + " classify — print the label a fine-tuned classifier gives a text");
+int run_finetune_classify(ClassifyTrainCli& a, const FinetuneProgram& p) {
+  const CommonOpts& o = a.o;
+  const std::string &train = a.train, &val = a.val, &test = a.test, &classes = a.classes, &names = a.names;
+  const bool tsv = a.tsv;
+  int& eval_batches = a.eval_batches;
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  const auto cls = split_commas(classes), label_names = split_commas(names);
+  if (label_names.size() != cls.size()) fail("--label-names has ", label_names.size(), " names for ", cls.size(), " classes");
+  const char sep = tsv ? '\t' : ',';
+  auto train_rows = read_labeled_csv(train, cls, sep);
+  if (o.max_train > 0 && (size_t)o.max_train < train_rows.size()) train_rows.resize(o.max_train);
+  std::vector<float> w;
+  const CheckpointInfo info = load_checkpoint(o.model, &w);
+  const GPT2Config& c = info.config;
+  if (c.vocab_size < 50257) fail(o.model, ": vocabulary ", c.vocab_size, " is smaller than GPT-2's 50257");
+  const Tokenizer tok = Tokenizer::from_default();
+  int max_length = o.max_length;
+  if (max_length > c.max_seq_len) fail("--max-length ", max_length, " exceeds the model context ", c.max_seq_len);
+  if (max_length <= 0) {  // the book: longest training sequence, here also capped at the context
+    for (const auto& r : train_rows) max_length = std::max<int>(max_length, tok.encode(r.text, SpecialMode::kAsText).size());
+    max_length = std::min(max_length, c.max_seq_len);
+  }
+  const ClsSet tr = encode_set(tok, train_rows, max_length);
+  ClsSet va, te;
+  if (!val.empty()) va = encode_set(tok, read_labeled_csv(val, cls, sep), max_length);
+  if (!test.empty()) te = encode_set(tok, read_labeled_csv(test, cls, sep), max_length);
+  const std::unique_ptr<FinetuneBackend> model = p.make_backend(c, std::move(w), make_spec(o, c, (int)cls.size()));
+  FinetuneBackend& m = *model;
+  std::printf("classifier: %zu train / %zu val / %zu test texts, max length %d, %zu trainable parameters\n",
+              tr.ids.size(), va.ids.size(), te.ids.size(), max_length, m.num_trainable());
+  auto report = [&](const char* tag) {
+    auto a = evaluate_cls(m, tr, o.batch, eval_batches);
+    std::printf("%s train acc %.4f loss %.4f", tag, a.first, a.second);
+    if (!va.ids.empty()) { a = evaluate_cls(m, va, o.batch, eval_batches); std::printf(" | val acc %.4f loss %.4f", a.first, a.second); }
+    if (!te.ids.empty()) { a = evaluate_cls(m, te, o.batch, eval_batches); std::printf(" | test acc %.4f loss %.4f", a.first, a.second); }
+    std::printf("\n");
+    std::fflush(stdout);
+  };
+  std::mt19937_64 rng(o.seed);
+  std::vector<int> order(tr.ids.size());
+  const int n_batches = (int)tr.ids.size() / o.batch;  // drop_last like the book
+  if (n_batches == 0 && o.epochs > 0) fail("--batch ", o.batch, " is larger than the ", tr.ids.size(), " training texts");
+  int step = 0;
+  for (int ep = 0; ep < o.epochs; ep++) {
+    for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
+    shuffle_indices(order, rng);
+    double ep_loss = 0;
+    for (int bi = 0; bi < n_batches; bi++) {
+      std::vector<int> x((size_t)o.batch * max_length), y(o.batch);
+      for (int b = 0; b < o.batch; b++) {
+        const int k = order[(size_t)bi * o.batch + b];
+        std::copy(tr.ids[k].begin(), tr.ids[k].end(), x.begin() + (size_t)b * max_length);
+        y[b] = tr.labels[k];
+      }
+      m.zero_grad();
+      ep_loss += m.forward_classify(x.data(), y.data(), o.batch, max_length);
+      m.backward();
+      m.adamw_step(o.lr, o.wd, ++step);
+    }
+    std::printf("epoch %d: mean train loss %.4f\n", ep + 1, ep_loss / std::max(1, n_batches));
+    char tag[32];
+    std::snprintf(tag, sizeof tag, "epoch %d:", ep + 1);
+    report(tag);
+  }
+  const int saved_eval = eval_batches;
+  eval_batches = 0;  // final numbers on the full sets
+  report("final:");
+  eval_batches = saved_eval;
+  ClassifierFile f;
+  f.config = m.export_merged(&f.params, &f.head_w, &f.head_b);
+  f.labels = label_names;
+  f.max_length = max_length;
+  save_classifier(o.out, f);
+  std::printf("wrote %s\n", o.out.c_str());
+  return 0;
+}
+
+// The flags of classify.
+struct ClassifyCli {
   std::string model, text;
   int threads = 0;
-  app.add_option("--model", model, "classifier file written by finetune-classify")->required();
-  app.add_option("--text", text, "the text to classify")->required();
-  app.add_option("--threads", threads, "OpenMP threads (0 = default)")->check(CLI::Range(0, kMaxThreads));
+};
+
+void add_classify_options(CLI::App& app, ClassifyCli& a) {
+  app.add_option("--model", a.model, "classifier file written by finetune-classify")->required();
+  app.add_option("--text", a.text, "the text to classify")->required();
+  app.add_option("--threads", a.threads, "OpenMP threads (0 = default)")->check(CLI::Range(0, kMaxThreads));
   add_allow_nonfinite_flag(app);
-  if (p.extra_options) p.extra_options(app);
-  if (const int rc = parse_flags(app, argc, argv); rc >= 0) return rc;
-  return guarded([&] {
-    if (threads > 0) omp_set_num_threads(threads);
-    ClassifierFile f = load_classifier(model);
-    const Tokenizer tok = Tokenizer::from_default();
-    std::vector<int> ids = tok.encode(text, SpecialMode::kAsText);
-    if (ids.empty()) fail("--text is empty");
-    // the book's classify_review: truncate to min(max_length, context), pad to max_length
-    const int len = f.max_length > 0 ? f.max_length : std::min<int>(ids.size(), f.config.max_seq_len);
-    ids = pad_to_length(ids, len);
-    FinetuneSpec s;
-    s.num_classes = (int)f.labels.size();
-    s.train_from_layer = f.config.num_layers;
-    s.train_final_ln = s.train_head = false;
-    const std::unique_ptr<FinetuneBackend> m = p.make_backend(f.config, std::move(f.params), s);
-    m->set_head(f.head_w.data(), f.head_b.data());
-    m->forward_classify(ids.data(), nullptr, 1, len);
-    std::printf("%s\n", f.labels[m->predict(0)].c_str());
-    return 0;
-  });
+}
+
+int run_classify(const ClassifyCli& a, const FinetuneProgram& p) {
+  const std::string &model = a.model, &text = a.text;
+  const int threads = a.threads;
+  if (threads > 0) omp_set_num_threads(threads);
+  ClassifierFile f = load_classifier(model);
+  const Tokenizer tok = Tokenizer::from_default();
+  std::vector<int> ids = tok.encode(text, SpecialMode::kAsText);
+  if (ids.empty()) fail("--text is empty");
+  // the book's classify_review: truncate to min(max_length, context), pad to max_length
+  const int len = f.max_length > 0 ? f.max_length : std::min<int>(ids.size(), f.config.max_seq_len);
+  ids = pad_to_length(ids, len);
+  FinetuneSpec s;
+  s.num_classes = (int)f.labels.size();
+  s.train_from_layer = f.config.num_layers;
+  s.train_final_ln = s.train_head = false;
+  const std::unique_ptr<FinetuneBackend> m = p.make_backend(f.config, std::move(f.params), s);
+  m->set_head(f.head_w.data(), f.head_b.data());
+  m->forward_classify(ids.data(), nullptr, 1, len);
+  std::printf("%s\n", f.labels[m->predict(0)].c_str());
+  return 0;
 }
 
 // ---- instruction fine-tuning ---------------------------------------------------------------------------------
@@ -354,106 +344,112 @@ std::string trim(const std::string& s) {
   return b == std::string::npos ? "" : s.substr(b, s.find_last_not_of(ws) - b + 1);
 }
 
-int run_finetune_instruct(int argc, char** argv, const FinetuneProgram& p) {
-  CLI::App app(p.name + " finetune-instruct — the book's chapter 7 instruction fine-tuning");
+// The flags of finetune-instruct.
+struct InstructCli {
   CommonOpts o;
-  add_common(app, o, 2, "all");
   std::string data, responses;
   bool mask_prompt = false;
   int max_new = 256, max_test = 0, eval_batches = 0;
-  app.add_option("--data", data, "instruction JSON (array of {instruction, input, output})")->required();
-  app.add_option("--responses", responses, "write the test split with model_response here (JSON)");
-  app.add_flag("--mask-prompt", mask_prompt, "also ignore the prompt tokens in the loss (exercise 7.2)");
-  app.add_option("--max-new-tokens", max_new, "generation limit per test entry")->capture_default_str();
-  app.add_option("--max-test", max_test, "generate for the first N test entries only (0 = all)");
-  app.add_option("--eval-batches", eval_batches, "val batches for the per-epoch loss (0 = all)");
-  if (p.extra_options) p.extra_options(app);
-  if (const int rc = parse_flags(app, argc, argv); rc >= 0) return rc;
-  return guarded([&] {
-    if (o.threads > 0) omp_set_num_threads(o.threads);
-    if (max_new < 0) fail("--max-new-tokens ", max_new, " must be >= 0");
-    const InstructionSplit split = split_instructions(read_instruction_json(data));
-    std::vector<float> w;
-    const CheckpointInfo info = load_checkpoint(o.model, &w);
-    const GPT2Config& c = info.config;
-    if (c.vocab_size < 50257) fail(o.model, ": vocabulary ", c.vocab_size, " is smaller than GPT-2's 50257");
-    if (o.max_length > c.max_seq_len) fail("--max-length ", o.max_length, " exceeds the model context ", c.max_seq_len);
-    const int max_len = o.max_length > 0 ? o.max_length : std::min(1024, c.max_seq_len);
-    const Tokenizer tok = Tokenizer::from_default();
-    InstrSet tr = encode_instr(tok, split.train), va = encode_instr(tok, split.val), te = encode_instr(tok, split.test);
-    if (o.max_train > 0 && (size_t)o.max_train < tr.ids.size()) { tr.ids.resize(o.max_train); tr.prompt_len.resize(o.max_train); }
-    const std::unique_ptr<FinetuneBackend> model = p.make_backend(c, std::move(w), make_spec(o, c, 0));
-    FinetuneBackend& m = *model;
-    std::printf("instruct: %zu train / %zu val / %zu test entries, %zu trainable parameters\n", tr.ids.size(),
-                va.ids.size(), te.ids.size(), m.num_trainable());
-    std::mt19937_64 rng(o.seed);
-    std::vector<int> order(tr.ids.size());
-    const int n_batches = (int)tr.ids.size() / o.batch;
-    if (n_batches == 0 && o.epochs > 0) fail("--batch ", o.batch, " is larger than the ", tr.ids.size(), " training entries");
-    int step = 0;
-    for (int ep = 0; ep < o.epochs; ep++) {
-      for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
-      shuffle_indices(order, rng);
-      double ep_loss = 0;
-      for (int bi = 0; bi < n_batches; bi++) {
-        std::vector<int> idx(order.begin() + (size_t)bi * o.batch, order.begin() + (size_t)(bi + 1) * o.batch);
-        const CollatedBatch b = batch_of(tr, idx, max_len, mask_prompt);
-        m.zero_grad();
-        ep_loss += m.forward_lm(b.inputs.data(), b.targets.data(), b.B, b.T);
-        m.backward();
-        m.adamw_step(o.lr, o.wd, ++step);
-      }
-      const auto v = eval_instr(m, va, o.batch, max_len, mask_prompt, eval_batches);
-      std::printf("epoch %d: train loss %.4f | val loss %.4f\n", ep + 1, ep_loss / std::max(1, n_batches), v.first);
-      std::fflush(stdout);
+};
+
+void add_finetune_instruct_options(CLI::App& app, InstructCli& a) {
+  add_common(app, a.o, 2, "all");
+  app.add_option("--data", a.data, "instruction JSON (array of {instruction, input, output})")->required();
+  app.add_option("--responses", a.responses, "write the test split with model_response here (JSON)");
+  app.add_flag("--mask-prompt", a.mask_prompt, "also ignore the prompt tokens in the loss (exercise 7.2)");
+  app.add_option("--max-new-tokens", a.max_new, "generation limit per test entry")->capture_default_str();
+  app.add_option("--max-test", a.max_test, "generate for the first N test entries only (0 = all)");
+  app.add_option("--eval-batches", a.eval_batches, "val batches for the per-epoch loss (0 = all)");
+}
+
+int run_finetune_instruct(const InstructCli& a, const FinetuneProgram& p) {
+  const CommonOpts& o = a.o;
+  const std::string &data = a.data, &responses = a.responses;
+  const bool mask_prompt = a.mask_prompt;
+  const int max_new = a.max_new, max_test = a.max_test, eval_batches = a.eval_batches;
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (max_new < 0) fail("--max-new-tokens ", max_new, " must be >= 0");
+  const InstructionSplit split = split_instructions(read_instruction_json(data));
+  std::vector<float> w;
+  const CheckpointInfo info = load_checkpoint(o.model, &w);
+  const GPT2Config& c = info.config;
+  if (c.vocab_size < 50257) fail(o.model, ": vocabulary ", c.vocab_size, " is smaller than GPT-2's 50257");
+  if (o.max_length > c.max_seq_len) fail("--max-length ", o.max_length, " exceeds the model context ", c.max_seq_len);
+  const int max_len = o.max_length > 0 ? o.max_length : std::min(1024, c.max_seq_len);
+  const Tokenizer tok = Tokenizer::from_default();
+  InstrSet tr = encode_instr(tok, split.train), va = encode_instr(tok, split.val), te = encode_instr(tok, split.test);
+  if (o.max_train > 0 && (size_t)o.max_train < tr.ids.size()) { tr.ids.resize(o.max_train); tr.prompt_len.resize(o.max_train); }
+  const std::unique_ptr<FinetuneBackend> model = p.make_backend(c, std::move(w), make_spec(o, c, 0));
+  FinetuneBackend& m = *model;
+  std::printf("instruct: %zu train / %zu val / %zu test entries, %zu trainable parameters\n", tr.ids.size(),
+              va.ids.size(), te.ids.size(), m.num_trainable());
+  std::mt19937_64 rng(o.seed);
+  std::vector<int> order(tr.ids.size());
+  const int n_batches = (int)tr.ids.size() / o.batch;
+  if (n_batches == 0 && o.epochs > 0) fail("--batch ", o.batch, " is larger than the ", tr.ids.size(), " training entries");
+  int step = 0;
+  for (int ep = 0; ep < o.epochs; ep++) {
+    for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
+    shuffle_indices(order, rng);
+    double ep_loss = 0;
+    for (int bi = 0; bi < n_batches; bi++) {
+      std::vector<int> idx(order.begin() + (size_t)bi * o.batch, order.begin() + (size_t)(bi + 1) * o.batch);
+      const CollatedBatch b = batch_of(tr, idx, max_len, mask_prompt);
+      m.zero_grad();
+      ep_loss += m.forward_lm(b.inputs.data(), b.targets.data(), b.B, b.T);
+      m.backward();
+      m.adamw_step(o.lr, o.wd, ++step);
     }
-    const auto v = eval_instr(m, va, o.batch, max_len, mask_prompt, 0);
-    const auto ref = eval_instr(m, te, o.batch, max_len, /*mask_prompt=*/true, 0);  // response tokens (+ end-of-text)
-    std::printf("val_loss %.6f\nref_response_perplexity %.6f\n", v.first, std::exp(ref.second));
-    std::vector<float> merged, unused_w, unused_b;
-    const GPT2Config merged_config = m.export_merged(&merged, &unused_w, &unused_b);
-    save_checkpoint(o.out, merged_config, merged.data());
-    std::printf("wrote %s\n", o.out.c_str());
-    // greedy responses for the test split
-    const size_t n_gen = max_test > 0 ? std::min<size_t>(max_test, split.test.size()) : split.test.size();
-    const std::unique_ptr<LogitsModel> generator =
-        p.make_generator ? p.make_generator(merged_config, std::move(merged))
-                         : std::unique_ptr<LogitsModel>(new KVCacheGPT2(merged_config, std::move(merged)));
-    LogitsModel& gen = *generator;
-    std::vector<InstructionEntry> done;
-    std::vector<std::string> outs;
-    double rouge = 0;
-    int exact = 0;
-    for (size_t k = 0; k < n_gen; k++) {
-      const auto& e = split.test[k];
-      std::vector<int> ids = tok.encode(format_input(e), SpecialMode::kAsText);
-      if ((int)ids.size() >= c.max_seq_len) ids.erase(ids.begin(), ids.end() - (c.max_seq_len - 1));
-      std::vector<int> out;
-      const float* logits = gen.prefill(ids.data(), (int)ids.size());
-      for (int i = 0; i < max_new; i++) {
-        const int next = argmax(logits, c.vocab_size);
-        if (next == 50256) break;
-        out.push_back(next);
-        if ((int)(ids.size() + out.size()) >= c.max_seq_len) break;  // context full
-        logits = gen.step(next);
-      }
-      // the book: decode, drop the prompt, delete "### Response:", strip
-      std::string resp = tok.decode(out);
-      for (size_t p; (p = resp.find("### Response:")) != std::string::npos;) resp.erase(p, 13);
-      resp = trim(resp);
-      rouge += rouge_l_f1(resp, e.output);
-      exact += exact_match(resp, e.output);
-      done.push_back(e);
-      outs.push_back(resp);
+    const auto v = eval_instr(m, va, o.batch, max_len, mask_prompt, eval_batches);
+    std::printf("epoch %d: train loss %.4f | val loss %.4f\n", ep + 1, ep_loss / std::max(1, n_batches), v.first);
+    std::fflush(stdout);
+  }
+  const auto v = eval_instr(m, va, o.batch, max_len, mask_prompt, 0);
+  const auto ref = eval_instr(m, te, o.batch, max_len, /*mask_prompt=*/true, 0);  // response tokens (+ end-of-text)
+  std::printf("val_loss %.6f\nref_response_perplexity %.6f\n", v.first, std::exp(ref.second));
+  std::vector<float> merged, unused_w, unused_b;
+  const GPT2Config merged_config = m.export_merged(&merged, &unused_w, &unused_b);
+  save_checkpoint(o.out, merged_config, merged.data());
+  std::printf("wrote %s\n", o.out.c_str());
+  // greedy responses for the test split
+  const size_t n_gen = max_test > 0 ? std::min<size_t>(max_test, split.test.size()) : split.test.size();
+  const std::unique_ptr<LogitsModel> generator =
+      p.make_generator ? p.make_generator(merged_config, std::move(merged))
+                       : std::unique_ptr<LogitsModel>(new KVCacheGPT2(merged_config, std::move(merged)));
+  LogitsModel& gen = *generator;
+  std::vector<InstructionEntry> done;
+  std::vector<std::string> outs;
+  double rouge = 0;
+  int exact = 0;
+  for (size_t k = 0; k < n_gen; k++) {
+    const auto& e = split.test[k];
+    std::vector<int> ids = tok.encode(format_input(e), SpecialMode::kAsText);
+    if ((int)ids.size() >= c.max_seq_len) ids.erase(ids.begin(), ids.end() - (c.max_seq_len - 1));
+    std::vector<int> out;
+    const float* logits = gen.prefill(ids.data(), (int)ids.size());
+    for (int i = 0; i < max_new; i++) {
+      const int next = argmax(logits, c.vocab_size);
+      if (next == 50256) break;
+      out.push_back(next);
+      if ((int)(ids.size() + out.size()) >= c.max_seq_len) break;  // context full
+      logits = gen.step(next);
     }
-    if (n_gen > 0)
-      std::printf("test responses %zu: exact_match %.4f rouge_l_f1 %.4f\n", n_gen, (double)exact / n_gen, rouge / n_gen);
-    if (!responses.empty()) {
-      write_instruction_responses(responses, done, outs);
-      std::printf("wrote %s\n", responses.c_str());
-    }
-    return 0;
-  });
+    // the book: decode, drop the prompt, delete "### Response:", strip
+    std::string resp = tok.decode(out);
+    for (size_t p; (p = resp.find("### Response:")) != std::string::npos;) resp.erase(p, 13);
+    resp = trim(resp);
+    rouge += rouge_l_f1(resp, e.output);
+    exact += exact_match(resp, e.output);
+    done.push_back(e);
+    outs.push_back(resp);
+  }
+  if (n_gen > 0)
+    std::printf("test responses %zu: exact_match %.4f rouge_l_f1 %.4f\n", n_gen, (double)exact / n_gen, rouge / n_gen);
+  if (!responses.empty()) {
+    write_instruction_responses(responses, done, outs);
+    std::printf("wrote %s\n", responses.c_str());
+  }
+  return 0;
 }
 
 }  // namespace
@@ -463,8 +459,23 @@ std::unique_ptr<FinetuneBackend> make_cpu_finetune_backend(const GPT2Config& c, 
   return std::make_unique<CpuFinetuneBackend>(c, std::move(params), spec);
 }
 
-int finetune_classify_main(int argc, char** argv, const FinetuneProgram& p) { return run_finetune_classify(argc, argv, p); }
-int classify_main(int argc, char** argv, const FinetuneProgram& p) { return run_classify(argc, argv, p); }
-int finetune_instruct_main(int argc, char** argv, const FinetuneProgram& p) { return run_finetune_instruct(argc, argv, p); }
+void add_finetune_commands(Program& program, const FinetuneProgram& p) {
+  auto cls = std::make_shared<ClassifyTrainCli>();
+  CLI::App& fc = program.add("finetune-classify", "the book's chapter 6: fine-tune a classifier on labelled CSV/TSV "
+                             "texts (last block + LN + head, more blocks, or LoRA)",
+                             [cls, p] { return run_finetune_classify(*cls, p); });
+  add_finetune_classify_options(fc, *cls);
+  auto one = std::make_shared<ClassifyCli>();
+  CLI::App& c = program.add("classify", "print the label a fine-tuned classifier gives a text",
+                            [one, p] { return run_classify(*one, p); });
+  add_classify_options(c, *one);
+  auto ins = std::make_shared<InstructCli>();
+  CLI::App& fi = program.add("finetune-instruct", "the book's chapter 7: instruction fine-tuning on Alpaca-style "
+                             "JSON, then greedy responses for the test split",
+                             [ins, p] { return run_finetune_instruct(*ins, p); });
+  add_finetune_instruct_options(fi, *ins);
+  if (p.extra_options)
+    for (CLI::App* app : {&fc, &c, &fi}) p.extra_options(*app);
+}
 
 }  // namespace llm

@@ -1,9 +1,8 @@
-// finetune_main.h — the fine-tuning subcommands (argv[0] is the subcommand name), shared by gpt2_cpu and
-// train_gpt2cu:
+// finetune_main.h — the fine-tuning verbs of gpt2_cpu and train_gpt2cu (host/program.h):
 //   finetune-classify  the book's chapter 6 (spam classifier) on labelled CSV/TSV files
 //   classify           print the predicted label of a text with a saved classifier
 //   finetune-instruct  the book's chapter 7 (Alpaca-style instruction following) on instruction JSON
-// Each returns the process exit code; bad input prints "error: ..." and returns 2. See --help of each.
+// Bad input is an llm::Error (the shell prints "error: ..." and exits 2). See --help of each.
 //
 // Why a backend interface: the driver (flags, data, shuffling, epochs, evaluation, accuracy, ROUGE-L, files) is
 // the same for every device; only the model differs. gpt2_cpu passes the CPU backend (FinetuneGPT2, the
@@ -20,6 +19,8 @@
 namespace CLI { class App; }
 
 namespace llm {
+
+class Program;
 
 // One fine-tuning model: FinetuneGPT2's contract (cpu/classifier.h) behind virtual calls.
 class FinetuneBackend {
@@ -45,7 +46,6 @@ std::unique_ptr<FinetuneBackend> make_cpu_finetune_backend(const GPT2Config& c, 
                                                            const FinetuneSpec& spec);
 
 struct FinetuneProgram {
-  std::string name = "gpt2_cpu";  // in --help titles
   std::function<std::unique_ptr<FinetuneBackend>(const GPT2Config&, std::vector<float>&&, const FinetuneSpec&)>
       make_backend = make_cpu_finetune_backend;
   // greedy generation after finetune-instruct (default: the CPU KV-cache model)
@@ -53,8 +53,8 @@ struct FinetuneProgram {
   std::function<void(CLI::App&)> extra_options;  // e.g. --precision (may be empty)
 };
 
-int finetune_classify_main(int argc, char** argv, const FinetuneProgram& p = FinetuneProgram());
-int classify_main(int argc, char** argv, const FinetuneProgram& p = FinetuneProgram());
-int finetune_instruct_main(int argc, char** argv, const FinetuneProgram& p = FinetuneProgram());
+// Adds finetune-classify, classify and finetune-instruct to the program, each running on p's backend; p's
+// extra_options are added to each.
+void add_finetune_commands(Program& program, const FinetuneProgram& p = FinetuneProgram());
 
 }  // namespace llm

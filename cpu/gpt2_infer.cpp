@@ -2,7 +2,6 @@
 
 #include <omp.h>
 
-#include <CLI/CLI.hpp>
 
 #include <cmath>
 #include <cstring>
@@ -251,20 +250,6 @@ std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std
 
 std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std::vector<float>&& params, bool kv_cache) {
   return make_cpu_logits_model(config, std::move(params), kv_cache, WeightFormat::kFp32);
-}
-
-int cpu_generate_main(int argc, char** argv) {
-  std::string weights = "fp32";
-  auto extra = [&](CLI::App& app) {
-    app.add_option("--weights", weights,
-                   "decode weights: fp32, bf16 (half the bytes), int8 (per-row scales) or q4 (4 bits, blocks of 32)")
-        ->check(CLI::IsMember({"fp32", "bf16", "int8", "q4"}))
-        ->capture_default_str();
-  };
-  auto factory = [&](const GPT2Config& c, std::vector<float>&& params, bool kv) {
-    return make_cpu_logits_model(c, std::move(params), kv, parse_weight_format(weights));
-  };
-  return generate_main(argc, argv, factory, extra);
 }
 
 }  // namespace llm

@@ -84,14 +84,11 @@ class UncachedGPT2 : public LogitsModel {
   std::vector<int> ctx_;
 };
 
-// The factory gpt2_cpu passes to generate_main.
+// The factory gpt2_cpu gives host/generate.h's add_generate_command.
 std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std::vector<float>&& params, bool kv_cache);
 
 // With a weight format: fp32 + kv_cache false is UncachedGPT2; any other combination is KVCacheGPT2.
 std::unique_ptr<LogitsModel> make_cpu_logits_model(const GPT2Config& config, std::vector<float>&& params, bool kv_cache,
                                                    WeightFormat format);
-
-// gpt2_cpu's `generate`: host/generate.h's subcommand plus --weights fp32|bf16|int8|q4.
-int cpu_generate_main(int argc, char** argv);
 
 }  // namespace llm

@@ -28,6 +28,7 @@
 #include "host/error.h"
 #include "host/finetune_spec.h"
 #include "host/gpt2_config.h"
+#include "host/program.h"
 #include "kernels/cls_head.cuh"
 
 namespace gpu {
@@ -309,24 +310,28 @@ class FinetuneGPU final : public llm::FinetuneBackend {
   std::vector<float> logits_host_;  // (B,N) class logits of the last forward_classify
 };
 
-// The fine-tuning subcommands of train_gpt2cu: gpt2_cpu's flags (cpu/finetune_main.h) plus --precision bf16|fp32
+// The fine-tuning verbs of train_gpt2cu: gpt2_cpu's flags (cpu/finetune_main.h) plus --precision bf16|fp32
 // and --attention auto|flash|cudnn|portable (the chosen path is printed on stderr: stdout stays gpt2_cpu's).
-// cmd: finetune-classify, classify or finetune-instruct (argv[0]). check_device runs before any device allocation.
-inline int finetune_main(const std::string& cmd, int argc, char** argv, const std::function<void()>& check_device) {
-  std::string precision = "bf16", attention = "auto";
+// check_device runs before any device allocation.
+inline void add_finetune_commands(llm::Program& program, const std::function<void()>& check_device) {
+  struct Flags {
+    std::string precision = "bf16", attention = "auto";
+  };
+  auto flags = std::make_shared<Flags>();
   llm::FinetuneProgram prog;
-  prog.name = "train_gpt2cu";
-  prog.extra_options = [&](CLI::App& app) {
-    app.add_option("--precision", precision, "bf16 (weights, activations, gradients; fp32 master + AdamW) or fp32")
+  prog.extra_options = [flags](CLI::App& app) {
+    app.add_option("--precision", flags->precision,
+                   "bf16 (weights, activations, gradients; fp32 master + AdamW) or fp32")
         ->check(CLI::IsMember({"bf16", "fp32"}))
         ->capture_default_str();
     // checked when the model is made (llm::Error, exit 2), not by CLI11: the driver's parse errors exit otherwise
-    app.add_option("--attention", attention, "auto, flash, cudnn or portable (README: --attention)")
+    app.add_option("--attention", flags->attention, "auto, flash, cudnn or portable (README: --attention)")
         ->capture_default_str();
   };
-  prog.make_backend = [&](const GPT2Config& c, std::vector<float>&& params,
-                          const llm::FinetuneSpec& spec) -> std::unique_ptr<llm::FinetuneBackend> {
-    const AttentionPath requested = parse_attention_path(attention);
+  prog.make_backend = [flags, check_device](const GPT2Config& c, std::vector<float>&& params,
+                                            const llm::FinetuneSpec& spec) -> std::unique_ptr<llm::FinetuneBackend> {
+    const std::string& precision = flags->precision;
+    const AttentionPath requested = parse_attention_path(flags->attention);
     check_device();
     auto pick = [&](auto model) -> std::unique_ptr<llm::FinetuneBackend> {
       const AttentionPath chosen = model->set_attention(requested);
@@ -336,9 +341,9 @@ inline int finetune_main(const std::string& cmd, int argc, char** argv, const st
     if (precision == "fp32") return pick(std::make_unique<FinetuneGPU<float>>(c, std::move(params), spec));
     return pick(std::make_unique<FinetuneGPU<__nv_bfloat16>>(c, std::move(params), spec));
   };
-  prog.make_generator = [&](const GPT2Config& c, std::vector<float>&& params) -> std::unique_ptr<llm::LogitsModel> {
-    const AttentionPath requested = parse_attention_path(attention);
-    if (precision == "fp32") {
+  prog.make_generator = [flags](const GPT2Config& c, std::vector<float>&& params) -> std::unique_ptr<llm::LogitsModel> {
+    const AttentionPath requested = parse_attention_path(flags->attention);
+    if (flags->precision == "fp32") {
       auto g = std::make_unique<GenerateModel<float>>(c, params, true);
       g->set_attention(requested);
       return g;
@@ -347,9 +352,7 @@ inline int finetune_main(const std::string& cmd, int argc, char** argv, const st
     g->set_attention(requested);
     return g;
   };
-  if (cmd == "finetune-classify") return llm::finetune_classify_main(argc, argv, prog);
-  if (cmd == "classify") return llm::classify_main(argc, argv, prog);
-  return llm::finetune_instruct_main(argc, argv, prog);
+  llm::add_finetune_commands(program, prog);
 }
 
 }  // namespace gpu

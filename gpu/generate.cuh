@@ -23,6 +23,7 @@
 #include "gpu/gpt2_gpu.cuh"  // DeviceArray
 #include "host/error.h"
 #include "host/generate.h"
+#include "host/program.h"
 #include "kernels/attention_decode.cuh"
 
 namespace gpu {
@@ -158,32 +159,33 @@ class GenerateModel final : public llm::LogitsModel {
   int pos_ = 0;           // cache rows filled
 };
 
-// The `generate` subcommand of train_gpt2cu: gpt2_cpu's flags (host/generate.h) plus --precision bf16|fp32 and
+// The `generate` verb of train_gpt2cu: gpt2_cpu's flags (host/generate.h) plus --precision bf16|fp32 and
 // --attention auto|flash|cudnn|portable (the prefill's attention; printed on stderr, stdout stays the sample).
 // check_device runs before any device allocation (the real build fails there without a GPU).
-inline int generate_main(int argc, char** argv, const std::function<void()>& check_device) {
-  std::string precision = "bf16", attention = "auto";
-  auto extra = [&](CLI::App& app) {
-    app.add_option("--precision", precision, "bf16 (weights, activations and KV cache in bf16) or fp32")
-        ->check(CLI::IsMember({"bf16", "fp32"}))
-        ->capture_default_str();
-    app.add_option("--attention", attention, "prefill attention: auto, flash, cudnn or portable")
-        ->check(CLI::IsMember({"auto", "flash", "cudnn", "portable"}))
-        ->capture_default_str();
+inline void add_generate_command(llm::Program& program, const std::function<void()>& check_device) {
+  struct Flags {
+    std::string precision = "bf16", attention = "auto";
   };
-  auto factory = [&](const GPT2Config& c, std::vector<float>&& params,
-                     bool kv_cache) -> std::unique_ptr<llm::LogitsModel> {
-    const AttentionPath requested = parse_attention_path(attention);
+  auto f = std::make_shared<Flags>();
+  auto factory = [f, check_device](const GPT2Config& c, std::vector<float>&& params,
+                                   bool kv_cache) -> std::unique_ptr<llm::LogitsModel> {
+    const AttentionPath requested = parse_attention_path(f->attention);
     check_device();
     auto pick = [&](auto model) -> std::unique_ptr<llm::LogitsModel> {
       const AttentionPath chosen = model->set_attention(requested);
       std::fprintf(stderr, "train_gpt2cu: attention %s\n", attention_choice(chosen, requested).c_str());
       return model;
     };
-    if (precision == "fp32") return pick(std::make_unique<GenerateModel<float>>(c, params, kv_cache));
+    if (f->precision == "fp32") return pick(std::make_unique<GenerateModel<float>>(c, params, kv_cache));
     return pick(std::make_unique<GenerateModel<__nv_bfloat16>>(c, params, kv_cache));
   };
-  return llm::generate_main(argc, argv, factory, extra);
+  CLI::App& app = llm::add_generate_command(program, factory);
+  app.add_option("--precision", f->precision, "bf16 (weights, activations and KV cache in bf16) or fp32")
+      ->check(CLI::IsMember({"bf16", "fp32"}))
+      ->capture_default_str();
+  app.add_option("--attention", f->attention, "prefill attention: auto, flash, cudnn or portable")
+      ->check(CLI::IsMember({"auto", "flash", "cudnn", "portable"}))
+      ->capture_default_str();
 }
 
 }  // namespace gpu

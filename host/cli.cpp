@@ -307,7 +307,10 @@ int parse_command_line(CLI::App& app, int argc, char** argv) {
     std::cout << app.help("", CLI::AppFormatMode::All);
     return 0;
   } catch (const CLI::ParseError& e) {
-    std::cerr << "error: " << e.what() << " (run with --help for the list of options)\n";
+    std::string cmd = app.get_name();  // "gpt2_cpu generate": the program and the verb that was being parsed
+    for (const CLI::App* sub : app.get_subcommands()) cmd += " " + sub->get_name();
+    std::cerr << "error: " << e.what() << " (run " << (cmd.empty() ? "with --help" : "'" + cmd + " --help'")
+              << " for the list of options)\n";
     return kExitBadInput;
   }
   return -1;

@@ -87,7 +87,8 @@ void validate_train_options(const TrainOptions& o);
 void validate_eval_options(const EvalOptions& o);
 
 // Runs app.parse; returns -1 when the program should go on, else the exit code to return after printing:
-// 0 for --help (help on stdout), kExitBadInput (2) for a parse error ("error: ..." on stderr).
+// 0 for --help (help on stdout), kExitBadInput (2) for a parse error ("error: ... (run '<program> <verb> --help'
+// for the list of options)" on stderr). Programs call it through host/program.h.
 int parse_command_line(CLI::App& app, int argc, char** argv);
 
 }  // namespace llm

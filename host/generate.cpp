@@ -11,6 +11,7 @@
 #include "host/error.h"
 #include "host/weights_check.h"
 #include "host/hf_gpt2.h"
+#include "host/program.h"
 #include "host/tokenizer.h"
 
 namespace llm {
@@ -77,15 +78,21 @@ static std::vector<int> parse_ids(const std::string& s) {
   return ids;
 }
 
-int generate_main(int argc, char** argv, const LogitsModelFactory& factory,
-                  const std::function<void(CLI::App&)>& extra_options) {
-  CLI::App app{"Generate text with a GPT-2 model (streams tokens to stdout, tokens/s to stderr)", "generate"};
+namespace {
+
+// The flags of `generate` (filled by CLI11 while parsing).
+struct GenerateCli {
   std::string model_path, prompt_text, prompt_ids;
   GenerateOptions opt;
   bool no_kv = false, ids_out = false, no_echo = false;
-  app.add_option("--model,-m", model_path, "llm.c .bin, model.safetensors, or a HF directory")->required();
-  auto* p_opt = app.add_option("--prompt,-p", prompt_text, "prompt text (default: read stdin)");
-  app.add_option("--prompt-ids", prompt_ids, "prompt as comma-separated token ids")->excludes(p_opt);
+  CLI::Option* prompt_flag = nullptr;
+};
+
+void add_generate_options(CLI::App& app, GenerateCli& g) {
+  GenerateOptions& opt = g.opt;
+  app.add_option("--model,-m", g.model_path, "llm.c .bin, model.safetensors, or a HF directory")->required();
+  g.prompt_flag = app.add_option("--prompt,-p", g.prompt_text, "prompt text (default: read stdin)");
+  app.add_option("--prompt-ids", g.prompt_ids, "prompt as comma-separated token ids")->excludes(g.prompt_flag);
   app.add_option("--max-new-tokens,-n", opt.max_new_tokens, "tokens to generate")->capture_default_str();
   app.add_option("--temperature,-t", opt.sampling.temperature, "0 = greedy argmax")->capture_default_str();
   app.add_option("--top-k,-k", opt.sampling.top_k, "keep logits >= the k-th largest (0 = off)")->capture_default_str();
@@ -95,71 +102,74 @@ int generate_main(int argc, char** argv, const LogitsModelFactory& factory,
       ->capture_default_str();
   app.add_flag("--stop-at-eos", opt.stop_at_eos, "stop when the EOS token is sampled (it is not printed)");
   app.add_option("--eos-id", opt.eos_id, "EOS token id")->capture_default_str();
-  app.add_flag("--no-kv-cache", no_kv, "recompute the whole context for every token");
-  app.add_flag("--ids", ids_out, "print token ids instead of decoded text");
-  app.add_flag("--no-echo", no_echo, "do not print the prompt before the generated text");
+  app.add_flag("--no-kv-cache", g.no_kv, "recompute the whole context for every token");
+  app.add_flag("--ids", g.ids_out, "print token ids instead of decoded text");
+  app.add_flag("--no-echo", g.no_echo, "do not print the prompt before the generated text");
   add_allow_nonfinite_flag(app);
-  if (extra_options) extra_options(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "error: " << e.what() << "\n" << app.help();
-    return kExitBadInput;
-  }
-  try {
-    validate(opt.sampling);
-    if (opt.max_new_tokens < 0) fail("--max-new-tokens ", opt.max_new_tokens, " is invalid: must be >= 0");
-    // Prompt: ids, text, or stdin (one trailing newline dropped).
-    std::vector<int> prompt;
-    std::unique_ptr<Tokenizer> tok;
-    const bool need_tokenizer = prompt_ids.empty() || !ids_out;
-    if (need_tokenizer) tok = std::make_unique<Tokenizer>(Tokenizer::from_default());
-    if (!prompt_ids.empty()) {
-      prompt = parse_ids(prompt_ids);
-    } else {
-      if (app.count("--prompt") == 0) {
-        prompt_text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-        if (!prompt_text.empty() && prompt_text.back() == '\n') prompt_text.pop_back();
-      }
-      prompt = tok->encode(prompt_text, SpecialMode::kAllowed);
+}
+
+int run_generate(GenerateCli& g, const LogitsModelFactory& factory) {
+  const GenerateOptions& opt = g.opt;
+  const std::string& model_path = g.model_path;
+  const std::string& prompt_ids = g.prompt_ids;
+  const bool no_kv = g.no_kv, ids_out = g.ids_out, no_echo = g.no_echo;
+  std::string& prompt_text = g.prompt_text;
+  validate(opt.sampling);
+  if (opt.max_new_tokens < 0) fail("--max-new-tokens ", opt.max_new_tokens, " is invalid: must be >= 0");
+  // Prompt: ids, text, or stdin (one trailing newline dropped).
+  std::vector<int> prompt;
+  std::unique_ptr<Tokenizer> tok;
+  const bool need_tokenizer = prompt_ids.empty() || !ids_out;
+  if (need_tokenizer) tok = std::make_unique<Tokenizer>(Tokenizer::from_default());
+  if (!prompt_ids.empty()) {
+    prompt = parse_ids(prompt_ids);
+  } else {
+    if (g.prompt_flag->count() == 0) {
+      prompt_text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+      if (!prompt_text.empty() && prompt_text.back() == '\n') prompt_text.pop_back();
     }
-    LoadedModel m = load_model(model_path);
-    check_prompt(prompt, m.config);
-    const GPT2Config config = m.config;
-    auto model = factory(config, std::move(m.params), !no_kv);
-    std::cerr << "generate: " << model_path << " (" << m.format << ", L=" << config.num_layers
-              << " C=" << config.channels << " V=" << config.vocab_size << " maxT=" << config.max_seq_len << "), "
-              << prompt.size() << " prompt tokens, kv cache " << (no_kv ? "off" : "on") << "\n";
-    // Stream: each token goes out as soon as it is chosen.
-    if (!no_echo) {
-      if (ids_out) for (int id : prompt) std::printf("%d ", id);
-      else std::fputs(tok->decode(prompt).c_str(), stdout);
-      std::fflush(stdout);
-    }
-    auto emit = [&](int id) {
-      if (ids_out) std::printf("%d ", id);
-      else {
-        const std::string s = tok->decode_token(id);
-        std::fwrite(s.data(), 1, s.size(), stdout);
-      }
-      std::fflush(stdout);
-    };
-    GenerateStats st;
-    generate_tokens(*model, prompt, opt, emit, &st);
-    std::printf("\n");
-    std::fflush(stdout);
-    std::fprintf(stderr, "generate: prefill %d tokens in %.1f ms; %d new tokens in %.3f s = %.1f tok/s%s\n",
-                 st.prompt_tokens, 1e3 * st.prefill_seconds, st.new_tokens, st.decode_seconds,
-                 st.decode_seconds > 0 ? st.new_tokens / st.decode_seconds : 0.0,
-                 st.reprefills ? (" (" + std::to_string(st.reprefills) + " context re-prefills)").c_str() : "");
-  } catch (const Error& e) {
-    std::fflush(stdout);
-    std::cerr << "error: " << e.what() << "\n";
-    return kExitBadInput;
+    prompt = tok->encode(prompt_text, SpecialMode::kAllowed);
   }
+  LoadedModel m = load_model(model_path);
+  check_prompt(prompt, m.config);
+  const GPT2Config config = m.config;
+  auto model = factory(config, std::move(m.params), !no_kv);
+  std::cerr << "generate: " << model_path << " (" << m.format << ", L=" << config.num_layers
+            << " C=" << config.channels << " V=" << config.vocab_size << " maxT=" << config.max_seq_len << "), "
+            << prompt.size() << " prompt tokens, kv cache " << (no_kv ? "off" : "on") << "\n";
+  // Stream: each token goes out as soon as it is chosen.
+  if (!no_echo) {
+    if (ids_out) for (int id : prompt) std::printf("%d ", id);
+    else std::fputs(tok->decode(prompt).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  auto emit = [&](int id) {
+    if (ids_out) std::printf("%d ", id);
+    else {
+      const std::string s = tok->decode_token(id);
+      std::fwrite(s.data(), 1, s.size(), stdout);
+    }
+    std::fflush(stdout);
+  };
+  GenerateStats st;
+  generate_tokens(*model, prompt, opt, emit, &st);
+  std::printf("\n");
+  std::fflush(stdout);
+  std::fprintf(stderr, "generate: prefill %d tokens in %.1f ms; %d new tokens in %.3f s = %.1f tok/s%s\n",
+               st.prompt_tokens, 1e3 * st.prefill_seconds, st.new_tokens, st.decode_seconds,
+               st.decode_seconds > 0 ? st.new_tokens / st.decode_seconds : 0.0,
+               st.reprefills ? (" (" + std::to_string(st.reprefills) + " context re-prefills)").c_str() : "");
   return 0;
+}
+
+}  // namespace
+
+CLI::App& add_generate_command(Program& p, const LogitsModelFactory& factory) {
+  auto g = std::make_shared<GenerateCli>();
+  CLI::App& cmd = p.add("generate", "generate text with a GPT-2 model (KV cache; streams tokens to stdout, "
+                        "tokens/s to stderr)", [g, factory] { return run_generate(*g, factory); });
+  add_generate_options(cmd, *g);
+  return cmd;
 }
 
 }  // namespace llm

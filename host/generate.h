@@ -2,7 +2,7 @@
 //
 // Why an interface: the loop (context cropping, sampling, EOS, streaming, timing) is the same on every device;
 // only "logits of the next token" differs. Each program supplies a LogitsModel factory (the CPU one is in
-// cpu/gpt2_infer.h) and dispatches `generate` to generate_main.
+// cpu/gpt2_infer.h) to add_generate_command.
 //
 // Context rule (the book's generate(): crop to the last context_size tokens):
 //   * the prompt must fit: 1 <= prompt length <= max_seq_len, else llm::Error (exit 2);
@@ -24,6 +24,8 @@ class App;
 }
 
 namespace llm {
+
+class Program;
 
 // A model that yields next-token logits for a growing context.
 class LogitsModel {
@@ -59,15 +61,13 @@ std::vector<int> generate_tokens(LogitsModel& model, const std::vector<int>& pro
 using LogitsModelFactory =
     std::function<std::unique_ptr<LogitsModel>(const GPT2Config& config, std::vector<float>&& params, bool kv_cache)>;
 
-// `generate` subcommand (argv[0] is "generate"):
+// The `generate` verb of a program (host/program.h):
 //   --model PATH (llm.c .bin, model.safetensors or HF directory)  --prompt TEXT (else stdin) | --prompt-ids "1,2,3"
 //   --max-new-tokens N  --temperature T  --top-k K  --top-p P  --seed S  --stop-at-eos  --eos-id ID
 //   --no-kv-cache  --ids (print token ids instead of text)  --no-echo (do not print the prompt first)
-// Streams tokens to stdout as they are produced and prints timing + tokens/s to stderr.
-// Returns 0, or kExitBadInput (2) after printing "error: ..." for any bad input.
-// extra_options (optional) adds a program's own options to the subcommand (train_gpt2cu: --precision); they are
-// parsed with the others, before the factory is called.
-int generate_main(int argc, char** argv, const LogitsModelFactory& factory,
-                  const std::function<void(CLI::App&)>& extra_options = nullptr);
+// Streams tokens to stdout as they are produced and prints timing + tokens/s to stderr; bad input is an
+// llm::Error (the shell's "error: ..." and exit 2). Returns the verb's app: a program adds its own flags there
+// (gpt2_cpu: --weights; train_gpt2cu: --precision, --attention), which the factory reads when it is called.
+CLI::App& add_generate_command(Program& p, const LogitsModelFactory& factory);
 
 }  // namespace llm

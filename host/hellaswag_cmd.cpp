@@ -6,10 +6,12 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <new>
 
-#include "host/cli.h"  // check_threads, parse_command_line
+#include "host/cli.h"  // check_threads
 #include "host/error.h"
+#include "host/program.h"
 #include "host/tokenizer.h"
 #include "host/weights_check.h"
 
@@ -55,25 +57,13 @@ int run_hellaswag(const HellaSwagOptions& o, const MakeTokenLossModel& make_mode
   return 0;
 }
 
-int hellaswag_main(int argc, char** argv, const MakeTokenLossModel& make_model,
-                   const std::function<void(CLI::App&)>& extra_options) {
-  CLI::App app{"HellaSwag accuracy of a model (acc: lowest summed ending loss; acc_norm: lowest mean, llm.c's "
-               "number); last line 'hellaswag: items N | acc A | acc_norm B'", "hellaswag"};
-  HellaSwagOptions o;
-  add_hellaswag_options(app, o);
-  if (extra_options) extra_options(app);
-  if (const int code = parse_command_line(app, argc, argv); code >= 0) return code;
-  try {
-    return run_hellaswag(o, make_model);
-  } catch (const Error& e) {
-    std::fflush(stdout);
-    std::cerr << "error: " << e.what() << "\n";
-    return kExitBadInput;
-  } catch (const std::bad_alloc&) {
-    std::fflush(stdout);
-    std::cerr << "error: out of memory (try a smaller -b)\n";
-    return 1;
-  }
+CLI::App& add_hellaswag_command(Program& p, const MakeTokenLossModel& make_model) {
+  auto o = std::make_shared<HellaSwagOptions>();
+  CLI::App& cmd = p.add("hellaswag", "HellaSwag accuracy of a model (acc: lowest summed ending loss; acc_norm: "
+                        "lowest mean, llm.c's number); last line 'hellaswag: items N | acc A | acc_norm B'",
+                        [o, make_model] { return run_hellaswag(*o, make_model); });
+  add_hellaswag_options(cmd, *o);
+  return cmd;
 }
 
 }  // namespace llm

@@ -5,7 +5,7 @@
 // Loads the model (llm.c .bin, model.safetensors or a HF directory), reads and tokenizes the items, sizes one
 // forward as B = 4·ITEMS rows x T positions (T: the longest row, at most the model's context; longer rows lose
 // context tokens from the left), asks the program for its model at that shape, scores, and prints as the last
-// line of stdout "hellaswag: items N | acc A | acc_norm B". Bad input: llm::Error (the program exits 2).
+// line of stdout "hellaswag: items N | acc A | acc_norm B". Bad input: llm::Error (the shell exits 2).
 #pragma once
 #include <functional>
 #include <memory>
@@ -17,6 +17,8 @@
 #include "host/hf_gpt2.h"
 
 namespace llm {
+
+class Program;
 
 struct HellaSwagOptions {
   std::string model;         // --model
@@ -35,9 +37,8 @@ using MakeTokenLossModel = std::function<std::unique_ptr<TokenLossModel>(const L
 // The evaluation after parsing; returns 0. Throws llm::Error on bad input.
 int run_hellaswag(const HellaSwagOptions& o, const MakeTokenLossModel& make_model);
 
-// The whole subcommand (argv[0] = "hellaswag"): parses (extra_options adds a program's own flags, e.g.
-// --precision), runs, and turns bad input into "error: ..." on stderr and exit 2 (out of memory: exit 1).
-int hellaswag_main(int argc, char** argv, const MakeTokenLossModel& make_model,
-                   const std::function<void(CLI::App&)>& extra_options = {});
+// The `hellaswag` verb of a program (host/program.h); a program adds its own flags (e.g. --precision) on the
+// returned app, which make_model reads when it is called.
+CLI::App& add_hellaswag_command(Program& p, const MakeTokenLossModel& make_model);
 
 }  // namespace llm

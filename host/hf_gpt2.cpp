@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "host/checkpoint.h"
 #include "host/error.h"
 #include "host/memory.h"
+#include "host/program.h"
 #include "host/weights_check.h"
 
 namespace llm {
@@ -428,31 +430,24 @@ void export_hf_gpt2(const std::string& dir, const GPT2Config& c, const float* p)
   out.commit();
 }
 
-int export_main(int argc, char** argv) {
-  CLI::App app{"Convert a GPT-2 model (llm.c .bin, model.safetensors or a HF directory) to a HF directory "
-               "(model.safetensors + config.json)", "export"};
-  std::string model, out;
-  app.add_option("--model,-m", model, "input model")->required();
-  app.add_option("--out,-o", out, "output directory")->required();
-  add_allow_nonfinite_flag(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "error: " << e.what() << "\n" << app.help();
-    return kExitBadInput;
-  }
-  try {
-    LoadedModel m = load_model(model);
-    export_hf_gpt2(out, m.config, m.params.data());
-    std::cerr << "exported " << model << " (" << m.format << ", " << num_parameters(m.config) << " parameters) to "
-              << out << "/model.safetensors + config.json\n";
-  } catch (const Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return kExitBadInput;
-  }
-  return 0;
+CLI::App& add_export_command(Program& p) {
+  struct ExportCli {
+    std::string model, out;
+  };
+  auto e = std::make_shared<ExportCli>();
+  CLI::App& cmd = p.add("export", "convert a GPT-2 model (llm.c .bin, model.safetensors or a HF directory) to a HF "
+                        "directory (model.safetensors + config.json)", [e] {
+                          LoadedModel m = load_model(e->model);
+                          export_hf_gpt2(e->out, m.config, m.params.data());
+                          std::cerr << "exported " << e->model << " (" << m.format << ", "
+                                    << num_parameters(m.config) << " parameters) to " << e->out
+                                    << "/model.safetensors + config.json\n";
+                          return 0;
+                        });
+  cmd.add_option("--model,-m", e->model, "input model")->required();
+  cmd.add_option("--out,-o", e->out, "output directory")->required();
+  add_allow_nonfinite_flag(cmd);
+  return cmd;
 }
 
 }  // namespace llm

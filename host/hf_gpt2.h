@@ -18,7 +18,13 @@
 #include "host/gpt2_config.h"
 #include "host/safetensors.h"
 
+namespace CLI {
+class App;
+}
+
 namespace llm {
+
+class Program;
 
 // Parses HF config.json text. Checks model_type gpt2, layer_norm_epsilon 1e-5, activation gelu_new (or the
 // identical gelu_pytorch_tanh), n_inner null or 4*n_embd, no per-layer attention scaling; fails otherwise.
@@ -56,7 +62,8 @@ void check_config_matches(const std::string& source, const GPT2Config& requested
 // A model without qkv bias gets zero c_attn biases (equivalent).
 void export_hf_gpt2(const std::string& dir, const GPT2Config& config, const float* params);
 
-// `export --model PATH --out DIR`: converts any loadable model to a HF directory. Returns the exit code.
-int export_main(int argc, char** argv);
+// The `export --model PATH --out DIR` verb of a program (host/program.h): converts any loadable model to a HF
+// directory.
+CLI::App& add_export_command(Program& p);
 
 }  // namespace llm

@@ -204,12 +204,12 @@ std::string dp_part(const std::string& fingerprint) {
 }
 }  // namespace
 
-float evaluate(TrainModel& model, DataLoader& loader, int max_batches) {
+float evaluate(LossModel& model, DataLoader& loader, int max_batches) {
   LocalComm one;
   return evaluate(model, loader, max_batches, one);
 }
 
-float evaluate(TrainModel& model, DataLoader& loader, int max_batches, Comm& comm) {
+float evaluate(LossModel& model, DataLoader& loader, int max_batches, Comm& comm) {
   const int B = loader.B(), T = loader.T();
   int64_t n = loader.windows_per_epoch();
   if (max_batches > 0 && max_batches < n) n = max_batches;
@@ -221,6 +221,22 @@ float evaluate(TrainModel& model, DataLoader& loader, int max_batches, Comm& com
     if (i % comm.world_size() == comm.rank()) sum += model.eval_loss(x.data(), y.data(), B, T);
   }
   return static_cast<float>(comm.all_reduce_sum_host(sum) / static_cast<double>(n));
+}
+
+int run_eval(const EvalOptions& e, const LossModelFactory& make) {
+  validate_eval_options(e);
+  LoadedModel m = load_model(e.model);
+  if (e.seq_len > m.config.max_seq_len)
+    fail("-t/--seq-len ", e.seq_len, " exceeds the context length ", m.config.max_seq_len, " of ", e.model);
+  DataLoader data(e.data, e.batch_size, e.seq_len, m.config.vocab_size);
+  GPT2Config cfg = m.config;
+  cfg.dropout = 0.0f;  // evaluation never drops (and a device path that cannot drop need not refuse)
+  const std::unique_ptr<LossModel> model = make(cfg, std::move(m.params), e);
+  const float loss = evaluate(*model, data, e.max_batches);
+  if (!std::isfinite(loss))  // never a "val_loss nan" with exit 0
+    fail(e.model, ": the mean loss on ", e.data, " is ", loss, " (the forward pass overflows: damaged weights?)");
+  std::printf("val_loss %.6f\nperplexity %.6f\n", loss, std::exp(static_cast<double>(loss)));
+  return 0;
 }
 
 std::vector<int> generate(TrainModel& model, const GPT2Config& c, int n, int T, float temperature, uint64_t seed) {

@@ -35,10 +35,17 @@
 
 namespace llm {
 
-// The model side of a training run. token_losses (host/hellaswag.h) serves --hellaswag with the run's B x T batch.
-class TrainModel : public TokenLossModel {
+// What evaluation needs of a model: the mean loss of one batch, no dropout, no gradients (the eval subcommands
+// build only this, no gradients or optimizer state).
+class LossModel {
  public:
-  virtual ~TrainModel() = default;
+  virtual ~LossModel() = default;
+  virtual float eval_loss(const int* x, const int* y, int B, int T) = 0;
+};
+
+// The model side of a training run. token_losses (host/hellaswag.h) serves --hellaswag with the run's B x T batch.
+class TrainModel : public LossModel, public TokenLossModel {
+ public:
   virtual size_t num_params() const = 0;
   virtual std::string describe() const = 0;  // one line for the banner, e.g. "precision bf16 | NVIDIA H200"
   // Settings beyond the shared flags that a resume must also share (e.g. "precision=bf16"); "" if none.
@@ -53,8 +60,6 @@ class TrainModel : public TokenLossModel {
   virtual void set_optimizer_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step) = 0;
   virtual void get_optimizer_state(std::vector<float>* m, std::vector<float>* v) = 0;
 
-  // Mean loss of one batch, no dropout, no gradients.
-  virtual float eval_loss(const int* x, const int* y, int B, int T) = 0;
   virtual void zero_grad() = 0;
   // Forward + backward of one micro-batch, gradients accumulated with weight loss_scale; returns this rank's mean
   // loss. last_micro_step: the last micro-batch before update() (a model may start its gradient all-reduce
@@ -122,10 +127,17 @@ std::string run_fingerprint(const TrainOptions& o, const GPT2Config& c, int accu
 LRSchedule make_schedule(const TrainOptions& o, int64_t max_steps);
 
 // Mean loss over up to max_batches windows from the start of `loader` (-1 = all).
-float evaluate(TrainModel& model, DataLoader& loader, int max_batches);
+float evaluate(LossModel& model, DataLoader& loader, int max_batches);
 // The same over several ranks (collective): every rank has the same single-rank loader; window i is evaluated
 // by rank i % world and the result is the mean over all windows, the value one rank alone would get.
-float evaluate(TrainModel& model, DataLoader& loader, int max_batches, Comm& comm);
+float evaluate(LossModel& model, DataLoader& loader, int max_batches, Comm& comm);
+
+// The `eval` subcommand: loads e.model (llm.c .bin, model.safetensors or a HF directory), checks -t against its
+// context, builds the program's loss model (make: weights moved in, config with dropout 0) and prints
+// "val_loss <x>" and "perplexity <x>" on stdout. A non-finite mean loss is an llm::Error.
+using LossModelFactory =
+    std::function<std::unique_ptr<LossModel>(const GPT2Config&, std::vector<float>&& params, const EvalOptions&)>;
+int run_eval(const EvalOptions& e, const LossModelFactory& make);
 
 // n sampled tokens after <|endoftext|> (context slides when longer than T).
 std::vector<int> generate(TrainModel& model, const GPT2Config& c, int n, int T, float temperature, uint64_t seed);
