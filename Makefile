@@ -20,7 +20,7 @@ train: all data
 	bash scripts/run_default.sh
 
 bench: all
-	bash dev/bench_all.sh
+	BUILD=$(BUILD) bash dev/bench_all.sh
 
 clean:
 	rm -rf $(BUILD)
@@ -30,5 +30,5 @@ help:
 	@echo "make test   build and run all tests (ctest)"
 	@echo "make data   tokenize the bundled tinyshakespeare into data/tinyshakespeare/"
 	@echo "make train  train a small GPT-2 on tinyshakespeare (GPU if present, else CPU) and sample"
-	@echo "make bench  run the benchmarks in dev/"
+	@echo "make bench  run the CPU benchmarks in dev/ (dev/bench_all.sh: figures + an ok/FAILED summary)"
 	@echo "make clean  remove $(BUILD)/"

@@ -19,8 +19,8 @@ endif()
 
 # The device backend (gpu/finetune_gpu.cuh) through the CUDA-on-CPU layer vs FinetuneGPT2, and
 # `train_gpt2cu_cpu finetune-classify` vs `gpt2_cpu finetune-classify` as subprocesses.
-if(EXISTS ${CMAKE_SOURCE_DIR}/tests/test_finetune_gpu.cu AND COMMAND cucpu_add_executable AND TARGET train_gpt2cu_cpu
-   AND TARGET gpt2_cpu)
+llm_require_files(${CMAKE_SOURCE_DIR}/tests/test_finetune_gpu.cu)
+if(COMMAND cucpu_add_executable AND TARGET train_gpt2cu_cpu AND TARGET gpt2_cpu)
   cucpu_add_executable(test_finetune_gpu ${CMAKE_SOURCE_DIR}/tests/test_finetune_gpu.cu)
   target_link_libraries(test_finetune_gpu PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
   target_compile_definitions(test_finetune_gpu PRIVATE LLM_SOURCE_DIR="${CMAKE_SOURCE_DIR}"

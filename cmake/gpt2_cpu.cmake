@@ -1,5 +1,7 @@
 # gpt2_cpu.cmake — the CPU training program build/gpt2_cpu and the host-code tests (label "host").
-if(EXISTS ${CMAKE_SOURCE_DIR}/gpt2_cpu.cpp AND TARGET llm_model_cpu)
+llm_require_files(${CMAKE_SOURCE_DIR}/gpt2_cpu.cpp ${CMAKE_SOURCE_DIR}/tests/test_dp_unit.cpp
+                  ${CMAKE_SOURCE_DIR}/tests/test_dp_cli.cpp)
+if(TARGET llm_model_cpu)
   add_executable(gpt2_cpu ${CMAKE_SOURCE_DIR}/gpt2_cpu.cpp)
   target_link_libraries(gpt2_cpu PRIVATE llm_model_cpu llm_host llm_comm)
 endif()
@@ -37,7 +39,7 @@ endif()
 # Data parallel (label dp): launch env + TCP rendezvous + loader mapping (no MPI needed), MpiComm's collectives
 # under mpiexec, and gpt2_cpu under mpiexec (1 rank vs 2 ranks, ZeRO-1 vs ZeRO-0, resume, bad input). Tests that
 # need MPI skip with a message when CMake found none.
-if(TARGET gpt2_cpu AND EXISTS ${CMAKE_SOURCE_DIR}/tests/test_dp_unit.cpp)
+if(TARGET gpt2_cpu)
   add_executable(test_dp ${CMAKE_SOURCE_DIR}/tests/test_dp_unit.cpp ${CMAKE_SOURCE_DIR}/tests/test_dp_cli.cpp)
   target_link_libraries(test_dp PRIVATE llm_comm llm_host GTest::gtest GTest::gtest_main)
   target_compile_definitions(test_dp PRIVATE GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")

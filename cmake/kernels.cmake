@@ -6,56 +6,36 @@ if(NOT COMMAND llm_add_kernel_test)
   return()
 endif()
 
-# ---- kern1: elementwise, LayerNorm, encoder, optimizer kernels -------------------------------------------
-foreach(op common gelu residual dropout layernorm encoder adamw global_norm)
-  if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu)
-    llm_add_kernel_test(test_kernel_${op} ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu
-                        LIBS llm_model_cpu TIMEOUT 120)
-  endif()
-endforeach()
-
-# dev/cuda/<op>.cu: on the CPU layer they validate every kernel version against the reference (no timing).
-set(LLM_KERN1_DEV_VERSIONS "gelu:1,2" "residual:1,2" "dropout:1,2" "layernorm:1,2,3,4,5" "encoder:1,2,3" "adamw:1"
-    "global_norm:1,2")
-foreach(entry IN LISTS LLM_KERN1_DEV_VERSIONS)
-  string(REPLACE ":" ";" parts ${entry})
-  list(GET parts 0 op)
-  list(GET parts 1 versions)
-  set(src ${CMAKE_SOURCE_DIR}/dev/cuda/${op}.cu)
-  if(NOT EXISTS ${src})
-    continue()
-  endif()
-  cucpu_add_executable(dev_${op} ${src})
-  target_link_libraries(dev_${op} PRIVATE llm_model_cpu)
-  add_dependencies(kernel_tests dev_${op})  # `ctest -L kernels` runs them: build them with the kernel tests
-  string(REPLACE "," ";" versions ${versions})
-  foreach(v IN LISTS versions)
-    add_test(NAME dev_${op}_v${v} COMMAND dev_${op} ${v})
-    set_tests_properties(dev_${op}_v${v} PROPERTIES LABELS "kernels;dev" TIMEOUT 120)
-  endforeach()
-endforeach()
-# nvcc compile-only checks (sm_80, sm_90) of these dev files, the tests and every kernel header: cmake/cuda.cmake
+# The op list: one entry per op family, "<op>:<dev/cuda versions>" ("<op>:" when it has no dev/cuda lab).
+# Every op has tests/kernels/test_<op>.cu (a kernel test, label kernels); an op with versions also has
+# dev/cuda/<op>.cu, whose run on the CPU layer validates each version against the reference (no timing; tests
+# dev_<op>_v<N>, labels kernels;dev). A listed file that is missing stops the configure (cmake/require.cmake).
+# nvcc compile-only checks (sm_80, sm_90) of all of these and of every kernel header: cmake/cuda.cmake
 # (target nvcc_check).
-# ---- end kern1 ---------------------------------------------------------------------------------------------
-
-# ---- kern2 appends its lines below -------------------------------------------------------------------------
-# kern2: matmul, attention, classifier — tests (label kernels), dev/cuda labs (validation run on the CPU layer,
-# label dev), nvcc compile-only checks of the dev labs (label nvcc).
-foreach(op matmul matmul_plan attention classifier)
-  if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu)
-    llm_add_kernel_test(test_kernel_${op} ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu
-                        LIBS llm_model_cpu TIMEOUT 120)
-  endif()
-endforeach()
-set(LLM_KERN2_DEV_VERSIONS "matmul:1,2,3,4" "attention:1,2,3" "classifier:1,2,3" "flash_attention:1,2")
-foreach(entry IN LISTS LLM_KERN2_DEV_VERSIONS)
-  string(REPLACE ":" ";" parts ${entry})
+set(LLM_KERNEL_OPS
+    "common:" "gelu:1,2" "residual:1,2" "dropout:1,2" "layernorm:1,2,3,4,5" "encoder:1,2,3" "adamw:1"
+    "global_norm:1,2" "matmul:1,2,3,4" "matmul_plan:" "attention:1,2,3" "classifier:1,2,3" "flash_attention:1,2"
+    "attention_decode:" "mma:")
+# kernel tests in other labels as well ("<op>:<label>")
+set(LLM_KERNEL_TEST_LABELS "cls_head:finetune")
+set(LLM_DEV_VERSIONS "")  # "<op>:<versions>" of the ops with a dev/cuda lab (the GPU build below)
+foreach(entry IN LISTS LLM_KERNEL_OPS)
+  string(REPLACE ":" ";" parts "${entry}")
   list(GET parts 0 op)
-  list(GET parts 1 versions)
-  set(src ${CMAKE_SOURCE_DIR}/dev/cuda/${op}.cu)
-  if(NOT EXISTS ${src})
+  list(LENGTH parts n)
+  set(test_src ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu)
+  llm_require_files(${test_src})
+  llm_add_kernel_test(test_kernel_${op} ${test_src} LIBS llm_model_cpu TIMEOUT 120)
+  if(n LESS 2)
     continue()
   endif()
+  list(GET parts 1 versions)
+  if(versions STREQUAL "")
+    continue()
+  endif()
+  set(src ${CMAKE_SOURCE_DIR}/dev/cuda/${op}.cu)
+  llm_require_files(${src})
+  list(APPEND LLM_DEV_VERSIONS "${entry}")
   cucpu_add_executable(dev_${op} ${src})
   target_link_libraries(dev_${op} PRIVATE llm_model_cpu)
   string(REPLACE "," ";" versions ${versions})
@@ -63,14 +43,14 @@ foreach(entry IN LISTS LLM_KERN2_DEV_VERSIONS)
     add_test(NAME dev_${op}_v${v} COMMAND dev_${op} ${v})
     set_tests_properties(dev_${op}_v${v} PROPERTIES LABELS "kernels;dev" TIMEOUT 120)
   endforeach()
-  if(LLM_WITH_CUDA AND NVCC_EXECUTABLE)
-    foreach(arch 80 90)
-      add_test(NAME nvcc_dev_${op}_sm${arch}
-               COMMAND ${NVCC_EXECUTABLE} -std=c++17 -arch=sm_${arch} -I${CMAKE_SOURCE_DIR} -c -x cu ${src}
-                       -o ${CMAKE_BINARY_DIR}/nvcc_dev_${op}_sm${arch}.o)
-      set_tests_properties(nvcc_dev_${op}_sm${arch} PROPERTIES LABELS "nvcc" TIMEOUT 300)
-    endforeach()
-  endif()
+endforeach()
+foreach(entry IN LISTS LLM_KERNEL_TEST_LABELS)
+  string(REPLACE ":" ";" parts "${entry}")
+  list(GET parts 0 op)
+  list(GET parts 1 label)
+  set(test_src ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu)
+  llm_require_files(${test_src})
+  llm_add_kernel_test(test_kernel_${op} ${test_src} LIBS llm_model_cpu LABELS ${label} TIMEOUT 120)
 endforeach()
 
 # Real-GPU build, for scripts/gpu_check.sh (needs nvcc; running needs a GPU): -DLLM_GPU_BUILD=ON builds every
@@ -120,14 +100,12 @@ if(LLM_GPU_BUILD)
     target_link_libraries(gpu_${stem} PRIVATE GTest::gtest_main)
   endforeach()
   set(version_lines "")
-  foreach(entry IN LISTS LLM_KERN1_DEV_VERSIONS LLM_KERN2_DEV_VERSIONS)
+  foreach(entry IN LISTS LLM_DEV_VERSIONS)
     string(REPLACE ":" ";" parts ${entry})
     list(GET parts 0 op)
     list(GET parts 1 versions)
-    if(EXISTS ${CMAKE_SOURCE_DIR}/dev/cuda/${op}.cu)
-      llm_gpu_executable(gpu_dev_${op} ${CMAKE_SOURCE_DIR}/dev/cuda/${op}.cu)
-      string(APPEND version_lines "${op} ${versions}\n")
-    endif()
+    llm_gpu_executable(gpu_dev_${op} ${CMAKE_SOURCE_DIR}/dev/cuda/${op}.cu)
+    string(APPEND version_lines "${op} ${versions}\n")
   endforeach()
   file(WRITE ${CMAKE_BINARY_DIR}/gpu_dev_versions.txt "${version_lines}")
   if(TARGET gpu_dev_attention AND LLM_DEV_CUDNN AND LLM_CUDNN_FRONTEND_INCLUDE AND LLM_CUDNN_LIBRARY)
@@ -139,24 +117,3 @@ if(LLM_GPU_BUILD)
     message(STATUS "kernels: dev attention v3 (cuDNN SDPA) not built: cudnn_frontend.h or libcudnn missing, or LLM_DEV_CUDNN=OFF")
   endif()
 endif()
-# ---- end kern2 ---------------------------------------------------------------------------------------------
-
-# ---- gen: KV-cache decode attention (gpu/generate.cuh) -----------------------------------------------------
-if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_attention_decode.cu)
-  llm_add_kernel_test(test_kernel_attention_decode ${CMAKE_SOURCE_DIR}/tests/kernels/test_attention_decode.cu
-                      LIBS llm_model_cpu TIMEOUT 120)
-endif()
-
-# ---- finetune: classification head (last-token gather/scatter, C → N head, N-class CE) + LoRA helpers --------
-if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_cls_head.cu)
-  llm_add_kernel_test(test_kernel_cls_head ${CMAKE_SOURCE_DIR}/tests/kernels/test_cls_head.cu
-                      LIBS llm_model_cpu LABELS finetune TIMEOUT 120)
-endif()
-
-# ---- mma: tensor-core building blocks (kernels/mma.cuh, emulated by the layer) and the flash attention on them ---
-foreach(op mma flash_attention)
-  if(EXISTS ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu)
-    llm_add_kernel_test(test_kernel_${op} ${CMAKE_SOURCE_DIR}/tests/kernels/test_${op}.cu
-                        LIBS llm_model_cpu TIMEOUT 120)
-  endif()
-endforeach()

@@ -11,34 +11,36 @@
 #                       the toolkit or via NCCL_HOME); only with nvcc and LLM_WITH_CUDA
 #   test_trainer_gpu    the same test source compiled by nvcc (not in `all`; scripts/gpu_check.sh builds and runs it)
 get_filename_component(LLM_TRAINER_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
+llm_require_files(${LLM_TRAINER_ROOT}/tests/test_attention_path.cpp
+                  ${LLM_TRAINER_ROOT}/tests/test_gpu_generate.cpp
+                  ${LLM_TRAINER_ROOT}/tests/test_trainer_dp.cpp
+                  ${LLM_TRAINER_ROOT}/tests/test_trainer_matmul.cu
+                  ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu
+                  ${LLM_TRAINER_ROOT}/tests/test_trainer_reliability.cpp)
 
 if(COMMAND cucpu_add_executable AND TARGET llm_model_cpu)
   cucpu_add_executable(train_gpt2cu_cpu ${LLM_TRAINER_ROOT}/train_gpt2.cu)
   target_link_libraries(train_gpt2cu_cpu PRIVATE llm_model_cpu llm_comm llm_host)
 
   # data parallel through mpirun (skips itself when mpirun was not found)
-  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_dp.cpp)
-    add_executable(test_trainer_dp ${LLM_TRAINER_ROOT}/tests/test_trainer_dp.cpp)
-    target_link_libraries(test_trainer_dp PRIVATE llm_host GTest::gtest GTest::gtest_main)
-    set(llm_mpirun "")
-    if(MPI_CXX_FOUND AND MPIEXEC_EXECUTABLE)
-      set(llm_mpirun "${MPIEXEC_EXECUTABLE}")
-    endif()
-    target_compile_definitions(test_trainer_dp PRIVATE TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>"
-                               MPIRUN_BIN="${llm_mpirun}")
-    add_dependencies(test_trainer_dp train_gpt2cu_cpu)
-    gtest_discover_tests(test_trainer_dp DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                         PROPERTIES LABELS dp TIMEOUT 300)
+  add_executable(test_trainer_dp ${LLM_TRAINER_ROOT}/tests/test_trainer_dp.cpp)
+  target_link_libraries(test_trainer_dp PRIVATE llm_host GTest::gtest GTest::gtest_main)
+  set(llm_mpirun "")
+  if(MPI_CXX_FOUND AND MPIEXEC_EXECUTABLE)
+    set(llm_mpirun "${MPIEXEC_EXECUTABLE}")
   endif()
+  target_compile_definitions(test_trainer_dp PRIVATE TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>"
+                             MPIRUN_BIN="${llm_mpirun}")
+  add_dependencies(test_trainer_dp train_gpt2cu_cpu)
+  gtest_discover_tests(test_trainer_dp DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                       PROPERTIES LABELS dp TIMEOUT 300)
 
   # issue 13: SIGTERM, output lock and memory checks of the GPU trainer (subprocess, label trainer)
-  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_reliability.cpp)
-    add_executable(test_trainer_reliability ${LLM_TRAINER_ROOT}/tests/test_trainer_reliability.cpp)
-    target_link_libraries(test_trainer_reliability PRIVATE llm_host GTest::gtest GTest::gtest_main)
-    target_compile_definitions(test_trainer_reliability PRIVATE TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
-    add_dependencies(test_trainer_reliability train_gpt2cu_cpu)
-    gtest_discover_tests(test_trainer_reliability PROPERTIES LABELS trainer TIMEOUT 300 DISCOVERY_TIMEOUT 60)
-  endif()
+  add_executable(test_trainer_reliability ${LLM_TRAINER_ROOT}/tests/test_trainer_reliability.cpp)
+  target_link_libraries(test_trainer_reliability PRIVATE llm_host GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_trainer_reliability PRIVATE TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
+  add_dependencies(test_trainer_reliability train_gpt2cu_cpu)
+  gtest_discover_tests(test_trainer_reliability PROPERTIES LABELS trainer TIMEOUT 300 DISCOVERY_TIMEOUT 60)
 
   # the program shell of both programs (host/program.h): --help, usage lines, error lines (label host)
   if(TARGET gpt2_cpu)
@@ -50,43 +52,37 @@ if(COMMAND cucpu_add_executable AND TARGET llm_model_cpu)
     gtest_discover_tests(test_program_shell PROPERTIES LABELS host TIMEOUT 120 DISCOVERY_TIMEOUT 60)
   endif()
 
-  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
-    cucpu_add_executable(test_trainer ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
-    target_link_libraries(test_trainer PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
-    target_compile_definitions(test_trainer PRIVATE LLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
-                               TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
-    add_dependencies(test_trainer train_gpt2cu_cpu)
-    if(TARGET gpt2_cpu)  # end-to-end: same log as the CPU program
-      target_compile_definitions(test_trainer PRIVATE GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")
-      add_dependencies(test_trainer gpt2_cpu)
-    endif()
-    gtest_discover_tests(test_trainer DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                         PROPERTIES LABELS trainer TIMEOUT 600)
+  cucpu_add_executable(test_trainer ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
+  target_link_libraries(test_trainer PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_trainer PRIVATE LLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
+                             TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
+  add_dependencies(test_trainer train_gpt2cu_cpu)
+  if(TARGET gpt2_cpu)  # end-to-end: same log as the CPU program
+    target_compile_definitions(test_trainer PRIVATE GPT2_CPU_BIN="$<TARGET_FILE:gpt2_cpu>")
+    add_dependencies(test_trainer gpt2_cpu)
   endif()
+  gtest_discover_tests(test_trainer DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                       PROPERTIES LABELS trainer TIMEOUT 600)
 
   # --matmul / --tf32: plan cache and declined calls through a fake cuBLASLt, and the flags on train_gpt2cu_cpu
-  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_matmul.cu)
-    cucpu_add_executable(test_trainer_matmul ${LLM_TRAINER_ROOT}/tests/test_trainer_matmul.cu)
-    target_link_libraries(test_trainer_matmul PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
-    target_compile_definitions(test_trainer_matmul PRIVATE TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
-    add_dependencies(test_trainer_matmul train_gpt2cu_cpu)
-    gtest_discover_tests(test_trainer_matmul DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                         PROPERTIES LABELS trainer TIMEOUT 300)
-  endif()
+  cucpu_add_executable(test_trainer_matmul ${LLM_TRAINER_ROOT}/tests/test_trainer_matmul.cu)
+  target_link_libraries(test_trainer_matmul PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_trainer_matmul PRIVATE TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
+  add_dependencies(test_trainer_matmul train_gpt2cu_cpu)
+  gtest_discover_tests(test_trainer_matmul DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                       PROPERTIES LABELS trainer TIMEOUT 300)
 
   # --attention: the selection rule (gpu/attention_path.h) and the flag on every subcommand, as subprocesses
-  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_attention_path.cpp)
-    add_executable(test_attention_path ${LLM_TRAINER_ROOT}/tests/test_attention_path.cpp)
-    target_link_libraries(test_attention_path PRIVATE llm_host GTest::gtest GTest::gtest_main)
-    target_compile_definitions(test_attention_path PRIVATE LLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
-                               TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
-    add_dependencies(test_attention_path train_gpt2cu_cpu)
-    gtest_discover_tests(test_attention_path DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
-                         PROPERTIES LABELS trainer TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=1")
-  endif()
+  add_executable(test_attention_path ${LLM_TRAINER_ROOT}/tests/test_attention_path.cpp)
+  target_link_libraries(test_attention_path PRIVATE llm_host GTest::gtest GTest::gtest_main)
+  target_compile_definitions(test_attention_path PRIVATE LLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
+                             TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")
+  add_dependencies(test_attention_path train_gpt2cu_cpu)
+  gtest_discover_tests(test_attention_path DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                       PROPERTIES LABELS trainer TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=1")
 
   # train -e / eval --model with HF weights and `generate` (gpu/generate.cuh) vs gpt2_cpu, as subprocesses
-  if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_gpu_generate.cpp AND TARGET gpt2_cpu)
+  if(TARGET gpt2_cpu)
     add_executable(test_gpu_generate ${LLM_TRAINER_ROOT}/tests/test_gpu_generate.cpp)
     target_link_libraries(test_gpu_generate PRIVATE llm_host GTest::gtest GTest::gtest_main)
     target_compile_definitions(test_gpu_generate PRIVATE LLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
@@ -159,14 +155,12 @@ target_link_libraries(train_gpt2cu PRIVATE llm_model_cpu llm_comm llm_host ${LLM
 get_filename_component(llm_nccl_dir ${LLM_NCCL_LIB} DIRECTORY)
 set_target_properties(train_gpt2cu PROPERTIES BUILD_RPATH "${llm_nccl_dir}")
 
-if(EXISTS ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu)
-  llm_nvcc_object(test_obj ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu -DLLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
-                  -DTRAIN_GPT2CU_BIN="${CMAKE_BINARY_DIR}/train_gpt2cu" ${LLM_CUDNN_DEFS})
-  add_executable(test_trainer_gpu EXCLUDE_FROM_ALL ${test_obj} ${llm_cudnn_objs})
-  set_source_files_properties(${test_obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
-  set_target_properties(test_trainer_gpu PROPERTIES LINKER_LANGUAGE CXX)
-  target_link_libraries(test_trainer_gpu PRIVATE llm_model_cpu llm_comm llm_host GTest::gtest GTest::gtest_main
-                        ${LLM_NCCL_LIB} ${LLM_CUBLASLT_LIB} ${llm_cudnn_libs} ${LLM_CUDART_LIB} dl rt)
-  set_target_properties(test_trainer_gpu PROPERTIES BUILD_RPATH "${llm_nccl_dir}")
-  add_dependencies(test_trainer_gpu train_gpt2cu)
-endif()
+llm_nvcc_object(test_obj ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu -DLLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
+                -DTRAIN_GPT2CU_BIN="${CMAKE_BINARY_DIR}/train_gpt2cu" ${LLM_CUDNN_DEFS})
+add_executable(test_trainer_gpu EXCLUDE_FROM_ALL ${test_obj} ${llm_cudnn_objs})
+set_source_files_properties(${test_obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+set_target_properties(test_trainer_gpu PROPERTIES LINKER_LANGUAGE CXX)
+target_link_libraries(test_trainer_gpu PRIVATE llm_model_cpu llm_comm llm_host GTest::gtest GTest::gtest_main
+                      ${LLM_NCCL_LIB} ${LLM_CUBLASLT_LIB} ${llm_cudnn_libs} ${LLM_CUDART_LIB} dl rt)
+set_target_properties(test_trainer_gpu PROPERTIES BUILD_RPATH "${llm_nccl_dir}")
+add_dependencies(test_trainer_gpu train_gpt2cu)
