@@ -8,6 +8,9 @@
 //                                                          default auto; the choice is printed in the banner)
 //                                  --matmul auto|cublaslt|own, --tf32   linear layers (gpu/train_model.cuh
 //                                                          resolve_matmul; a declined cuBLASLt call is an error)
+//                                  --cuda-graph / --no-cuda-graph   capture the step into CUDA graphs and replay
+//                                                          them (default on; gpu/step_graph.cuh; the end of the run
+//                                                          prints "cuda graph: ... | host <x> ms per step")
 //   train_gpt2cu eval --model M --data D [-b B -t T -m N] [--precision ...] [--attention ...]
 //   train_gpt2cu generate --model M [--prompt P] ...   `gpt2_cpu generate`'s flags + --precision, --attention
 //                                  (gpu/generate.cuh)
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
   std::string precision = "bf16", attention = "auto", matmul = "auto";
   bool tf32 = false;
   int recompute = 0;
+  bool cuda_graph = true;
   llm::TrainOptions train_opts;
   CLI::App& train = llm::add_train_command(program, train_opts, [&] {
     if (train_opts.resume) {  // a resume keeps the run's own flags unless given again
@@ -131,7 +135,7 @@ int main(int argc, char** argv) {
     p.host_memory = false;  // device memory: the allocator reports what does not fit
 #endif
     p.make_model = [&](const llm::GPT2Config& cfg, const llm::TrainOptions& o, llm::Comm& c) {
-      return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage, attn, mm);
+      return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage, attn, mm, cuda_graph);
     };
     p.settings = {{"--precision", precision}, {"--attention", attention}, {"--recompute", std::to_string(recompute)},
                   {"--matmul", matmul}, {"--tf32", tf32 ? "1" : "0"}};
@@ -168,6 +172,9 @@ int main(int argc, char** argv) {
   }
   train.add_option("-r,--recompute", recompute, "1 = recompute GELU in backward (saves L*B*T*4C activations)")
       ->capture_default_str();
+  train.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph,
+                 "capture the training step into CUDA graphs and replay them (default on; off with data parallel "
+                 "or dropout, and after a failed capture, with a message)");
   gpu::add_generate_command(program, [] { require_device(0); });  // + --precision, --attention
   llm::add_export_command(program);
   // hellaswag: the device model at the evaluation's B x T (only one verb is parsed: it shares train's strings)

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "gpu/gpt2_params.cuh"  // DeviceArray, GPT2Params: parameters, gradients, AdamW, data parallel
@@ -63,6 +64,10 @@ class GPT2 : public GPT2Params<floatX> {
       : Base(checked_config(cfg, B, T), comm, zero_stage, stream), B_(B), T_(T), recompute_(recompute_gelu),
         head_width_(cfg.padded_vocab_size) {
     allocate_activations();
+  }
+  ~GPT2() {
+    for (cudaEvent_t e : staged_)
+      if (e) (void)cudaEventDestroy(e);
   }
 
   int B() const { return B_; }
@@ -109,34 +114,58 @@ class GPT2 : public GPT2Params<floatX> {
   // ---- forward / backward ----
   // inputs, targets: host (B,T) ids (targets may be nullptr: no loss, logits only). training: dropout on with
   // dropout_seed. with_grad: the classifier overwrites the logits with dlogits · loss_scale for backward().
-  // Returns the mean loss over non-ignored targets (-1 without targets). Synchronises (reads the loss).
+  // Returns the mean loss over non-ignored targets (-1 without targets). Synchronises (reads the loss):
+  // stage + forward_queued + read_loss.
   float forward(const int* inputs, const int* targets, bool training, uint64_t dropout_seed, bool with_grad = false,
                 float loss_scale = 1.0f) {
-    const int C = cfg_.channels, V = cfg_.vocab_size, Vp = cfg_.padded_vocab_size, BT = B_ * T_;
-    if (head_width_ != Vp) llm::fail("forward: the model has another head (set_head_width)");
-    load_inputs(inputs);
+    stage(inputs, targets, with_grad);
+    forward_queued(training, dropout_seed, with_grad, loss_scale);
+    return targets ? read_loss() : -1.0f;
+  }
+
+  // A batch (checked: ids in range) -> pinned host memory -> the device, queued on the stream; with with_grad also
+  // the embedding backward's bucket plan (kern::encoder_backward_plan), so that backward needs nothing from the host.
+  void stage(const int* inputs, const int* targets, bool with_grad) {
+    const int V = cfg_.vocab_size, BT = B_ * T_;
     if (targets)
       for (int i = 0; i < BT; i++)
         if (targets[i] != -100 && (targets[i] < 0 || targets[i] >= V))
           llm::fail("forward: target ", targets[i], " at ", i, " not in [0,", V, ") or -100");
     if (with_grad && !targets) llm::fail("forward: gradients need targets");
-    if (targets) {
-      CUDA_CHECK(cudaMemcpyAsync(targets_.get(), targets, BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
-    } else {
-      targets_host_.assign(BT, -100);
-      CUDA_CHECK(cudaMemcpyAsync(targets_.get(), targets_host_.data(), BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
-    }
+    load_inputs(inputs);
+    int* tg = staging_[slot_]->get() + BT;
+    if (targets) std::copy(targets, targets + BT, tg);
+    else std::fill(tg, tg + BT, -100);
+    CUDA_CHECK(cudaMemcpyAsync(targets_.get(), tg, BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    if (with_grad) stage_plan();
+    CUDA_CHECK(cudaEventRecord(staged_[slot_], stream_));
+    has_targets_ = targets != nullptr;
+  }
+
+  // The LM forward of the staged batch: kernels only, no host synchronisation (capturable into a CUDA graph; every
+  // argument is fixed for a run — with dropout the mask seed is a kernel argument, so a replay would repeat it).
+  void forward_queued(bool training, uint64_t dropout_seed, bool with_grad, float loss_scale) {
+    const int C = cfg_.channels, V = cfg_.vocab_size, Vp = cfg_.padded_vocab_size, BT = B_ * T_;
+    if (head_width_ != Vp) llm::fail("forward: the model has another head (set_head_width)");
+    if (with_grad && !has_targets_) llm::fail("forward: gradients need targets");
     run_trunk(training, dropout_seed);
     lin_.forward(logits_.get(), nullptr, lnf_.get(), head(), nullptr, BT, C, Vp, head_slot(), stream_, backend_);
     kern::fused_classifier(logits_.get(), losses_.get(), targets_.get(), valid_.get(), BT, V, Vp, loss_scale, with_grad,
                            stream_);
     have_dlogits_ = with_grad;
-    if (!targets) return -1.0f;
-    kern::classifier_mean_loss(mean_loss_.get(), losses_.get(), valid_.get(), BT, stream_);
-    float loss = 0.0f;
-    CUDA_CHECK(cudaMemcpyAsync(&loss, mean_loss_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    if (has_targets_) kern::classifier_mean_loss(mean_loss_.get(), losses_.get(), valid_.get(), BT, stream_);
+  }
+
+  // The mean loss of the last forward with targets (waits for the stream).
+  float read_loss() {
+    CUDA_CHECK(cudaMemcpyAsync(loss_host_.get(), mean_loss_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return loss;
+    return *loss_host_.get();
+  }
+  // Adds the last forward's mean loss to the step's loss sum (GPT2Params::read_results), on the device.
+  void accumulate_loss() {
+    launch_kernel(accumulate_loss_kernel<double>, dim3(1), dim3(1), 0, stream_, Base::loss_sum_dev(),
+                  (const float*)mean_loss_.get());
   }
 
  private:
@@ -302,22 +331,41 @@ class GPT2 : public GPT2Params<floatX> {
       kern::dropout_backward(dbr, dres, btc, spec(0, llm::kDropEmbed), false, stream_);
       demb = dbr;
     }
-    if (embeddings_train_)
-      kern::encoder_backward(g(llm::kWte), g(llm::kWpe), enc_scratch_.get(), demb, inputs_host_.data(), B, T, C,
-                             stream_);
+    if (embeddings_train_) {
+      if (!plan_staged_) stage_plan();  // forward_trunk's batch (the training step staged it with the batch)
+      // B·T blocks fit every plan: the launch does not depend on the batch (a CUDA graph replays it)
+      kern::encoder_backward_planned(g(llm::kWte), g(llm::kWpe), (const int*)enc_scratch_.get(), demb, B, T, C, BT,
+                                     stream_);
+    }
     if (overlap) reduce_layer_grads_async(-1);  // wte, wpe, lnf, lm_head
   }
 
  private:
-  // Validates the (B,T) host ids and queues their upload.
+  // Validates the (B,T) host ids and queues their upload from the next pinned staging slot. Two slots in turn: a
+  // slot is rewritten only after its previous copies finished (an event), i.e. this waits at most for the copies
+  // of two batches ago.
   void load_inputs(const int* inputs) {
     const int V = cfg_.vocab_size, BT = B_ * T_;
     for (int i = 0; i < BT; i++)
       if (inputs[i] < 0 || inputs[i] >= V) llm::fail("forward: input token ", inputs[i], " at ", i, " not in [0,", V, ")");
-    inputs_host_.assign(inputs, inputs + BT);
-    CUDA_CHECK(cudaMemcpyAsync(inputs_.get(), inputs, BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    slot_ ^= 1;
+    CUDA_CHECK(cudaEventSynchronize(staged_[slot_]));
+    int* in = staging_[slot_]->get();  // inputs | targets | plan
+    std::copy(inputs, inputs + BT, in);
+    CUDA_CHECK(cudaMemcpyAsync(inputs_.get(), in, BT * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaEventRecord(staged_[slot_], stream_));
+    plan_staged_ = false;
   }
-
+  // The embedding backward's plan of the loaded batch -> its staging slot -> enc_scratch_.
+  void stage_plan() {
+    const int BT = B_ * T_;
+    int* in = staging_[slot_]->get();
+    kern::encoder_backward_plan(in + 2 * BT, in, B_, T_);
+    CUDA_CHECK(cudaMemcpyAsync(enc_scratch_.get(), in + 2 * BT, kern::encoder_backward_scratch_ints(B_, T_) * sizeof(int),
+                               cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaEventRecord(staged_[slot_], stream_));
+    plan_staged_ = true;
+  }
 
   struct LayerParams {
     const floatX *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb, *ln1w, *next_ln1w,
@@ -427,6 +475,12 @@ class GPT2 : public GPT2Params<floatX> {
     ln_scratch_.resize(kern::layernorm_backward_scratch_floats((int)BT, (int)C));
     att_scratch_.resize(BT * NH);
     enc_scratch_.resize(kern::encoder_backward_scratch_ints(1, (int)BT));
+    for (int i = 0; i < 2; i++) {  // inputs | targets | plan, pinned
+      if (staged_[i]) CUDA_CHECK(cudaEventSynchronize(staged_[i]));
+      else CUDA_CHECK(cudaEventCreateWithFlags(&staged_[i], cudaEventDisableTiming));
+      if (!staging_[i] || staging_[i]->size() < 2 * BT + enc_scratch_.size())
+        staging_[i] = std::make_unique<PinnedArray<int>>(2 * BT + enc_scratch_.size());
+    }
     dummy_ln_.resize(2 * C);
     lin_.reserve(BT, std::max(4 * C, head));
   }
@@ -470,7 +524,11 @@ class GPT2 : public GPT2Params<floatX> {
   DeviceArray<floatX> dres_, dln_, dbranch_, datty_, dqkv_, dfch_;
   DeviceArray<float> mean_loss_, mm_scratch_, ln_scratch_, att_scratch_;
   DeviceArray<int> inputs_, targets_, valid_, enc_scratch_;
-  std::vector<int> inputs_host_, targets_host_;
+  std::unique_ptr<PinnedArray<int>> staging_[2];  // load_inputs/stage: inputs | targets | embedding backward plan
+  cudaEvent_t staged_[2] = {nullptr, nullptr};      // after the copies out of staging_[i]
+  int slot_ = 0;
+  bool has_targets_ = false, plan_staged_ = false;
+  PinnedArray<float> loss_host_{1};
   float drop_p_ = 0.0f;
   uint64_t drop_seed_ = 0;
   bool have_dlogits_ = false;

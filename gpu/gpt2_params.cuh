@@ -19,6 +19,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -70,6 +71,51 @@ class DeviceArray {
   size_t n_ = 0;
 };
 
+// One pinned (page-locked) host allocation: the step's host<->device copies come from / go to these, so that they
+// are truly asynchronous and can be captured into a CUDA graph (a pageable copy cannot).
+template <class T>
+class PinnedArray {
+ public:
+  explicit PinnedArray(size_t n) : n_(n) {
+    CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&p_), n * sizeof(T)));
+    std::memset(static_cast<void*>(p_), 0, n * sizeof(T));
+  }
+  ~PinnedArray() { (void)cudaFreeHost(p_); }
+  PinnedArray(const PinnedArray&) = delete;
+  PinnedArray& operator=(const PinnedArray&) = delete;
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// The clip factor and the skip flag of the update, from the shard norms in device memory: the norm of the
+// (summed) gradient is n_0 for one shard, else sqrt(Σ_r n_r²) (fp64, rank order); the norm of the mean gradient
+// is that / world, and the AdamW gradient scale folds the clip factor and 1/world. The arithmetic the host did
+// before the step moved to the device, operation for operation (so an eager and a replayed step agree bit for bit).
+template <class Step>  // kern::AdamWStep (a template: the header defines it in every file that includes it)
+__global__ void clip_scale_kernel(Step* step, float* norm_out, const float* shard_norms, int shards, int world,
+                                  float grad_clip) {
+  float norm = shard_norms[0];
+  if (shards > 1) {
+    double sq = 0.0;
+    for (int r = 0; r < shards; r++) sq += (double)shard_norms[r] * shard_norms[r];
+    norm = (float)sqrt(sq);
+  }
+  if (world > 1) norm /= (float)world;
+  *norm_out = norm;
+  step->skip = isfinite(norm) ? 0 : 1;  // NaN/Inf gradient: no update (the same norm on every rank)
+  float scale = (grad_clip > 0.0f && norm > grad_clip) ? (float)((double)grad_clip / (double)norm) : 1.0f;
+  if (world > 1) scale /= (float)world;
+  step->grad_scale = scale;
+}
+
+// *sum += *mean (the step's loss, summed over its micro-steps in fp64 as the host loop did).
+template <class Acc>  // double
+__global__ void accumulate_loss_kernel(Acc* sum, const float* mean) { *sum += (Acc)*mean; }
+
 // Rounds the fp32 master weights into the floatX params: round-to-nearest when seed == 0 (initial weights),
 // else stochastic rounding with the bits adamw_kernel used at the step that produced them (exact resume).
 // index_offset: the launch's start inside the tensor the seed belongs to (as in kern::adamw_update).
@@ -87,6 +133,18 @@ inline uint64_t rounding_seed(uint64_t run_seed, int64_t t, int k) {
   return s ? s : 1;  // 0 means "round to nearest" in params_from_master_kernel
 }
 
+// The update's per-step values in device memory (kern::adamw_update_device reads them): lr and bias corrections
+// staged by the host, grad_scale and skip written by clip_scale_kernel, one stochastic-rounding seed per tensor.
+struct StepScalars {
+  kern::AdamWStep adamw;
+  uint64_t seed[llm::kNumParamTensors];
+};
+// What a step leaves for the host (copied into pinned memory at the end of the update; read after a sync).
+struct StepResults {
+  double loss_sum;  // Σ of the micro-steps' mean losses (accumulate_loss)
+  float norm;       // gradient norm before clipping
+};
+
 struct AdamWSettings {
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
   std::array<bool, llm::kNumParamTensors> decay{};  // which tensors get weight decay (cpu/optimizer.h decay_mask)
@@ -103,6 +161,11 @@ class GPT2Params {
   // state, 1 = each its own shard (only with world > 1).
   GPT2Params(const GPT2Config& cfg, llm::Comm* comm, int zero_stage, cudaStream_t stream)
       : cfg_(cfg), comm_(comm), stream_(stream) {
+    if (!stream_) {  // the model's own stream: nothing of a step runs on the legacy default stream (CUDA graphs)
+      CUDA_CHECK(cudaStreamCreate(&own_stream_));  // blocking: synchronous copies (checkpoints) still order after it
+      stream_ = own_stream_;
+    }
+    CUDA_CHECK(cudaEventCreateWithFlags(&step_staged_, cudaEventDisableTiming));
     sizes_ = llm::param_sizes(cfg);
     offsets_ = llm::param_offsets(cfg);
     n_ = llm::num_parameters(cfg);
@@ -130,8 +193,13 @@ class GPT2Params {
     norm_.resize(std::max(world_, 1));  // one norm per world shard
     norm_scratch_.resize(kern::global_norm_scratch_floats());
     trainable_.assign((size_t)llm::kNumParamTensors * cfg.num_layers, 1);
+    step_dev_.resize(1);
+    results_dev_.resize(1);
+    CUDA_CHECK(cudaMemset(results_dev_.get(), 0, sizeof(StepResults)));
   }
   ~GPT2Params() {
+    if (step_staged_) (void)cudaEventDestroy(step_staged_);
+    if (own_stream_) (void)cudaStreamDestroy(own_stream_);
     if (comm_stream_) (void)cudaStreamDestroy(comm_stream_);
     if (grads_ready_) (void)cudaEventDestroy(grads_ready_);
     if (comm_done_) (void)cudaEventDestroy(comm_done_);
@@ -147,6 +215,7 @@ class GPT2Params {
   size_t size(ParamTensor k) const { return sizes_[k]; }
   floatX* params() { return params_.get(); }
   floatX* grads() { return grads_.get(); }
+  cudaStream_t stream() const { return stream_; }
 
   // Fine-tuning: which tensors train, trainable(k, layer) (layer 0 outside the blocks); update() leaves the others
   // as they are. Default: everything.
@@ -196,61 +265,80 @@ class GPT2Params {
     download_shard(v, v_.get());
   }
 
-  void zero_grad() { CUDA_CHECK(cudaMemsetAsync(grads_.get(), 0, np_ * sizeof(floatX), stream_)); }
+  // Clears the gradients and the step's loss sum (queued on the stream).
+  void zero_grad() {
+    CUDA_CHECK(cudaMemsetAsync(grads_.get(), 0, np_ * sizeof(floatX), stream_));
+    CUDA_CHECK(cudaMemsetAsync(results_dev_.get(), 0, sizeof(StepResults), stream_));
+  }
 
   // Global gradient norm (after the data-parallel reduction), clipping folded into AdamW, the update itself.
   // t: 1-based step; lr: this step's learning rate; grad_clip 0 = off. Returns the norm before clipping (the
-  // norm of the mean gradient over ranks, the same value on every rank).
+  // norm of the mean gradient over ranks, the same value on every rank). Synchronous: stage_update +
+  // update_queued + a wait for the stream.
   double update(float lr, int64_t t, float grad_clip, const AdamWSettings& hp) {
+    stage_update(lr, t, hp);
+    update_queued(grad_clip, hp);
+    return read_results().norm;
+  }
+
+  // Step t's host-side values (lr, bias corrections, rounding seeds) -> pinned memory -> the device, queued before
+  // update_queued. Waits only for the previous step's copy out of the pinned buffer (long done).
+  void stage_update(float lr, int64_t t, const AdamWSettings& hp) {
+    CUDA_CHECK(cudaEventSynchronize(step_staged_));
+    StepScalars& s = *step_host_.get();
+    s.adamw = kern::adamw_step(lr, hp.beta1, hp.beta2, (int)t);  // grad_scale and skip: clip_scale_kernel
+    for (int k = 0; k < llm::kNumParamTensors; k++) s.seed[k] = rounding_seed(hp.seed, t, k);
+    CUDA_CHECK(cudaMemcpyAsync(step_dev_.get(), &s, sizeof(StepScalars), cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaEventRecord(step_staged_, stream_));
+  }
+
+  // The update's device work, with no host synchronisation: the gradient reduction (data parallel), the norm, the
+  // clip factor (clip_scale_kernel), AdamW reading the staged values, and the step's results into pinned memory.
+  // With world 1 every per-step value is read from device memory, so this can be captured once into a CUDA graph
+  // and replayed (grad_clip and hp are fixed for a run).
+  void update_queued(float grad_clip, const AdamWSettings& hp) {
     const llm::CommType type = kBf16 ? llm::CommType::kBf16 : llm::CommType::kFp32;
-    float norm = 0.0f;
     if (world_ == 1) {
       kern::global_norm(norm_.get(), norm_scratch_.get(), grads_.get(), n_, stream_);
-      CUDA_CHECK(cudaMemcpyAsync(&norm, norm_.get(), sizeof(float), cudaMemcpyDeviceToHost, stream_));
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
     } else {
-      // ‖g‖² = Σ over the world shards of each shard's ‖·‖² (fp64 sum): under ZeRO-1 each rank holds only its own
-      // summed shard, under ZeRO-0 every rank computes all shards itself — the same numbers either way, so
-      // ZeRO-0 and ZeRO-1 clip identically
+      // ‖g‖² = Σ over the world shards of each shard's ‖·‖² (fp64, rank order): under ZeRO-1 each rank holds only
+      // its own summed shard (the others' norms come with an fp32 all-reduce of the zero-filled norm array, exact:
+      // each sum has one non-zero term), under ZeRO-0 every rank computes all shards itself — the same numbers
+      // either way, so ZeRO-0 and ZeRO-1 clip identically
       if (zero1_) comm_->reduce_scatter_sum(grads_.get(), np_, type, (void*)stream_);
       else if (grads_reduced_) CUDA_CHECK(cudaStreamWaitEvent(stream_, comm_done_, 0));  // reduced during backward
       else comm_->all_reduce_sum(grads_.get(), np_, type, (void*)stream_);
       const size_t shard = np_ / world_;
+      if (zero1_) CUDA_CHECK(cudaMemsetAsync(norm_.get(), 0, world_ * sizeof(float), stream_));
       for (int r = zero1_ ? comm_->rank() : 0; r < (zero1_ ? comm_->rank() + 1 : world_); r++)
         kern::global_norm(norm_.get() + r, norm_scratch_.get(), grads_.get() + r * shard, shard, stream_);
-      shard_norms_.resize(world_);
-      CUDA_CHECK(cudaMemcpyAsync(shard_norms_.data(), norm_.get(), world_ * sizeof(float), cudaMemcpyDeviceToHost,
-                                 stream_));
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-      double sq = 0.0;
-      if (zero1_) {
-        const double own = shard_norms_[comm_->rank()];
-        sq = comm_->all_reduce_sum_host(own * own);
-      } else {
-        for (int r = 0; r < world_; r++) sq += (double)shard_norms_[r] * shard_norms_[r];
-      }
-      norm = (float)std::sqrt(sq);
+      if (zero1_) comm_->all_reduce_sum(norm_.get(), world_, llm::CommType::kFp32, (void*)stream_);
     }
     grads_reduced_ = false;
     // each rank's loss was a mean, so the mean gradient is sum / world: folded (with the clip factor) into the
     // AdamW gradient scale instead of an extra pass
-    if (world_ > 1) norm /= (float)world_;
-    if (!std::isfinite(norm)) return norm;  // NaN/Inf gradient: no update (same norm on every rank)
-    float scale = (grad_clip > 0.0f && norm > grad_clip) ? (float)((double)grad_clip / (double)norm) : 1.0f;
-    if (world_ > 1) scale /= (float)world_;
+    launch_kernel(clip_scale_kernel<kern::AdamWStep>, dim3(1), dim3(1), 0, stream_, &step_dev_.get()->adamw,
+                  &results_dev_.get()->norm, (const float*)norm_.get(), world_, world_, grad_clip);
     for_each_trainable_piece([&](int k, size_t a, size_t b) {
       const size_t s = a - opt_begin_;  // index into the own-shard arrays
-      kern::adamw_update(params_.get() + a, kBf16 ? master_.get() + s : (float*)nullptr, grads_.get() + a,
-                         m_.get() + s, v_.get() + s, b - a, lr, hp.beta1, hp.beta2, hp.eps,
-                         hp.decay[k] ? hp.weight_decay : 0.0f, (int)t, rounding_seed(hp.seed, t, k), stream_, scale,
-                         512, a - offsets_[k]);
+      kern::adamw_update_device(params_.get() + a, kBf16 ? master_.get() + s : (float*)nullptr, grads_.get() + a,
+                                m_.get() + s, v_.get() + s, b - a, (const kern::AdamWStep*)&step_dev_.get()->adamw,
+                                hp.beta1, hp.beta2, hp.eps, hp.decay[k] ? hp.weight_decay : 0.0f,
+                                (const uint64_t*)&step_dev_.get()->seed[k], stream_, 512, a - offsets_[k]);
     });
     if (zero1_) comm_->all_gather(params_.get(), np_, type, (void*)stream_);
+    CUDA_CHECK(cudaMemcpyAsync(results_host_.get(), results_dev_.get(), sizeof(StepResults), cudaMemcpyDeviceToHost,
+                               stream_));
+  }
+
+  // Waits for the stream and reads what the last update_queued left (loss sum of the step, gradient norm).
+  StepResults read_results() {
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return norm;
+    return *results_host_.get();
   }
 
  protected:
+  double* loss_sum_dev() const { return &results_dev_.get()->loss_sum; }
   floatX* p(ParamTensor k) const { return params_.get() + offsets_[k]; }
   floatX* g(ParamTensor k) const { return grads_.get() + offsets_[k]; }
 
@@ -332,6 +420,7 @@ class GPT2Params {
   GPT2Config cfg_;
   llm::Comm* comm_;
   cudaStream_t stream_;
+  cudaStream_t own_stream_ = nullptr;    // created when no stream was given: the stream of every step
   int world_ = 1;
   bool zero1_ = false;
   size_t np_ = 0;                        // n_ padded to a multiple of world_ (params_ / grads_ size)
@@ -339,13 +428,17 @@ class GPT2Params {
   cudaStream_t comm_stream_ = nullptr;   // ZeRO-0 gradient all-reduce, overlapped with backward
   cudaEvent_t grads_ready_ = nullptr, comm_done_ = nullptr;
   bool grads_reduced_ = false;           // backward already queued this step's all-reduce
-  std::vector<float> shard_norms_;
   DeviceArray<float> master_, m_, v_;    // own optimizer range only
   std::array<size_t, llm::kNumParamTensors> sizes_{}, offsets_{};
   size_t n_ = 0;
   DeviceArray<floatX> params_, grads_;
   DeviceArray<float> norm_, norm_scratch_;
   std::vector<char> trainable_;  // (kNumParamTensors, L): [k·L + layer]
+  DeviceArray<StepScalars> step_dev_;
+  PinnedArray<StepScalars> step_host_{1};
+  cudaEvent_t step_staged_ = nullptr;    // after the copy out of step_host_
+  DeviceArray<StepResults> results_dev_;
+  PinnedArray<StepResults> results_host_{1};
 };
 
 }  // namespace gpu

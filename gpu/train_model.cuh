@@ -5,7 +5,9 @@
 // device model: fp32 weights in/out for checkpoints, the llm.c-style AdamW settings from the flags, sampling
 // through the fixed (B, T) buffers, and the progress line's MFU. Tests use it to run exactly the program's step.
 #pragma once
+#include <chrono>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "cpu/gpt2_model.h"  // GPT2Model::init_gpt2: the same random init as the CPU reference
 #include "cpu/optimizer.h"   // decay_mask
 #include "gpu/gpt2_gpu.cuh"
+#include "gpu/step_graph.cuh"
 #include "host/cli.h"
 #include "host/comm.h"
 #include "host/train_loop.h"
@@ -88,14 +91,16 @@ class GpuTrainModel final : public llm::TrainModel {
 
   // comm: the data-parallel group (nullptr: a single process); zero_stage 0|1 (ZeRO-1 needs world > 1 to matter).
   // attention: --attention (auto resolves here, for this config's head size and dropout; llm::Error if impossible).
+  // cuda_graph: --cuda-graph (gpu/step_graph.cuh; used when the run allows it, see graph_off_reason).
   GpuTrainModel(const llm::GPT2Config& cfg, const llm::TrainOptions& o, bool recompute, const DeviceInfo& dev,
                 llm::Comm* comm = nullptr, int zero_stage = 0, AttentionPath attention = AttentionPath::kPortable,
-                kern::MatmulOptions matmul = {})
+                kern::MatmulOptions matmul = {}, bool cuda_graph = false)
       : cfg_(cfg),
         recompute_(recompute),
         dev_(dev),
         comm_(comm ? comm : &local_),
-        model_(cfg, o.batch_size, o.seq_len, recompute, comm_, zero_stage) {
+        model_(cfg, o.batch_size, o.seq_len, recompute, comm_, zero_stage),
+        graphs_(model_.stream(), cuda_graph, graph_off_reason(cfg, comm_->world_size())) {
     hp_.beta1 = o.beta1;
     hp_.beta2 = o.beta2;
     hp_.eps = o.eps;
@@ -122,6 +127,13 @@ class GpuTrainModel final : public llm::TrainModel {
       s += " | data parallel: " + std::to_string(model_.world_size()) + " ranks, ZeRO-" + (model_.zero1() ? "1" : "0");
     return s;
   }
+  // Why the step cannot be captured for this run ("" = it can).
+  static std::string graph_off_reason(const llm::GPT2Config& cfg, int world) {
+    if (world > 1) return "data parallel: the collectives run eagerly";
+    if (cfg.dropout > 0.0f) return "dropout: the mask seed of each micro-step is a kernel argument";
+    return "";
+  }
+  const StepGraphs& graphs() const { return graphs_; }
   std::string fingerprint_extra() const override { return std::string("precision=") + precision_name(kPrecision); }
 
   void init_random(uint64_t seed) override {
@@ -159,15 +171,62 @@ class GpuTrainModel final : public llm::TrainModel {
     model_.forward(x, y, false, 0);
     model_.get_losses(losses);
   }
-  void zero_grad() override { model_.zero_grad(); }
+  // The step (zero_grad, train_micro_step..., update) queues its work on the model's stream without waiting
+  // (forward/backward/update have no host synchronisation; the batches and the update's scalars go through pinned
+  // memory); each piece runs through graphs_ (captured once, replayed). Unless defer_step_results() was called,
+  // train_micro_step and update then wait and return the loss / norm; deferred, they return 0 and the driver calls
+  // read_step_results() once after update().
+  void zero_grad() override {
+    const auto t0 = std::chrono::steady_clock::now();
+    model_.zero_grad();
+    step_host_ms_ = since(t0);
+  }
   float train_micro_step(const int* x, const int* y, int B, int T, uint64_t dropout_seed, float loss_scale,
                          bool last_micro_step) override {
     check_shape(B, T);
-    const float loss = model_.forward(x, y, true, dropout_seed, true, loss_scale);
-    model_.backward(last_micro_step);
-    return loss;
+    const auto t0 = std::chrono::steady_clock::now();
+    model_.stage(x, y, true);
+    uint32_t scale_bits;
+    std::memcpy(&scale_bits, &loss_scale, sizeof scale_bits);
+    graphs_.run((uint64_t)scale_bits << 1 | (last_micro_step ? 1u : 0u), [&] {
+      model_.forward_queued(true, dropout_seed, true, loss_scale);
+      model_.accumulate_loss();
+      model_.backward(last_micro_step);
+    });
+    step_host_ms_ += since(t0);
+    return deferred_ ? 0.0f : model_.read_loss();
   }
-  double update(float lr, int64_t t, float grad_clip) override { return model_.update(lr, t, grad_clip, hp_); }
+  double update(float lr, int64_t t, float grad_clip) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    model_.stage_update(lr, t, hp_);
+    uint32_t clip_bits;
+    std::memcpy(&clip_bits, &grad_clip, sizeof clip_bits);
+    graphs_.run(1ull << 40 | clip_bits, [&] { model_.update_queued(grad_clip, hp_); });
+    step_host_ms_ += since(t0);
+    if (++steps_ > 2) {  // the first two steps warm up and capture
+      host_ms_sum_ += step_host_ms_;
+      host_steps_++;
+    }
+    return deferred_ ? 0.0 : model_.read_results().norm;
+  }
+  bool defer_step_results() override { return deferred_ = true; }
+  void read_step_results(double* loss_sum, double* norm) override {
+    const StepResults r = model_.read_results();
+    *loss_sum = r.loss_sum;
+    *norm = r.norm;
+  }
+  // "cuda graph: on: ... | host 0.040 ms per step (...)": the host time spent issuing a step's work (zero_grad,
+  // the micro-steps and update, without the wait for the results), mean over the steps after the first two.
+  std::string summary() const override {
+    std::string s = "cuda graph: " + graphs_.status();
+    if (host_steps_ > 0) {
+      char buf[128];
+      std::snprintf(buf, sizeof buf, " | host %.3f ms per step (issuing its work; mean of %lld steps after the first 2)",
+                    host_ms_sum_ / (double)host_steps_, (long long)host_steps_);
+      s += buf;
+    }
+    return s;
+  }
 
   // Row 0 of the fixed (B, T) batch holds the context (the rest is padding that causal attention never sees).
   const float* next_token_logits(const int* ids, int len) override {
@@ -187,6 +246,9 @@ class GpuTrainModel final : public llm::TrainModel {
   }
 
  private:
+  static double since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
   void check_shape(int B, int T) const {
     if (B != model_.B() || T != model_.T())
       llm::fail("batch shape ", B, "x", T, " differs from the allocated ", model_.B(), "x", model_.T());
@@ -200,6 +262,10 @@ class GpuTrainModel final : public llm::TrainModel {
   GPT2<floatX> model_;
   AttentionPath attention_requested_ = AttentionPath::kPortable;
   AdamWSettings hp_;
+  StepGraphs graphs_;
+  bool deferred_ = false;
+  double step_host_ms_ = 0.0, host_ms_sum_ = 0.0;
+  int64_t steps_ = 0, host_steps_ = 0;
   double peak_ = 0.0, flops_per_token_ = 0.0;
   std::vector<int> ctx_;
   std::vector<float> row_;
@@ -210,10 +276,12 @@ inline std::unique_ptr<llm::TrainModel> make_train_model(Precision p, const llm:
                                                          const DeviceInfo& dev, llm::Comm* comm = nullptr,
                                                          int zero_stage = 0,
                                                          AttentionPath attention = AttentionPath::kPortable,
-                                                         kern::MatmulOptions matmul = {}) {
+                                                         kern::MatmulOptions matmul = {}, bool cuda_graph = false) {
   if (p == Precision::kBf16)
-    return std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, recompute, dev, comm, zero_stage, attention, matmul);
-  return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev, comm, zero_stage, attention, matmul);
+    return std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, recompute, dev, comm, zero_stage, attention, matmul,
+                                                          cuda_graph);
+  return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev, comm, zero_stage, attention, matmul,
+                                                cuda_graph);
 }
 
 }  // namespace gpu

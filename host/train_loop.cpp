@@ -416,6 +416,7 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
   std::vector<int> x(bt), y(bt);
   std::vector<float> w, m, v;
   int bad_steps = 0;      // consecutive steps with a non-finite loss or gradient norm
+  const bool deferred = model->defer_step_results();  // the model reads its loss and norm back once per step
   bool stopping = false;  // a SIGTERM / SIGINT reached some rank: checkpoint this step and exit 0
   for (int64_t step = start_step; step <= max_steps; step++) {
     const bool last = step == max_steps || stopping;
@@ -496,9 +497,10 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
                                       dropout_step_seed(o.seed, static_cast<uint64_t>(step), global_window),
                                       1.0f / static_cast<float>(accum), micro == accum - 1);
     }
-    loss = comm.all_reduce_sum_host(loss / accum) / world;
     const float lr = lr_at(sched, static_cast<int>(step));
-    const double norm = model->update(lr, step + 1, o.grad_clip);  // skips the update on a non-finite norm
+    double norm = model->update(lr, step + 1, o.grad_clip);  // skips the update on a non-finite norm
+    if (deferred) model->read_step_results(&loss, &norm);   // the step's one wait for the device
+    loss = comm.all_reduce_sum_host(loss / accum) / world;
     const double ms = now_ms() - t0;
     const int64_t tokens = bt * accum * world;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {  // the same values on every rank (all-reduced)
@@ -531,6 +533,8 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
                   took.c_str(), progress.mean_tok_per_s());
     else  // only the session's first step ran (it is left out of the average: warm-up)
       std::printf("done: %lld steps in %s\n", steps, took.c_str());
+    const std::string extra = model->summary();
+    if (!extra.empty()) std::printf("%s\n", extra.c_str());
   }
   return 0;
 }

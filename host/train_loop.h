@@ -71,6 +71,13 @@ class TrainModel : public LossModel, public TokenLossModel {
   // Returns the global gradient norm before clipping (the same on every rank). A non-finite norm (NaN/Inf
   // gradient) skips the update: weights and AdamW state stay as they were (the driver counts a bad step).
   virtual double update(float lr, int64_t t, float grad_clip) = 0;
+  // Deferred step results (a model that queues the step without waiting, the GPU trainer): when this returns true
+  // (and from then on), train_micro_step and update return 0 and read_step_results, called once after update,
+  // waits for the step and gives the sum of its micro-steps' losses and the gradient norm. Default: not deferred.
+  virtual bool defer_step_results() { return false; }
+  virtual void read_step_results(double* /*loss_sum*/, double* /*norm*/) {}
+  // A line for the end of the run (e.g. the GPU trainer's CUDA graph use and host time per step); "" = none.
+  virtual std::string summary() const { return ""; }
   // Logits (host, >= vocab_size floats) of the last position of ids[0..len), len <= T of the run.
   virtual const float* next_token_logits(const int* ids, int len) = 0;
   // Model FLOPs utilisation in percent of this step; < 0: unknown device ("n/a"); NaN: not printed at all.

@@ -53,13 +53,16 @@ __global__ void wpe_backward_kernel(T* dwpe, const T* dout, int B, int Tn, int C
 //   positions[BT]        (b·T + t) grouped by token, increasing within a bucket
 //   bucket_start[nb + 1] offsets into positions
 //   bucket_token[nb]     the token id of each bucket
-// Bucket i is handled by blockIdx.x == i; blockIdx.y·blockDim.x + threadIdx.x is the channel chunk.
+// Bucket i is handled by blockIdx.x == i; blockIdx.y·blockDim.x + threadIdx.x is the channel chunk. The plan's zero
+// fill makes every block past the last bucket see an empty range, so a launch may have B·T blocks in x (the most
+// buckets a batch can have) and not depend on the batch: a CUDA graph can replay it with a new plan.
 template <class T, int VEC>
 __global__ void wte_backward_kernel(T* dwte, const T* dout, const int* positions, const int* bucket_start,
                                    const int* bucket_token, int C) {
   const int c = (blockIdx.y * blockDim.x + threadIdx.x) * VEC;
   if (c >= C) return;
   const int begin = bucket_start[blockIdx.x], end = bucket_start[blockIdx.x + 1];
+  if (begin >= end) return;  // past the last bucket (a launch sized for the most buckets a batch can have)
   float sum[VEC];
   for (int k = 0; k < VEC; k++) sum[k] = 0.0f;
   for (int j = begin; j < end; j++) {
@@ -96,7 +99,7 @@ inline size_t encoder_backward_scratch_ints(int B, int Tn) { return (size_t)3 * 
 // Host side of the dwte plan: fills `plan` (encoder_backward_scratch_ints ints, layout above), returns the
 // number of buckets. Buckets are ordered largest first (ties: smaller token first), so the plan is a pure
 // function of the token ids.
-inline int encoder_backward_plan(std::vector<int>& plan, const int* inp_host, int B, int Tn) {
+inline int encoder_backward_plan(int* plan, const int* inp_host, int B, int Tn) {
   const int BT = B * Tn;
   std::vector<int> order(BT);
   std::iota(order.begin(), order.end(), 0);
@@ -113,10 +116,10 @@ inline int encoder_backward_plan(std::vector<int>& plan, const int* inp_host, in
   std::iota(by_size.begin(), by_size.end(), 0);
   std::stable_sort(by_size.begin(), by_size.end(),
                    [&](int x, int y) { return starts[x + 1] - starts[x] > starts[y + 1] - starts[y]; });
-  plan.assign(encoder_backward_scratch_ints(B, Tn), 0);
-  int* positions = plan.data();
-  int* bucket_start = plan.data() + BT;
-  int* bucket_token = plan.data() + 2 * BT + 1;
+  std::fill(plan, plan + encoder_backward_scratch_ints(B, Tn), 0);
+  int* positions = plan;
+  int* bucket_start = plan + BT;
+  int* bucket_token = plan + 2 * BT + 1;
   int pos = 0;
   for (int i = 0; i < nb; i++) {
     const int src = by_size[i];
@@ -127,12 +130,16 @@ inline int encoder_backward_plan(std::vector<int>& plan, const int* inp_host, in
   bucket_start[nb] = pos;
   return nb;
 }
+inline int encoder_backward_plan(std::vector<int>& plan, const int* inp_host, int B, int Tn) {
+  plan.resize(encoder_backward_scratch_ints(B, Tn));
+  return encoder_backward_plan(plan.data(), inp_host, B, Tn);
+}
 
-// dwte += scatter of dout by token, dwpe += Σ_b dout. `inp_host`: the same token ids as on the device, in host
-// memory (the trainer has them there anyway). `scratch`: encoder_backward_scratch_ints(B, T) device ints.
+// dwte += scatter of dout by token, dwpe += Σ_b dout, from a plan (encoder_backward_plan) already in the device
+// scratch. buckets: the grid's x extent, at least the plan's bucket count (B·T fits every plan).
 template <class T>
-void encoder_backward(T* dwte, T* dwpe, int* scratch, const T* dout, const int* inp_host, int B, int Tn, int C,
-                      cudaStream_t stream, int block_size = 256) {
+void encoder_backward_planned(T* dwte, T* dwpe, const int* scratch, const T* dout, int B, int Tn, int C, int buckets,
+                              cudaStream_t stream, int block_size = 256) {
   if (B * Tn == 0 || C == 0) return;
   constexpr int P = Packed128<T>::size;
   const bool packed = can_pack<T>(C, {dwte, dwpe, dout});
@@ -148,23 +155,31 @@ void encoder_backward(T* dwte, T* dwpe, int* scratch, const T* dout, const int* 
                   dwpe, dout, B, Tn, C);
   CUDA_CHECK(cudaGetLastError());
 
-  // dwte: build and upload the bucket plan, one block row per bucket.
-  std::vector<int> plan;
-  const int nb = encoder_backward_plan(plan, inp_host, B, Tn);
-  CUDA_CHECK(cudaMemcpyAsync(scratch, plan.data(), plan.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
+  // dwte: one block row per bucket
   const int BT = B * Tn;
   int threads = CEIL_DIV(CEIL_DIV(C, vec), WARP_SIZE) * WARP_SIZE;
   threads = threads < block_size ? threads : block_size;
-  const dim3 grid(nb, CEIL_DIV(CEIL_DIV(C, vec), threads));
+  const dim3 grid(buckets, CEIL_DIV(CEIL_DIV(C, vec), threads));
   if (packed)
-    launch_kernel(wte_backward_kernel<T, P>, grid, dim3(threads), 0, stream, dwte, dout, (const int*)scratch,
-                  (const int*)scratch + BT, (const int*)scratch + 2 * BT + 1, C);
+    launch_kernel(wte_backward_kernel<T, P>, grid, dim3(threads), 0, stream, dwte, dout, scratch, scratch + BT,
+                  scratch + 2 * BT + 1, C);
   else
-    launch_kernel(wte_backward_kernel<T, 1>, grid, dim3(threads), 0, stream, dwte, dout, (const int*)scratch,
-                  (const int*)scratch + BT, (const int*)scratch + 2 * BT + 1, C);
+    launch_kernel(wte_backward_kernel<T, 1>, grid, dim3(threads), 0, stream, dwte, dout, scratch, scratch + BT,
+                  scratch + 2 * BT + 1, C);
   CUDA_CHECK(cudaGetLastError());
-  // The plan's host memory is pageable: cudaMemcpyAsync from pageable memory has finished reading it when it
-  // returns, so `plan` may be freed here.
+}
+
+// The same, planning on the host: `inp_host` holds the token ids that are on the device, in host memory (the
+// trainer has them there anyway). `scratch`: encoder_backward_scratch_ints(B, T) device ints.
+template <class T>
+void encoder_backward(T* dwte, T* dwpe, int* scratch, const T* dout, const int* inp_host, int B, int Tn, int C,
+                      cudaStream_t stream, int block_size = 256) {
+  if (B * Tn == 0 || C == 0) return;
+  std::vector<int> plan;
+  const int nb = encoder_backward_plan(plan, inp_host, B, Tn);
+  CUDA_CHECK(cudaMemcpyAsync(scratch, plan.data(), plan.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
+  // (a pageable source: cudaMemcpyAsync has finished reading it when it returns, so `plan` may be freed here)
+  encoder_backward_planned(dwte, dwpe, scratch, dout, B, Tn, C, nb, stream, block_size);
 }
 
 }  // namespace kern

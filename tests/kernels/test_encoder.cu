@@ -46,6 +46,18 @@ void check_encoder(const Shape& s, const std::vector<int>& tokens, const std::st
   kern::encoder_backward(d_dwte.ptr, d_dwpe.ptr, d_scratch.ptr, d_dout.ptr, tokens.data(), B, Tn, C, 0);
   const auto second = d_dwte.download_raw();
   EXPECT_EQ(0, std::memcmp(first.data(), second.data(), first.size() * sizeof(T))) << "not deterministic";
+
+  // the plan uploaded first and a launch sized for B·T buckets (what a CUDA graph replays): the same bits, the
+  // blocks past the last bucket write nothing
+  d_dwte.upload(dwte0);
+  d_dwpe.upload(dwpe0);
+  std::vector<int> plan;
+  kern::encoder_backward_plan(plan, tokens.data(), B, Tn);
+  DeviceInts d_plan(plan);
+  kern::encoder_backward_planned(d_dwte.ptr, d_dwpe.ptr, (const int*)d_plan.ptr, (const T*)d_dout.ptr, B, Tn, C,
+                                 B * Tn, 0);
+  const auto widest = d_dwte.download_raw();
+  EXPECT_EQ(0, std::memcmp(first.data(), widest.data(), first.size() * sizeof(T))) << "B*T-block launch differs";
 }
 
 template <class T>
