@@ -48,11 +48,8 @@ class FinetuneGPU final : public llm::FinetuneBackend {
     trunk.dropout = 0.0f;  // never applied here; also what --attention auto decides on
     model_ = std::make_unique<GPT2<floatX>>(trunk, 1, 1, false, nullptr, 0, stream_);
     model_->set_weights(params.data());
-    const int L = c_.num_layers, N = spec_.num_classes;
+    const int N = spec_.num_classes;
     auto trainable = [&](ParamTensor k, int layer) { return llm::finetune_tensor_trainable(c_, spec_, k, layer); };
-    any_base_ = false;
-    for (int k = 0; k < llm::kNumParamTensors; k++)
-      any_base_ = any_base_ || trainable((ParamTensor)k, L - 1) || trainable((ParamTensor)k, 0);
     const ParamTensor lm_head = c_.tied_head ? llm::kWte : llm::kLmHead;
     model_->set_trainable(trainable, N == 0 && spec_.train_head && trainable(lm_head, 0));
     if (N > 0) model_->set_head_width(N);
@@ -135,7 +132,7 @@ class FinetuneGPU final : public llm::FinetuneBackend {
   }
 
   void zero_grad() override {
-    if (any_base_) model_->zero_grad();
+    model_->zero_grad();  // nothing when no base tensor trains
     if (extra_grads_.size())
       CUDA_CHECK(cudaMemsetAsync(extra_grads_.get(), 0, extra_grads_.size() * sizeof(floatX), stream_));
   }
@@ -161,7 +158,7 @@ class FinetuneGPU final : public llm::FinetuneBackend {
   // AdamW (betas 0.9/0.999, eps 1e-8, decay on every trainable tensor, no clipping) on the trainable ranges only:
   // the trunk's through GPT2::update (its mask), the head's and the adapters' here.
   void adamw_step(float lr, float wd, int t) override {
-    if (any_base_) {
+    if (model_->has_grads()) {
       AdamWSettings hp;
       hp.beta1 = 0.9f;
       hp.beta2 = 0.999f;
@@ -236,7 +233,7 @@ class FinetuneGPU final : public llm::FinetuneBackend {
   }
   size_t extra_size() const { return extra_.size(); }
   size_t lora_offset() const { return lora_at_; }  // where the adapters start inside the extra array
-  bool has_base_grads() const { return any_base_; }
+  bool has_base_grads() const { return model_->has_grads(); }
   void get_base_grads(float* out) const { model_->get_grads_as_float(out); }
   void get_extra_grads(float* out) const { download(out, extra_grads_.get(), extra_.size()); }
 
@@ -300,7 +297,7 @@ class FinetuneGPU final : public llm::FinetuneBackend {
   cudaStream_t stream_;
   std::unique_ptr<GPT2<floatX>> model_;
   size_t n_ = 0, head_b_at_ = 0, lora_at_ = 0, head_rows_ = 0;
-  bool any_base_ = false, classify_ = false, have_targets_ = false;
+  bool classify_ = false, have_targets_ = false;
   DeviceArray<floatX> extra_, extra_grads_;  // head W, head b, the LoRA slots
   DeviceArray<float> extra_master_, extra_m_, extra_v_;
   // the classification head's activations (B rows)

@@ -218,11 +218,18 @@ class GPT2Params {
   cudaStream_t stream() const { return stream_; }
 
   // Fine-tuning: which tensors train, trainable(k, layer) (layer 0 outside the blocks); update() leaves the others
-  // as they are. Default: everything.
+  // as they are. Default: everything. When nothing trains (LoRA, a new head only) the gradients and the AdamW
+  // moments are released for good (the master weights stay: get_weights returns them).
   void set_trainable(const std::function<bool(ParamTensor, int)>& fn) {
+    if (!has_grads()) llm::fail("set_trainable: the gradients were released by an earlier all-frozen mask");
     for (int k = 0; k < llm::kNumParamTensors; k++)
       for (int l = 0; l < cfg_.num_layers; l++) trainable_[k * cfg_.num_layers + l] = fn((ParamTensor)k, l);
+    if (std::find(trainable_.begin(), trainable_.end(), 1) != trainable_.end()) return;
+    grads_.resize(0);
+    m_.resize(0);
+    v_.resize(0);
   }
+  bool has_grads() const { return grads_.size() > 0; }
   bool trainable(ParamTensor k, int layer = 0) const { return trainable_[k * cfg_.num_layers + layer]; }
   // the (L, ...) tensors of gpt2_config.h
   static bool per_layer(ParamTensor k) { return k >= llm::kLn1w && k <= llm::kFcprojb; }
@@ -253,21 +260,24 @@ class GPT2Params {
   // The floatX params / grads widened to fp32 (what the model computes with).
   void get_params_as_float(float* out) const { download_as_float(out, params_.get()); }
   void get_grads_as_float(float* out) const {
+    if (!has_grads()) llm::fail("get_grads_as_float: nothing trains");
     if (comm_stream_) CUDA_CHECK(cudaStreamSynchronize(comm_stream_));  // an overlapped reduction may be running
     download_as_float(out, grads_.get());
   }
   void set_optimizer_state(const float* m, const float* v) {
+    if (!has_grads()) llm::fail("set_optimizer_state: nothing trains");
     upload_shard(m_.get(), m);
     upload_shard(v_.get(), v);
   }
   void get_optimizer_state(float* m, float* v) {
+    if (!has_grads()) llm::fail("get_optimizer_state: nothing trains");
     download_shard(m, m_.get());
     download_shard(v, v_.get());
   }
 
   // Clears the gradients and the step's loss sum (queued on the stream).
   void zero_grad() {
-    CUDA_CHECK(cudaMemsetAsync(grads_.get(), 0, np_ * sizeof(floatX), stream_));
+    if (has_grads()) CUDA_CHECK(cudaMemsetAsync(grads_.get(), 0, np_ * sizeof(floatX), stream_));
     CUDA_CHECK(cudaMemsetAsync(results_dev_.get(), 0, sizeof(StepResults), stream_));
   }
 
@@ -276,6 +286,7 @@ class GPT2Params {
   // norm of the mean gradient over ranks, the same value on every rank). Synchronous: stage_update +
   // update_queued + a wait for the stream.
   double update(float lr, int64_t t, float grad_clip, const AdamWSettings& hp) {
+    if (!has_grads()) llm::fail("update: nothing trains");
     stage_update(lr, t, hp);
     update_queued(grad_clip, hp);
     return read_results().norm;
