@@ -13,7 +13,6 @@
 #include "kernels/common.cuh"
 
 #include <algorithm>
-#include <numeric>
 #include <vector>
 
 namespace kern {
@@ -100,34 +99,39 @@ inline size_t encoder_backward_scratch_ints(int B, int Tn) { return (size_t)3 * 
 // number of buckets. Buckets are ordered largest first (ties: smaller token first), so the plan is a pure
 // function of the token ids.
 inline int encoder_backward_plan(int* plan, const int* inp_host, int B, int Tn) {
+  // Two counting sorts, O(B·T + the largest id) (the trainer plans every micro-batch on the host): positions by
+  // token id keep their order inside a bucket; buckets by size, descending, keep token order among equal sizes.
   const int BT = B * Tn;
-  std::vector<int> order(BT);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return inp_host[x] < inp_host[y]; });
-  std::vector<int> starts, tokens;  // buckets in token order
-  for (int j = 0; j < BT; j++)
-    if (j == 0 || inp_host[order[j]] != inp_host[order[j - 1]]) {
-      starts.push_back(j);
-      tokens.push_back(inp_host[order[j]]);
+  int max_tok = 0;
+  for (int j = 0; j < BT; j++) max_tok = std::max(max_tok, inp_host[j]);
+  std::vector<int> count(max_tok + 1, 0);
+  for (int j = 0; j < BT; j++) count[inp_host[j]]++;
+  std::vector<int> tokens;  // buckets in token order
+  int max_size = 0;
+  for (int t = 0; t <= max_tok; t++)
+    if (count[t]) {
+      tokens.push_back(t);
+      max_size = std::max(max_size, count[t]);
     }
   const int nb = (int)tokens.size();
-  starts.push_back(BT);
-  std::vector<int> by_size(nb);
-  std::iota(by_size.begin(), by_size.end(), 0);
-  std::stable_sort(by_size.begin(), by_size.end(),
-                   [&](int x, int y) { return starts[x + 1] - starts[x] > starts[y + 1] - starts[y]; });
+  std::vector<int> first(max_size + 2, 0), by_size(nb);  // key max_size - size: ascending key = descending size
+  for (int t : tokens) first[max_size - count[t] + 1]++;
+  for (int k = 1; k <= max_size + 1; k++) first[k] += first[k - 1];
+  for (int i = 0; i < nb; i++) by_size[first[max_size - count[tokens[i]]]++] = tokens[i];
   std::fill(plan, plan + encoder_backward_scratch_ints(B, Tn), 0);
   int* positions = plan;
   int* bucket_start = plan + BT;
   int* bucket_token = plan + 2 * BT + 1;
+  std::vector<int> next(max_tok + 1, 0);  // where the token's next position goes
   int pos = 0;
   for (int i = 0; i < nb; i++) {
-    const int src = by_size[i];
     bucket_start[i] = pos;
-    bucket_token[i] = tokens[src];
-    for (int j = starts[src]; j < starts[src + 1]; j++) positions[pos++] = order[j];
+    bucket_token[i] = by_size[i];
+    next[by_size[i]] = pos;
+    pos += count[by_size[i]];
   }
   bucket_start[nb] = pos;
+  for (int j = 0; j < BT; j++) positions[next[inp_host[j]]++] = j;
   return nb;
 }
 inline int encoder_backward_plan(std::vector<int>& plan, const int* inp_host, int B, int Tn) {
