@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "cpu/dp_optimizer.h"
-#include "cpu/finetune_main.h"  // finetune-classify, classify, finetune-instruct
+#include "cpu/finetune_backend.h"  // finetune-classify, classify, finetune-instruct
 #include "cpu/gpt2_infer.h"     // generate's KV-cache model
 #include "cpu/gpt2_model.h"
 #include "cpu/optimizer.h"
@@ -141,6 +141,6 @@ int main(int argc, char** argv) {
   llm::add_hellaswag_command(program, [](const llm::LoadedModel& m, int, int) {
     return std::unique_ptr<llm::TokenLossModel>(new CpuLossModel(m.config, m.params));
   });
-  llm::add_finetune_commands(program);  // the CPU reference backend (cpu/finetune_main.h)
+  llm::add_finetune_commands(program, llm::cpu_finetune_program());  // FinetuneGPT2 (cpu/finetune_backend.h)
   return program.main(argc, argv);
 }

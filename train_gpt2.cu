@@ -16,7 +16,7 @@
 //                                  (gpu/generate.cuh)
 //   train_gpt2cu finetune-classify | classify | finetune-instruct ...   `gpt2_cpu`'s fine-tuning flags + --precision,
 //                                  --attention
-//                                  (cpu/finetune_main.h driver, gpu/finetune_gpu.cuh device model)
+//                                  (host/finetune_main.h driver, gpu/finetune_gpu.cuh device model)
 //   train_gpt2cu hellaswag --model M --data hellaswag_val.jsonl [-b ITEMS] [--precision ...] [--attention ...]
 //                                  HellaSwag acc / acc_norm (host/hellaswag_cmd.h)
 //   train_gpt2cu export ...        gpt2_cpu's export          (--help lists every verb)

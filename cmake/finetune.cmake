@@ -1,6 +1,7 @@
 # finetune.cmake — tests of the fine-tuning component (label "finetune"). The code itself is built by the
-# existing globs: host/finetune_data.cpp + host/finetune_spec.cpp into llm_host, cpu/classifier.cpp +
-# cpu/finetune_main.cpp into llm_model_cpu; the subcommands are dispatched from gpt2_cpu.cpp.
+# existing globs: host/finetune_data.cpp, host/finetune_spec.cpp and host/finetune_main.cpp (the driver) into
+# llm_host, cpu/classifier.cpp + cpu/finetune_backend.cpp into llm_model_cpu; the subcommands are wired in
+# gpt2_cpu.cpp and train_gpt2.cu.
 file(GLOB LLM_FINETUNE_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/test_finetune_*.cpp)
 if(LLM_FINETUNE_TEST_SOURCES AND TARGET llm_model_cpu AND TARGET gpt2_cpu)
   add_executable(test_finetune ${LLM_FINETUNE_TEST_SOURCES})

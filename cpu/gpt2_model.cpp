@@ -8,31 +8,11 @@
 
 #include "cpu/ops.h"
 #include "host/error.h"
+#include "host/gpt2_init.h"
 
 namespace llm {
 
 namespace {
-
-// Standard normals from mt19937_64 by Box-Muller on 53-bit uniforms. Written out (instead of
-// std::normal_distribution, whose algorithm is implementation-defined) so the init is identical everywhere.
-class BoxMuller {
- public:
-  explicit BoxMuller(uint64_t seed) : rng_(seed) {}
-  double uniform() { return (double)(rng_() >> 40) * 0x1.0p-24; }  // [0, 1)
-  double next() {
-    if (have_spare_) { have_spare_ = false; return spare_; }
-    const double u1 = ((rng_() >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]: log(u1) is finite
-    const double u2 = (rng_() >> 11) * 0x1.0p-53;          // [0, 1)
-    const double r = std::sqrt(-2.0 * std::log(u1)), th = 2.0 * M_PI * u2;
-    spare_ = r * std::sin(th);
-    have_spare_ = true;
-    return r * std::cos(th);
-  }
- private:
-  std::mt19937_64 rng_;
-  double spare_ = 0.0;
-  bool have_spare_ = false;
-};
 
 void fill_zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); }
 
@@ -65,58 +45,9 @@ GPT2Model::GPT2Model(const GPT2Config& c, std::vector<float> params) : config_(c
   offsets_ = param_offsets(c);
 }
 
-void GPT2Model::init_gpt2(uint64_t seed) {
-  const int L = config_.num_layers, C = config_.channels, V = config_.vocab_size;
-  BoxMuller rng(seed);
-  const float std_w = 0.02f, std_proj = 0.02f / std::sqrt(2.0f * L);
-  fill_zero(params_);
-  for (int k = 0; k < kNumParamTensors; k++) {
-    const auto t = (ParamTensor)k;
-    float* p = param(t);
-    size_t n = sizes_[k];
-    switch (t) {
-      case kWte: case kLmHead: n = n ? (size_t)V * C : 0; [[fallthrough]];  // padded rows stay zero (lm_head may be absent)
-      case kWpe: case kQkvw: case kFcw:
-        for (size_t i = 0; i < n; i++) p[i] = (float)(rng.next() * std_w);
-        break;
-      case kAttprojw: case kFcprojw:
-        for (size_t i = 0; i < n; i++) p[i] = (float)(rng.next() * std_proj);
-        break;
-      case kLn1w: case kLn2w: case kLnfw:
-        std::fill(p, p + n, 1.0f);
-        break;
-      default:  // biases
-        break;
-    }
-  }
-}
+void GPT2Model::init_gpt2(uint64_t seed) { init_gpt2_params(config_, seed, params_.data()); }
 
-void GPT2Model::init_book(uint64_t seed) {
-  const int C = config_.channels, V = config_.vocab_size;
-  BoxMuller rng(seed);
-  fill_zero(params_);
-  for (int k = 0; k < kNumParamTensors; k++) {
-    const auto t = (ParamTensor)k;
-    float* p = param(t);
-    size_t n = sizes_[k];
-    const double fan_in = (t == kFcprojw || t == kFcprojb) ? 4.0 * C : (double)C;
-    const double bound = 1.0 / std::sqrt(fan_in);
-    switch (t) {
-      case kWte: case kLmHead: n = n ? (size_t)V * C : 0; [[fallthrough]];  // padded rows stay zero
-      case kWpe:
-        for (size_t i = 0; i < n; i++) p[i] = (float)rng.next();
-        break;
-      case kLn1w: case kLn2w: case kLnfw:
-        std::fill(p, p + n, 1.0f);
-        break;
-      case kLn1b: case kLn2b: case kLnfb:
-        break;
-      default:  // Linear weights and biases
-        for (size_t i = 0; i < n; i++) p[i] = (float)((2.0 * rng.uniform() - 1.0) * bound);
-        break;
-    }
-  }
-}
+void GPT2Model::init_book(uint64_t seed) { init_book_params(config_, seed, params_.data()); }
 
 void GPT2Model::allocate_activations(int B, int T) {
   if (B == B_ && T == T_) return;

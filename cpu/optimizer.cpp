@@ -1,4 +1,4 @@
-// optimizer.cpp — AdamW over the per-tensor decay mask, global-norm clipping, LR schedules.
+// optimizer.cpp — AdamW over the per-tensor decay mask, global-norm clipping.
 #include "cpu/optimizer.h"
 
 #include <algorithm>
@@ -8,16 +8,6 @@
 #include "host/error.h"
 
 namespace llm {
-
-std::array<bool, kNumParamTensors> decay_mask(DecayMode mode) {
-  std::array<bool, kNumParamTensors> mask{};
-  if (mode == DecayMode::kAll) {
-    mask.fill(true);
-    return mask;
-  }
-  for (ParamTensor k : {kWte, kWpe, kQkvw, kAttprojw, kFcw, kFcprojw, kLmHead}) mask[k] = true;
-  return mask;
-}
 
 AdamW::AdamW(const GPT2Config& config, const AdamWConfig& hp)
     : config_(config), hp_(hp), decay_(decay_mask(hp.decay)) {
@@ -57,18 +47,6 @@ double clip_grad_norm(GPT2Model& model, float max_norm, ClipStyle style) {
   const float scale = clip_scale(norm, max_norm, style);
   if (scale != 1.0f) ref::scale_inplace(model.grads(), model.num_params(), scale);
   return norm;
-}
-
-float LRSchedule::operator()(int step) const {
-  if (step < warmup_steps) {
-    if (warmup_style == WarmupStyle::kLlmc) return max_lr * (float)(step + 1) / (float)warmup_steps;
-    return initial_lr + (float)step * (max_lr - initial_lr) / (float)warmup_steps;
-  }
-  if (kind == ScheduleKind::kConstant) return max_lr;
-  const int span = total_steps - warmup_steps;
-  const double r = span > 0 ? std::clamp((double)(step - warmup_steps) / span, 0.0, 1.0) : 1.0;
-  if (kind == ScheduleKind::kLinear) return (float)(max_lr + r * (min_lr - max_lr));
-  return (float)(min_lr + (max_lr - min_lr) * 0.5 * (1.0 + std::cos(M_PI * r)));
 }
 
 }  // namespace llm

@@ -6,7 +6,7 @@
 // classification head (C → N at the last position), the head and adapter tensors with their AdamW, the LoRA merge
 // and the inspection used by the tests. The semantics are cpu/classifier.h's FinetuneGPT2 — the same spec rules
 // (finetune_tensor_trainable), the same initial head/adapters (finetune_init), the same losses — so the shared
-// driver (cpu/finetune_main.h) prints the same numbers on both (tests/test_finetune_gpu.cu).
+// driver (host/finetune_main.h) prints the same numbers on both (tests/test_finetune_gpu.cu).
 // Storage floatX: float (the reference's math up to summation order) or __nv_bfloat16 (bf16 weights, activations
 // and gradients; fp32 master weights and AdamW state, stochastic rounding as in training).
 // Dropout is not applied (the book fine-tunes with drop_rate 0). Activations grow to the largest B·T seen
@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "cpu/classifier.h"     // FinetuneGPT2::merge_lora (export_merged)
-#include "cpu/finetune_main.h"  // FinetuneBackend, the driver
+#include "host/finetune_main.h"  // FinetuneBackend, the driver
 #include "gpu/gpt2_gpu.cuh"     // GPT2: the trunk
 #include "gpu/generate.cuh"     // GenerateModel: greedy responses after finetune-instruct
 #include "host/error.h"
@@ -307,7 +307,7 @@ class FinetuneGPU final : public llm::FinetuneBackend {
   std::vector<float> logits_host_;  // (B,N) class logits of the last forward_classify
 };
 
-// The fine-tuning verbs of train_gpt2cu: gpt2_cpu's flags (cpu/finetune_main.h) plus --precision bf16|fp32
+// The fine-tuning verbs of train_gpt2cu: gpt2_cpu's flags (host/finetune_main.h) plus --precision bf16|fp32
 // and --attention auto|flash|cudnn|portable (the chosen path is printed on stderr: stdout stays gpt2_cpu's).
 // check_device runs before any device allocation.
 inline void add_finetune_commands(llm::Program& program, const std::function<void()>& check_device) {

@@ -147,7 +147,7 @@ struct StepResults {
 
 struct AdamWSettings {
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
-  std::array<bool, llm::kNumParamTensors> decay{};  // which tensors get weight decay (cpu/optimizer.h decay_mask)
+  std::array<bool, llm::kNumParamTensors> decay{};  // which tensors get weight decay (host/optimizer_config.h decay_mask)
   uint64_t seed = 0;                                // run seed (stochastic rounding)
 };
 

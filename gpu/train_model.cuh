@@ -12,12 +12,12 @@
 #include <string>
 #include <vector>
 
-#include "cpu/gpt2_model.h"  // GPT2Model::init_gpt2: the same random init as the CPU reference
-#include "cpu/optimizer.h"   // decay_mask
 #include "gpu/gpt2_gpu.cuh"
 #include "gpu/step_graph.cuh"
 #include "host/cli.h"
 #include "host/comm.h"
+#include "host/gpt2_init.h"         // init_gpt2_params: the same random init as the CPU reference
+#include "host/optimizer_config.h"  // decay_mask
 #include "host/train_loop.h"
 
 namespace gpu {
@@ -137,11 +137,9 @@ class GpuTrainModel final : public llm::TrainModel {
   std::string fingerprint_extra() const override { return std::string("precision=") + precision_name(kPrecision); }
 
   void init_random(uint64_t seed) override {
-    llm::GPT2Config c = cfg_;
-    c.dropout = 0.0f;
-    llm::GPT2Model host(c);
-    host.init_gpt2(seed);
-    model_.set_weights(host.params());
+    std::vector<float> w(llm::num_parameters(cfg_));
+    llm::init_gpt2_params(cfg_, seed, w.data());
+    model_.set_weights(w.data());
   }
   void set_weights(const std::vector<float>& w) override { model_.set_weights(w.data()); }
   void get_weights(std::vector<float>* w) override {

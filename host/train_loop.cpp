@@ -18,6 +18,7 @@
 #include "host/error.h"
 #include "host/hf_gpt2.h"
 #include "host/memory.h"
+#include "host/philox.h"  // dropout_step_seed
 #include "host/progress.h"
 #include "host/run_guard.h"
 #include "host/weights_check.h"
@@ -254,8 +255,20 @@ std::vector<int> generate(TrainModel& model, const GPT2Config& c, int n, int T, 
   return std::vector<int>(ids.begin() + 1, ids.end());
 }
 
-int run_training_impl(const TrainOptions& command_line, const TrainProgram& program, Comm& comm,
-                      const std::function<float(const LRSchedule&, int)>& lr_at) {
+LRSchedule make_schedule(const TrainOptions& o, int64_t max_steps) {
+  LRSchedule s;
+  s.kind = o.lr_schedule == "cosine" ? ScheduleKind::kCosine
+           : o.lr_schedule == "linear" ? ScheduleKind::kLinear
+                                       : ScheduleKind::kConstant;
+  s.warmup_style = WarmupStyle::kLlmc;
+  s.max_lr = o.lr;
+  s.min_lr = o.lr * o.min_lr_frac;
+  s.warmup_steps = o.warmup;
+  s.total_steps = static_cast<int>(max_steps);
+  return s;
+}
+
+int run_training(const TrainOptions& command_line, const TrainProgram& program, Comm& comm) {
   validate_train_options(command_line);
   // --resume continues the run in -o: every resumable setting the command line does not give comes from it
   // (so `--resume -o DIR -x N` extends a run), and the fingerprint below still refuses conflicting ones.
@@ -497,7 +510,7 @@ int run_training_impl(const TrainOptions& command_line, const TrainProgram& prog
                                       dropout_step_seed(o.seed, static_cast<uint64_t>(step), global_window),
                                       1.0f / static_cast<float>(accum), micro == accum - 1);
     }
-    const float lr = lr_at(sched, static_cast<int>(step));
+    const float lr = sched(static_cast<int>(step));
     double norm = model->update(lr, step + 1, o.grad_clip);  // skips the update on a non-finite norm
     if (deferred) model->read_step_results(&loss, &norm);   // the step's one wait for the device
     loss = comm.all_reduce_sum_host(loss / accum) / world;

@@ -25,11 +25,11 @@
 #include <utility>
 #include <vector>
 
-#include "cpu/optimizer.h"  // LRSchedule (header only here; programs link llm_model_cpu)
 #include "host/cli.h"
 #include "host/comm.h"
 #include "host/data_loader.h"
 #include "host/gpt2_config.h"
+#include "host/optimizer_config.h"  // LRSchedule
 #include "host/hellaswag.h"
 #include "host/train_state.h"
 
@@ -107,11 +107,7 @@ uint64_t train_memory_bytes(const GPT2Config& c, int B, int T, bool checkpoints)
 
 // The full `train` subcommand: validates every input before writing anything, trains, checkpoints.
 // Throws llm::Error on bad input (main prints "error: ..." and exits 2). Every rank of comm calls it.
-// (Defined inline below.)
 int run_training(const TrainOptions& o, const TrainProgram& program, Comm& comm);
-// The same, with the schedule evaluated through lr_at (see the note at the end of this header).
-int run_training_impl(const TrainOptions& o, const TrainProgram& program, Comm& comm,
-                      const std::function<float(const LRSchedule&, int)>& lr_at);
 
 // ---- building blocks (also used by tests and the eval subcommands) ----
 
@@ -157,22 +153,3 @@ std::vector<std::string> checkpoint_files(const std::string& dir);
 void make_dirs(const std::string& dir);
 
 }  // namespace llm
-
-// LRSchedule::operator() lives in cpu/optimizer.cpp (llm_model_cpu), which itself links llm_host; keeping that
-// symbol out of llm_host avoids a link cycle, so the schedule is built and called from inline code here.
-inline llm::LRSchedule llm::make_schedule(const TrainOptions& o, int64_t max_steps) {
-  LRSchedule s;
-  s.kind = o.lr_schedule == "cosine" ? ScheduleKind::kCosine
-           : o.lr_schedule == "linear" ? ScheduleKind::kLinear
-                                       : ScheduleKind::kConstant;
-  s.warmup_style = WarmupStyle::kLlmc;
-  s.max_lr = o.lr;
-  s.min_lr = o.lr * o.min_lr_frac;
-  s.warmup_steps = o.warmup;
-  s.total_steps = static_cast<int>(max_steps);
-  return s;
-}
-
-inline int llm::run_training(const TrainOptions& o, const TrainProgram& program, Comm& comm) {
-  return run_training_impl(o, program, comm, [](const LRSchedule& s, int step) { return s(step); });
-}

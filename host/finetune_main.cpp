@@ -1,11 +1,10 @@
-// finetune_main.cpp — finetune-classify / classify / finetune-instruct on any FinetuneBackend (see finetune_main.h),
-// and the CPU backend.
+// finetune_main.cpp — finetune-classify / classify / finetune-instruct on any FinetuneBackend (see finetune_main.h).
 //
 // Sequence-length rules (documented choice): classification texts are truncated to --max-length (default: the
 // longest training text, capped at the model context), then right-padded with 50256; instruction items longer
 // than min(--max-length, context) are truncated by the collate step, and generation stops when the context is
 // full (or at 50256, or after --max-new-tokens).
-#include "cpu/finetune_main.h"
+#include "host/finetune_main.h"
 
 #include <omp.h>
 
@@ -17,13 +16,12 @@
 #include <random>
 #include <sstream>
 
-#include "cpu/classifier.h"
-#include "cpu/gpt2_infer.h"
 #include "host/checkpoint.h"
 #include "host/cli.h"
 #include "host/error.h"
 #include "host/weights_check.h"
 #include "host/finetune_data.h"
+#include "host/finetune_spec.h"
 #include "host/program.h"
 #include "host/sampling.h"
 #include "host/tokenizer.h"
@@ -31,39 +29,6 @@
 namespace llm {
 
 namespace {
-
-// FinetuneGPT2 behind the backend interface.
-class CpuFinetuneBackend final : public FinetuneBackend {
- public:
-  CpuFinetuneBackend(const GPT2Config& c, std::vector<float>&& params, const FinetuneSpec& spec)
-      : m_(c, std::move(params), spec) {}
-  size_t num_trainable() const override { return m_.num_trainable(); }
-  float forward_classify(const int* x, const int* labels, int B, int T) override {
-    return m_.forward_classify(x, labels, B, T);
-  }
-  float forward_lm(const int* x, const int* targets, int B, int T) override { return m_.forward_lm(x, targets, B, T); }
-  void zero_grad() override { m_.zero_grad(); }
-  void backward() override { m_.backward(); }
-  void adamw_step(float lr, float wd, int t) override { m_.adamw_step(lr, wd, t); }
-  int predict(int b) const override { return m_.predict(b); }
-  void set_head(const float* w, const float* b) override {
-    std::copy_n(w, (size_t)m_.num_classes() * m_.config().channels, m_.head_weight());
-    std::copy_n(b, m_.num_classes(), m_.head_bias());
-  }
-  GPT2Config export_merged(std::vector<float>* params, std::vector<float>* head_w,
-                           std::vector<float>* head_b) override {
-    m_.merge_lora();
-    const GPT2Config& c = m_.config();
-    params->assign(m_.base(), m_.base() + num_parameters(c));
-    const size_t N = m_.num_classes();
-    head_w->assign(m_.head_weight(), m_.head_weight() + N * c.channels);
-    head_b->assign(m_.head_bias(), m_.head_bias() + N);
-    return c;
-  }
-
- private:
-  FinetuneGPT2 m_;
-};
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -413,9 +378,7 @@ int run_finetune_instruct(const InstructCli& a, const FinetuneProgram& p) {
   std::printf("wrote %s\n", o.out.c_str());
   // greedy responses for the test split
   const size_t n_gen = max_test > 0 ? std::min<size_t>(max_test, split.test.size()) : split.test.size();
-  const std::unique_ptr<LogitsModel> generator =
-      p.make_generator ? p.make_generator(merged_config, std::move(merged))
-                       : std::unique_ptr<LogitsModel>(new KVCacheGPT2(merged_config, std::move(merged)));
+  const std::unique_ptr<LogitsModel> generator = p.make_generator(merged_config, std::move(merged));
   LogitsModel& gen = *generator;
   std::vector<InstructionEntry> done;
   std::vector<std::string> outs;
@@ -453,11 +416,6 @@ int run_finetune_instruct(const InstructCli& a, const FinetuneProgram& p) {
 }
 
 }  // namespace
-
-std::unique_ptr<FinetuneBackend> make_cpu_finetune_backend(const GPT2Config& c, std::vector<float>&& params,
-                                                           const FinetuneSpec& spec) {
-  return std::make_unique<CpuFinetuneBackend>(c, std::move(params), spec);
-}
 
 void add_finetune_commands(Program& program, const FinetuneProgram& p) {
   auto cls = std::make_shared<ClassifyTrainCli>();

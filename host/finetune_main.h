@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "cpu/classifier.h"
+#include "host/finetune_spec.h"  // FinetuneSpec
 #include "host/generate.h"  // LogitsModel (greedy responses of finetune-instruct)
 
 namespace CLI { class App; }
@@ -22,7 +22,8 @@ namespace llm {
 
 class Program;
 
-// One fine-tuning model: FinetuneGPT2's contract (cpu/classifier.h) behind virtual calls.
+// One fine-tuning model behind virtual calls (the CPU reference: cpu/finetune_backend.h; the device:
+// gpu/finetune_gpu.cuh).
 class FinetuneBackend {
  public:
   virtual ~FinetuneBackend() = default;
@@ -41,20 +42,16 @@ class FinetuneBackend {
                                    std::vector<float>* head_b) = 0;
 };
 
-// The CPU reference backend.
-std::unique_ptr<FinetuneBackend> make_cpu_finetune_backend(const GPT2Config& c, std::vector<float>&& params,
-                                                           const FinetuneSpec& spec);
-
 struct FinetuneProgram {
   std::function<std::unique_ptr<FinetuneBackend>(const GPT2Config&, std::vector<float>&&, const FinetuneSpec&)>
-      make_backend = make_cpu_finetune_backend;
-  // greedy generation after finetune-instruct (default: the CPU KV-cache model)
+      make_backend;
+  // greedy generation after finetune-instruct
   std::function<std::unique_ptr<LogitsModel>(const GPT2Config&, std::vector<float>&&)> make_generator;
   std::function<void(CLI::App&)> extra_options;  // e.g. --precision (may be empty)
 };
 
 // Adds finetune-classify, classify and finetune-instruct to the program, each running on p's backend; p's
 // extra_options are added to each.
-void add_finetune_commands(Program& program, const FinetuneProgram& p = FinetuneProgram());
+void add_finetune_commands(Program& program, const FinetuneProgram& p);
 
 }  // namespace llm
