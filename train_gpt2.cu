@@ -11,6 +11,8 @@
 //                                  --cuda-graph / --no-cuda-graph   capture the step into CUDA graphs and replay
 //                                                          them (default on; gpu/step_graph.cuh; the end of the run
 //                                                          prints "cuda graph: ... | host <x> ms per step")
+//                                  --profile-step N        time step N's matmuls / attention / rest with CUDA events
+//                                                          (that step runs eagerly; kernels/step_profile.cuh)
 //   train_gpt2cu eval --model M --data D [-b B -t T -m N] [--precision ...] [--attention ...]
 //   train_gpt2cu generate --model M [--prompt P] ...   `gpt2_cpu generate`'s flags + --precision, --attention
 //                                  (gpu/generate.cuh)
@@ -102,6 +104,7 @@ int main(int argc, char** argv) {
   bool tf32 = false;
   int recompute = 0;
   bool cuda_graph = true;
+  int profile_step = 0;
   llm::TrainOptions train_opts;
   CLI::App& train = llm::add_train_command(program, train_opts, [&] {
     if (train_opts.resume) {  // a resume keeps the run's own flags unless given again
@@ -135,7 +138,8 @@ int main(int argc, char** argv) {
     p.host_memory = false;  // device memory: the allocator reports what does not fit
 #endif
     p.make_model = [&](const llm::GPT2Config& cfg, const llm::TrainOptions& o, llm::Comm& c) {
-      return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage, attn, mm, cuda_graph);
+      return gpu::make_train_model(prec, cfg, o, recompute == 1, dev, &c, o.zero_stage, attn, mm, cuda_graph,
+                                   profile_step);
     };
     p.settings = {{"--precision", precision}, {"--attention", attention}, {"--recompute", std::to_string(recompute)},
                   {"--matmul", matmul}, {"--tf32", tf32 ? "1" : "0"}};
@@ -175,6 +179,11 @@ int main(int argc, char** argv) {
   train.add_flag("--cuda-graph,!--no-cuda-graph", cuda_graph,
                  "capture the training step into CUDA graphs and replay them (default on; off with data parallel "
                  "or dropout, and after a failed capture, with a message)");
+  train.add_option("--profile-step", profile_step,
+                   "N > 0: time step N of this run with CUDA events (it runs eagerly and waits) and print "
+                   "'step profile (step N, eager): matmul ..% | attention ..% | other ..% of .. ms'; 0 = off")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
   gpu::add_generate_command(program, [] { require_device(0); });  // + --precision, --attention
   llm::add_export_command(program);
   // hellaswag: the device model at the evaluation's B x T (only one verb is parsed: it shares train's strings)

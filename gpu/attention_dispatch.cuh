@@ -13,6 +13,7 @@
 #include "kernels/attention.cuh"
 #include "kernels/attention_cudnn.cuh"
 #include "kernels/flash_attention.cuh"
+#include "kernels/step_profile.cuh"  // --profile-step: attention time
 
 namespace gpu {
 
@@ -38,6 +39,7 @@ inline AttentionFacts attention_facts(int C, int NH, bool bf16, float dropout) {
 template <class floatX>
 void attention_forward(AttentionPath path, floatX* out, float* lse, const floatX* qkv, int B, int T, int C, int NH,
                        const llm::DropoutSpec& drop, cudaStream_t stream) {
+  kern::ProfileScope profile(kern::ProfilePhase::kAttention, stream);
   switch (path) {
     case AttentionPath::kPortable:
       kern::attention_forward(out, lse, qkv, B, T, C, NH, drop, stream);
@@ -58,6 +60,7 @@ template <class floatX>
 void attention_backward(AttentionPath path, floatX* dqkv, float* scratch, const floatX* dout, const floatX* qkv,
                         const floatX* out, const float* lse, int B, int T, int C, int NH, const llm::DropoutSpec& drop,
                         cudaStream_t stream) {
+  kern::ProfileScope profile(kern::ProfilePhase::kAttention, stream);
   switch (path) {
     case AttentionPath::kPortable:
       kern::attention_backward(dqkv, scratch, dout, qkv, lse, B, T, C, NH, drop, stream);

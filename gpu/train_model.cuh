@@ -14,6 +14,7 @@
 
 #include "gpu/gpt2_gpu.cuh"
 #include "gpu/step_graph.cuh"
+#include "kernels/step_profile.cuh"
 #include "host/cli.h"
 #include "host/comm.h"
 #include "host/gpt2_init.h"         // init_gpt2_params: the same random init as the CPU reference
@@ -92,15 +93,17 @@ class GpuTrainModel final : public llm::TrainModel {
   // comm: the data-parallel group (nullptr: a single process); zero_stage 0|1 (ZeRO-1 needs world > 1 to matter).
   // attention: --attention (auto resolves here, for this config's head size and dropout; llm::Error if impossible).
   // cuda_graph: --cuda-graph (gpu/step_graph.cuh; used when the run allows it, see graph_off_reason).
+  // profile_step: --profile-step (> 0: that step of this session runs eagerly under kern::StepProfile).
   GpuTrainModel(const llm::GPT2Config& cfg, const llm::TrainOptions& o, bool recompute, const DeviceInfo& dev,
                 llm::Comm* comm = nullptr, int zero_stage = 0, AttentionPath attention = AttentionPath::kPortable,
-                kern::MatmulOptions matmul = {}, bool cuda_graph = false)
+                kern::MatmulOptions matmul = {}, bool cuda_graph = false, int profile_step = 0)
       : cfg_(cfg),
         recompute_(recompute),
         dev_(dev),
         comm_(comm ? comm : &local_),
         model_(cfg, o.batch_size, o.seq_len, recompute, comm_, zero_stage),
-        graphs_(model_.stream(), cuda_graph, graph_off_reason(cfg, comm_->world_size())) {
+        graphs_(model_.stream(), cuda_graph, graph_off_reason(cfg, comm_->world_size())),
+        profile_step_(profile_step) {
     hp_.beta1 = o.beta1;
     hp_.beta2 = o.beta2;
     hp_.eps = o.eps;
@@ -176,6 +179,8 @@ class GpuTrainModel final : public llm::TrainModel {
   // read_step_results() once after update().
   void zero_grad() override {
     const auto t0 = std::chrono::steady_clock::now();
+    profiling_ = profile_step_ > 0 && steps_ + 1 == profile_step_;
+    if (profiling_) profile_.begin_step(model_.stream());
     model_.zero_grad();
     step_host_ms_ = since(t0);
   }
@@ -186,7 +191,7 @@ class GpuTrainModel final : public llm::TrainModel {
     model_.stage(x, y, true);
     uint32_t scale_bits;
     std::memcpy(&scale_bits, &loss_scale, sizeof scale_bits);
-    graphs_.run((uint64_t)scale_bits << 1 | (last_micro_step ? 1u : 0u), [&] {
+    queue((uint64_t)scale_bits << 1 | (last_micro_step ? 1u : 0u), [&] {
       model_.forward_queued(true, dropout_seed, true, loss_scale);
       model_.accumulate_loss();
       model_.backward(last_micro_step);
@@ -199,9 +204,16 @@ class GpuTrainModel final : public llm::TrainModel {
     model_.stage_update(lr, t, hp_);
     uint32_t clip_bits;
     std::memcpy(&clip_bits, &grad_clip, sizeof clip_bits);
-    graphs_.run(1ull << 40 | clip_bits, [&] { model_.update_queued(grad_clip, hp_); });
+    queue(1ull << 40 | clip_bits, [&] { model_.update_queued(grad_clip, hp_); });
     step_host_ms_ += since(t0);
-    if (++steps_ > 2) {  // the first two steps warm up and capture
+    const bool profiled = profiling_;
+    if (profiling_) {
+      profile_.end_step();
+      profile_line_ = "step profile (step " + std::to_string(steps_ + 1) + ", eager): " +
+                      kern::StepProfile::describe(profile_.read());
+      profiling_ = false;
+    }
+    if (++steps_ > 2 && !profiled) {  // the first two steps warm up and capture; the profiled one waits
       host_ms_sum_ += step_host_ms_;
       host_steps_++;
     }
@@ -214,7 +226,9 @@ class GpuTrainModel final : public llm::TrainModel {
     *norm = r.norm;
   }
   // "cuda graph: on: ... | host 0.040 ms per step (...)": the host time spent issuing a step's work (zero_grad,
-  // the micro-steps and update, without the wait for the results), mean over the steps after the first two.
+  // the micro-steps and update, without the wait for the results), mean over the steps after the first two
+  // (and not the --profile-step one, which waits); then "| step profile (step N, eager): matmul ..% | attention
+  // ..% | other ..% of .. ms" when --profile-step ran.
   std::string summary() const override {
     std::string s = "cuda graph: " + graphs_.status();
     if (host_steps_ > 0) {
@@ -223,6 +237,7 @@ class GpuTrainModel final : public llm::TrainModel {
                     host_ms_sum_ / (double)host_steps_, (long long)host_steps_);
       s += buf;
     }
+    if (!profile_line_.empty()) s += " | " + profile_line_;
     return s;
   }
 
@@ -247,6 +262,12 @@ class GpuTrainModel final : public llm::TrainModel {
   static double since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
+  // A step piece: through the CUDA graphs, or eagerly in the profiled step (events time its launchers).
+  template <class Fn>
+  void queue(uint64_t key, Fn&& fn) {
+    if (profiling_) return fn();
+    graphs_.run(key, fn);
+  }
   void check_shape(int B, int T) const {
     if (B != model_.B() || T != model_.T())
       llm::fail("batch shape ", B, "x", T, " differs from the allocated ", model_.B(), "x", model_.T());
@@ -264,6 +285,10 @@ class GpuTrainModel final : public llm::TrainModel {
   bool deferred_ = false;
   double step_host_ms_ = 0.0, host_ms_sum_ = 0.0;
   int64_t steps_ = 0, host_steps_ = 0;
+  int profile_step_ = 0;
+  bool profiling_ = false;
+  kern::StepProfile profile_;
+  std::string profile_line_;
   double peak_ = 0.0, flops_per_token_ = 0.0;
   std::vector<int> ctx_;
   std::vector<float> row_;
@@ -274,12 +299,13 @@ inline std::unique_ptr<llm::TrainModel> make_train_model(Precision p, const llm:
                                                          const DeviceInfo& dev, llm::Comm* comm = nullptr,
                                                          int zero_stage = 0,
                                                          AttentionPath attention = AttentionPath::kPortable,
-                                                         kern::MatmulOptions matmul = {}, bool cuda_graph = false) {
+                                                         kern::MatmulOptions matmul = {}, bool cuda_graph = false,
+                                                         int profile_step = 0) {
   if (p == Precision::kBf16)
     return std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, recompute, dev, comm, zero_stage, attention, matmul,
-                                                          cuda_graph);
+                                                          cuda_graph, profile_step);
   return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev, comm, zero_stage, attention, matmul,
-                                                cuda_graph);
+                                                cuda_graph, profile_step);
 }
 
 }  // namespace gpu

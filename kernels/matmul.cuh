@@ -26,6 +26,7 @@
 #include "cuda_cpu/compat.cuh"
 #include "kernels/common.cuh"
 #include "kernels/gelu.cuh"  // gelu_value / gelu_grad (same fp32 formula as the reference)
+#include "kernels/step_profile.cuh"  // --profile-step: matmul time
 #include "kernels/matmul_plan.h"  // MatmulProblem, the plan cache, the decline rule (host code, tested on the CPU)
 
 #if defined(__CUDACC__) && !defined(LLM_NO_CUBLASLT)
@@ -335,6 +336,7 @@ void matmul_run(const MatmulProblem& p, const MatmulArgs& g, MatmulBackend backe
 template <typename floatX>
 void matmul_forward(floatX* out, floatX* pre_gelu, const floatX* inp, const floatX* weight, const floatX* bias, int N,
                     int C, int OC, cudaStream_t stream, MatmulOptions opt = {}) {
+  ProfileScope profile(ProfilePhase::kMatmul, stream);
   // column-major outᵀ(OC,N) = W(OC,C)·inpᵀ(C,N): A = weight stored as col-major (C,OC), transposed; B = inpᵀ.
   MatmulProblem p;
   p.m = OC, p.n = N, p.k = C, p.trans_a = true, p.trans_b = false;
@@ -360,6 +362,7 @@ template <typename floatX>
 void matmul_backward(floatX* dinp, floatX* dweight, floatX* dbias, const floatX* dout, const floatX* inp,
                      const floatX* weight, const floatX* dinp_pre_gelu, float* scratch, int N, int C, int OC,
                      cudaStream_t stream, MatmulOptions opt = {}) {
+  ProfileScope profile(ProfilePhase::kMatmul, stream);
   if (dbias) {
     const int nsplit = scratch ? matmul_dbias_splits(N) : 1;
     const int rows = (N + nsplit - 1) / nsplit;

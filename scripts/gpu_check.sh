@@ -204,7 +204,9 @@ section_parity() {  # test_trainer_gpu in three runs: the fp32 tests, the bf16 t
 #   "step    N/M | loss ... | <ms> ms | <tok/s> tok/s | ..."   "done: M steps in 3s, <tok/s> tok/s average (...)"
 # and, where the trainer prints them (issue 16; the row says "n/a (not printed)" where it does not):
 #   "cuda graph: on: ... | host <x> ms per step (...)" (gpu/train_model.cuh; "cuda graph: off (<why>)" without it)
-#   the share of the step outside attention and the linear-layer matmuls: a line with "other <x>%"
+#   the share of the step outside attention and the linear-layer matmuls: "step profile (step N, eager): matmul
+#   ..% | attention ..% | other <x>% of .. ms" (--profile-step N, kernels/step_profile.cuh; N = the last step, which
+#   runs eagerly and waits, so the step variation leaves it out)
 make_shard() {  # llm.c token shard: 256 int32 header (magic 20240520, version 1, count), uint16 tokens < 50257
   local n=$(( 64 * 1024 * (TRAIN_STEPS + 2) + 1 ))
   SHARD="$BUILD/gpu_check_tokens.bin"
@@ -215,7 +217,7 @@ make_shard() {  # llm.c token shard: 256 int32 header (magic 20240520, version 1
 train_run() {  # PATH B LIMIT: one 124M bf16 run (with the CUDA graph where the trainer has it)
   run_step train "train-124m-$1" "$3" "$LOGS/train_124m_$1_b$2.log" "$BUILD/train_gpt2cu" train --preset d12 \
     -i "$SHARD" -j '' -b "$2" -t 1024 -x "$TRAIN_STEPS" -v 0 -s 0 --precision bf16 -l 6e-4 --attention "$1" \
-    "${GRAPH_ARGS[@]}"
+    "${GRAPH_ARGS[@]}" "${PROFILE_ARGS[@]}"
   TRAIN_LOG="$LOGS/train_124m_$1_b$2.log"
 }
 toks_of() { sed -nE 's/^done: .* ([0-9]+) tok\/s average.*/\1/p' "$1" | tail -n1; }
@@ -238,7 +240,10 @@ train_path() {  # PATH: B = the first of TRAIN_BS that fits in device memory, fr
   else row "$id" FAIL "$(rc_text "$RC") $(last_error "$TRAIN_LOG")"; fi
 }
 step_variation() {  # LOG -> relative standard deviation (%) of the step times, steps 3.. (1: warm-up, 2: capture)
-  sed -nE 's/^step +([0-9]+)\/[0-9]+ \|.* \| ([0-9.]+) ms \|.*/\1 \2/p' "$1" | awk '$1 >= 3 { n++; s += $2; q += $2 * $2 }
+  local prof  # the --profile-step step ran eagerly and waited: not a graphed step
+  prof=$(grep -oE 'step profile \(step [0-9]+' "$1" | grep -oE '[0-9]+$' | tail -n1)
+  sed -nE 's/^step +([0-9]+)\/[0-9]+ \|.* \| ([0-9.]+) ms \|.*/\1 \2/p' "$1" |
+    awk -v p="${prof:-0}" '$1 >= 3 && $1 != p { n++; s += $2; q += $2 * $2 }
     END { if (n >= 3) { m = s / n; v = q / n - m * m; if (v < 0) v = 0; printf "%.2f %d %.1f\n", 100 * sqrt(v) / m, n, m } }'
 }
 threshold_row() {  # ID VALUE MAX WHAT UNIT: PASS when VALUE <= MAX
@@ -276,6 +281,11 @@ section_train() {
   [[ -x $BUILD/train_gpt2cu ]] || { for path in flash cudnn portable; do missing "train-124m-$path" train_gpt2cu; done; step_targets; return; }
   if [[ $DRY != 1 ]] && timeout 30 "$BUILD/train_gpt2cu" train --help 2>&1 | grep -q -- '--cuda-graph'; then GRAPH_ARGS=(--cuda-graph); fi
   [[ $DRY == 1 && ${GPU_CHECK_FAKE_GRAPH:-1} == 1 ]] && GRAPH_ARGS=(--cuda-graph)
+  PROFILE_ARGS=()
+  if [[ $DRY != 1 ]] && timeout 30 "$BUILD/train_gpt2cu" train --help 2>&1 | grep -q -- '--profile-step'; then
+    PROFILE_ARGS=(--profile-step "$TRAIN_STEPS")
+  fi
+  [[ $DRY == 1 ]] && PROFILE_ARGS=(--profile-step "$TRAIN_STEPS")
   make_shard
   for path in flash cudnn portable; do train_path "$path"; done
   step_targets
@@ -472,7 +482,7 @@ fake_build() {  # cmake --build DIR ... --target T...: "builds" each target as a
   [[ $HOW == partial ]] && { echo "error: fake compile error"; exit 2; }
 }
 fake_train() {  # train_gpt2cu train ... -b B -x STEPS --attention PATH: banner, step lines, done line
-  local b steps path toks ms s
+  local b steps path toks ms s prof
   b=$(arg_after -b "$@"); steps=$(arg_after -x "$@"); path=$(arg_after --attention "$@")
   [[ $HOW == oom ]] && (( b > 32 )) && { echo "error: out of device memory allocating 9000 MiB; lower -b/-t or use -r 1" >&2; exit 2; }
   [[ $HOW == unavailable ]] && { echo "error: --attention $path: not available in this fake build" >&2; exit 2; }
@@ -486,13 +496,17 @@ fake_train() {  # train_gpt2cu train ... -b B -x STEPS --attention PATH: banner,
       *) echo "cuda graph: on: 3 graphs (900 nodes), 60 launches | host 0.040 ms per step (fake)" ;;
     esac
   fi
+  prof=$(arg_after --profile-step "$@")
   for (( s = 1; s <= steps; s++ )); do
     ms=$(( 65536000 / toks ))  # B*T/toks in ms for B=64, T=1024
     [[ $HOW == jitter ]] && (( s % 2 )) && ms=$(( ms * 12 / 10 ))
+    [[ $s == "$prof" ]] && ms=$(( ms * 2 ))  # the profiled step runs eagerly and waits
     printf "step %5d/%d | loss 10.9000 | lr 6.00e-04 | norm 1.0000 | %d.0 ms | %d tok/s | 40.0%% MFU | ETA 1s\n" "$s" "$steps" "$ms" "$toks"
   done
   [[ $HOW == fail ]] && { echo "error: fake failure after step $steps" >&2; exit 1; }
   [[ $HOW == noline ]] || echo "done: $steps steps in 3s, $toks tok/s average (excluding each session's first step)"
+  [[ -n $prof ]] && echo "step profile (step $prof, eager): matmul 62.0% | attention 28.0% |" \
+    "other $([[ $HOW == bigother ]] && echo 20.0 || echo 10.0)% of 93.600 ms"
 }
 fake_bench() {  # gpu_dev_<op> V: a header and print_timing lines (the attention ones give the targets' inputs)
   local op=${1##*gpu_dev_} v=$2 f=1 w flops=" | 100.0 TFLOP/s"

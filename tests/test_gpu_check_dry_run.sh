@@ -57,7 +57,7 @@ expect PASS train-124m-flash "700000 tok/s (B=64"
 expect PASS target-tok/s "720000 tok/s with --attention cudnn"
 expect PASS target-step-variation "sd 0.00%"
 expect PASS target-host-time "host time per step 0.040 ms (target <= 1 ms)"
-expect SKIP target-other-share "n/a (not printed)"
+expect PASS target-other-share "outside attention and matmuls: 10.0% (target <= 12%)"
 expect PASS target-flash-vs-cudnn "80% of cuDNN"
 expect PASS target-flash-vs-portable "15.0x"
 expect PASS target-copy-bandwidth "memory-bound labs >= 80% of copy"
@@ -103,6 +103,9 @@ expect PASS train-124m-portable "(B=32"
 # the fastest path ran without its CUDA graph, or spent too long on the host
 run graph-off 1 GPU_CHECK_FAKE="train-124m-cudnn=nograph"
 expect FAIL target-step-variation "--cuda-graph asked, but: cuda graph: off (capture failed: fake)"
+run other-big 1 GPU_CHECK_FAKE="train-124m-cudnn=bigother"
+expect FAIL target-other-share "outside attention and matmuls: 20.0% (target <= 12%)"
+expect PASS target-step-variation "sd 0.00%"          # the profiled (slower) last step is left out
 run host-slow 1 GPU_CHECK_FAKE="train-124m-cudnn=slowhost"
 expect FAIL target-host-time "host time per step 2.500 ms (target <= 1 ms)"
 expect PASS target-step-variation
@@ -186,6 +189,10 @@ grep -rqF 'out of device memory' "$root/gpu" || bad "gpu/: the out-of-memory mes
 if grep -qF -- '--cuda-graph' "$root/train_gpt2.cu"; then  # the graph status line "cuda graph: on: ... | host <x> ms"
   grep -rqF '"cuda graph: ' "$root/gpu" || bad "gpu/: the 'cuda graph: ' status line"
   grep -rqF ' ms per step' "$root/gpu" || bad "gpu/: the host time 'host <x> ms per step'"
+  grep -qF -- '--profile-step' "$root/train_gpt2.cu" || bad "train_gpt2.cu: --profile-step"
+  grep -rqF '"step profile (step ' "$root/gpu" || bad "gpu/: the 'step profile (step N' line"
+  grep -qF '"matmul %.1f%% | attention %.1f%% | other %.1f%% of %.3f ms"' "$root/kernels/step_profile.cuh" ||
+    bad "step_profile.cuh: the 'other <x>%' split"
 fi
 
 if (( failures )); then echo "gpu_check dry run: $failures failures"; exit 1; fi

@@ -6,7 +6,10 @@
 //   * the step is captured under the layer's rules: a synchronisation or a pageable copy inside it aborts at the
 //     call, a capture CUDA would refuse at its end switches the graphs off with a message and runs eagerly;
 //   * the program: --cuda-graph and --no-cuda-graph write identical checkpoints, and the end-of-run line says
-//     whether graphs were used and the host time per step.
+//     whether graphs were used and the host time per step;
+//   * --profile-step N: step N runs eagerly under CUDA events (kernels/step_profile.cuh), the run's checkpoints stay
+//     bit-identical, and the last line carries the matmul / attention / other split of that step.
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -191,4 +194,35 @@ TEST(TrainerGraph, ProgramWithAndWithoutGraphsIsBitIdentical) {
                                                     "-j val.bin -b 2 -t 16 -x 2 -s 0 --dropout 0.1");
   ASSERT_EQ(d.code, 0) << d.err;
   EXPECT_NE(d.out.find("cuda graph: off (dropout"), std::string::npos) << d.out;
+}
+
+// --profile-step 3: the split is printed, its parts are positive and add up to the step (each share is printed to
+// 0.1 %, so three rounded shares sum to 100 within 3 * 0.05), and the profiled (eager) step changes no bit of the
+// run: the same checkpoints as the graphed run without it.
+TEST(TrainerGraph, ProfileStepSplitsOneStepAndChangesNothing) {
+  const std::string dir = host_test::temp_dir();
+  host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(3000, 1));
+  host_test::write_shard(dir + "/val.bin", host_test::lcg_tokens(400, 2));
+  const std::string flags = "'" TRAIN_GPT2CU_BIN "' train --preset tiny -i train.bin -j val.bin -b 2 -t 16 -d 64 "
+                            "-s 0 -v 3 -m 2 -l 3e-3 -u 2 -x 5 -n 5 --precision bf16 --dropout 0 ";
+  const host_test::Result g = host_test::run_in_dir(dir, flags + "-o graph");
+  ASSERT_EQ(g.code, 0) << g.err;
+  const host_test::Result p = host_test::run_in_dir(dir, flags + "--profile-step 3 -o profiled");
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_NE(p.out.find("cuda graph: on: 3 graphs"), std::string::npos) << p.out;
+  const size_t at = p.out.find("step profile (step 3, eager): ");
+  ASSERT_NE(at, std::string::npos) << p.out;
+  double mm = -1, att = -1, other = -1, total = -1;
+  ASSERT_EQ(std::sscanf(p.out.c_str() + at, "step profile (step 3, eager): matmul %lf%% | attention %lf%% | other %lf%% of %lf ms",
+                        &mm, &att, &other, &total), 4) << p.out.substr(at, 120);
+  EXPECT_GT(mm, 0.0);
+  EXPECT_GT(att, 0.0);
+  EXPECT_GE(other, 0.0);
+  EXPECT_NEAR(mm + att + other, 100.0, 0.15);
+  EXPECT_GT(total, 0.0);
+  EXPECT_TRUE(host_test::read_bytes(dir + "/graph/model_00000005.bin") ==
+              host_test::read_bytes(dir + "/profiled/model_00000005.bin"));
+  EXPECT_TRUE(host_test::read_bytes(dir + "/graph/state_00000005.bin") ==
+              host_test::read_bytes(dir + "/profiled/state_00000005.bin"));
+  EXPECT_EQ(host_test::run_in_dir(dir, flags + "--profile-step -1 -o bad").code, 2);
 }
