@@ -201,28 +201,15 @@ void FinetuneGPT2::adamw_step(float lr, float wd, int t, float beta1, float beta
 void FinetuneGPT2::merge_lora() {
   if (model_.lora().off.empty()) return;
   const LoraAdapters lora = std::move(model_.lora());
-  const int L = config().num_layers, r = lora.rank;
-  if (spec_.num_classes == 0 && config().tied_head) {  // untie: lm_head (the last tensor) starts as a copy of wte
-    GPT2Config c = config();
-    c.tied_head = false;
-    std::vector<float> params(model_.params(), model_.params() + model_.num_params());
-    const std::vector<float> wte(model_.param(kWte), model_.param(kWte) + model_.param_size(kWte));
-    params.insert(params.end(), wte.begin(), wte.end());
-    model_ = GPT2Model(c, std::move(params));
+  const int L = config().num_layers;
+  std::vector<float> params(model_.params(), model_.params() + model_.num_params());
+  const GPT2Config merged = finetune_merge_lora(config(), spec_, lora.w.data(), &params, &head_w_);
+  if (merged.tied_head != config().tied_head) {  // untied: the model gains an lm_head tensor
+    model_ = GPT2Model(merged, std::move(params));
     m_.clear();
     v_.clear();
-  }
-  for (size_t s = 0; s < lora.off.size(); s++) {  // slot s: the block linears in kind order, then the head
-    static constexpr ParamTensor kW[kNumBlockLinears] = {kQkvw, kAttprojw, kFcw, kFcprojw};
-    const int in = lora.in[s], out = lora.out[s], l = (int)s / kNumBlockLinears;
-    float* W = (int)s == L * kNumBlockLinears
-                   ? (spec_.num_classes > 0 ? head_w_.data() : model_.param(kLmHead))
-                   : model_.param(kW[s % kNumBlockLinears]) + (size_t)l * in * out;
-    const float* A = lora.w.data() + lora.off[s];
-    std::vector<float> sb(A + (size_t)r * in, A + (size_t)r * in + (size_t)out * r);
-    for (float& x : sb) x *= lora.scale;
-    // W (out,in) += (s·B) (out,r) · A (r,in)
-    ref::gemm_accumulate(W, in, ref::MatView{sb.data(), (size_t)r, 1}, ref::MatView{A, (size_t)in, 1}, out, in, r);
+  } else {
+    std::copy(params.begin(), params.end(), model_.params());
   }
   lora_m_.clear();
   lora_v_.clear();

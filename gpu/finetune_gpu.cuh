@@ -21,7 +21,6 @@
 #include <string>
 #include <vector>
 
-#include "cpu/classifier.h"     // FinetuneGPT2::merge_lora (export_merged)
 #include "host/finetune_main.h"  // FinetuneBackend, the driver
 #include "gpu/gpt2_gpu.cuh"     // GPT2: the trunk
 #include "gpu/generate.cuh"     // GenerateModel: greedy responses after finetune-instruct
@@ -191,31 +190,17 @@ class FinetuneGPU final : public llm::FinetuneBackend {
     std::copy_n(b, lora_at_ - head_b_at_, all.begin() + head_b_at_);
     upload_extra(all);
   }
-  // The adapters are merged on the host by the reference (FinetuneGPT2::merge_lora, the same arithmetic as
+  // The adapters are merged on the host (host/finetune_spec.h's finetune_merge_lora, the same arithmetic as
   // gpt2_cpu's export); the device model itself is left as it is.
   GPT2Config export_merged(std::vector<float>* params, std::vector<float>* head_w,
                            std::vector<float>* head_b) override {
-    std::vector<float> base(n_), extra(extra_.size());
-    get_weights(base.data());
+    std::vector<float> extra(extra_.size());
+    params->resize(n_);
+    get_weights(params->data());
     get_extra(extra.data());
-    if (spec_.lora_rank == 0) {
-      *params = std::move(base);
-      head_w->assign(extra.begin(), extra.begin() + head_b_at_);
-      head_b->assign(extra.begin() + head_b_at_, extra.begin() + lora_at_);
-      return c_;
-    }
-    llm::FinetuneGPT2 host(c_, std::move(base), spec_);
-    std::copy(extra.begin() + lora_at_, extra.end(), host.lora_a(0, 0));  // slot 0 starts the flat adapter array
-    if (spec_.num_classes > 0) {
-      std::copy(extra.begin(), extra.begin() + head_b_at_, host.head_weight());
-      std::copy(extra.begin() + head_b_at_, extra.begin() + lora_at_, host.head_bias());
-    }
-    host.merge_lora();
-    params->assign(host.base(), host.base() + llm::num_parameters(host.config()));
-    head_w->assign(extra.begin(), extra.begin() + head_b_at_);  // the head's adapter is merged into head_w below
+    head_w->assign(extra.begin(), extra.begin() + head_b_at_);
     head_b->assign(extra.begin() + head_b_at_, extra.begin() + lora_at_);
-    if (spec_.num_classes > 0) std::copy_n(host.head_weight(), head_b_at_, head_w->begin());
-    return host.config();
+    return llm::finetune_merge_lora(c_, spec_, extra.data() + lora_at_, params, head_w);
   }
 
   // The attention implementation (gpu/attention_path.h; fine-tuning has no attention dropout): `requested` itself

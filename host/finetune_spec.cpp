@@ -1,6 +1,7 @@
 // finetune_spec.cpp — see finetune_spec.h.
 #include "host/finetune_spec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -19,6 +20,28 @@ void fill_uniform(float* p, size_t n, double bound, std::mt19937_64& rng) {
   for (size_t i = 0; i < n; i++) p[i] = (float)((2.0 * ((double)(rng() >> 40) * 0x1.0p-24) - 1.0) * bound);
 }
 
+// The LoRA slot layout of a spec with rank r > 0 into f's lora_off/lora_in/lora_out: slot s = layer·
+// kNumBlockLinears + kind, the head last, each A (r,in) then B (out,r). Returns the total number of floats.
+size_t lora_slots(const GPT2Config& c, const FinetuneSpec& spec, FinetuneInit* f) {
+  const int L = c.num_layers, C = c.channels, r = spec.lora_rank;
+  const int head_out = spec.num_classes > 0 ? spec.num_classes : c.padded_vocab_size;
+  size_t o = 0;
+  auto add = [&](int in, int out) {
+    f->lora_off.push_back(o);
+    f->lora_in.push_back(in);
+    f->lora_out.push_back(out);
+    o += (size_t)r * in + (size_t)out * r;
+  };
+  for (int l = 0; l < L; l++) {
+    add(C, 3 * C);      // qkv
+    add(C, C);          // attn proj
+    add(C, 4 * C);      // fc
+    add(4 * C, C);      // fc proj
+  }
+  add(C, head_out);     // head
+  return o;
+}
+
 }  // namespace
 
 FinetuneSpec finetune_check_spec(const GPT2Config& c, FinetuneSpec spec) {
@@ -34,7 +57,7 @@ FinetuneSpec finetune_check_spec(const GPT2Config& c, FinetuneSpec spec) {
 }
 
 FinetuneInit finetune_init(const GPT2Config& c, const FinetuneSpec& spec) {
-  const int L = c.num_layers, C = c.channels, r = spec.lora_rank;
+  const int C = c.channels, r = spec.lora_rank;
   FinetuneInit f;
   std::mt19937_64 rng(spec.seed);
   if (spec.num_classes > 0) {  // new head, nn.Linear default init: U(±1/sqrt(C)) for weight and bias
@@ -44,26 +67,48 @@ FinetuneInit finetune_init(const GPT2Config& c, const FinetuneSpec& spec) {
     fill_uniform(f.head_b.data(), f.head_b.size(), 1.0 / std::sqrt((double)C), rng);
   }
   if (r == 0) return f;
-  const int head_out = spec.num_classes > 0 ? spec.num_classes : c.padded_vocab_size;
-  size_t o = 0;
-  auto add = [&](int in, int out) {
-    f.lora_off.push_back(o);
-    f.lora_in.push_back(in);
-    f.lora_out.push_back(out);
-    o += (size_t)r * in + (size_t)out * r;
-  };
-  for (int l = 0; l < L; l++) {
-    add(C, 3 * C);      // qkv
-    add(C, C);          // attn proj
-    add(C, 4 * C);      // fc
-    add(4 * C, C);      // fc proj
-  }
-  add(C, head_out);     // head
-  f.lora.assign(o, 0.0f);
+  f.lora.assign(lora_slots(c, spec, &f), 0.0f);
   // A from the same stream (after the head), B = 0
   for (size_t s = 0; s < f.lora_off.size(); s++)
     fill_uniform(f.lora.data() + f.lora_off[s], (size_t)r * f.lora_in[s], 1.0 / std::sqrt((double)r), rng);
   return f;
+}
+
+GPT2Config finetune_merge_lora(const GPT2Config& c, const FinetuneSpec& spec, const float* lora,
+                               std::vector<float>* params, std::vector<float>* head_w) {
+  if (spec.lora_rank <= 0) return c;
+  GPT2Config merged = c;
+  if (spec.num_classes == 0 && c.tied_head) {  // untie: lm_head (the last tensor) starts as a copy of wte
+    merged.tied_head = false;
+    const size_t wte = param_sizes(c)[kWte];  // wte is the first tensor
+    params->resize(num_parameters(c) + wte);
+    std::copy_n(params->begin(), wte, params->begin() + num_parameters(c));
+  }
+  FinetuneInit layout;
+  lora_slots(c, spec, &layout);
+  static constexpr ParamTensor kW[kNumBlockLinears] = {kQkvw, kAttprojw, kFcw, kFcprojw};
+  const auto offsets = param_offsets(merged);
+  const int L = c.num_layers, r = spec.lora_rank;
+  const float scale = spec.lora_alpha / spec.lora_rank;
+  std::vector<float> sb;
+  for (size_t s = 0; s < layout.lora_off.size(); s++) {  // slot s: the block linears in kind order, then the head
+    const int in = layout.lora_in[s], out = layout.lora_out[s], l = (int)s / kNumBlockLinears;
+    float* W = (int)s == L * kNumBlockLinears
+                   ? (spec.num_classes > 0 ? head_w->data() : params->data() + offsets[kLmHead])
+                   : params->data() + offsets[kW[s % kNumBlockLinears]] + (size_t)l * in * out;
+    const float* A = lora + layout.lora_off[s];  // (r,in), then B (out,r)
+    sb.assign(A + (size_t)r * in, A + (size_t)r * in + (size_t)out * r);
+    for (float& x : sb) x *= scale;
+    // W (out,in) += (scale·B) (out,r) · A (r,in), summed over k in order onto W
+    for (int o = 0; o < out; o++)
+      for (int k = 0; k < r; k++) {
+        const float b = sb[(size_t)o * r + k];
+        const float* a = A + (size_t)k * in;
+        float* w = W + (size_t)o * in;
+        for (int i = 0; i < in; i++) w[i] += b * a[i];
+      }
+  }
+  return merged;
 }
 
 bool finetune_tensor_trainable(const GPT2Config& c, const FinetuneSpec& spec, ParamTensor k, int layer) {

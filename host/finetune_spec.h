@@ -52,6 +52,14 @@ struct FinetuneInit {
 };
 FinetuneInit finetune_init(const GPT2Config& c, const FinetuneSpec& normalised_spec);
 
+// Folds the LoRA adapters into the weights: W += (alpha/r)·B·A for every block linear of params (num_parameters(c)
+// floats, the llm.c layout) and for the head (head_w (N,C) when classifying, else the LM head). lora: the adapters
+// in FinetuneInit's slot layout for (c, spec). A tied LM head cannot keep sharing wte: params gains an lm_head
+// tensor (a copy of wte, then merged) and the returned config is untied. Returns the merged params' config (c when
+// spec.lora_rank == 0: nothing to merge). Used by both backends' export, so their merged files agree.
+GPT2Config finetune_merge_lora(const GPT2Config& c, const FinetuneSpec& spec, const float* lora,
+                               std::vector<float>* params, std::vector<float>* head_w);
+
 // Classifier checkpoint ("LLMCLSF1"): the fine-tuned GPT-2 (adapters merged) + head + label names + the padding
 // length used in training. Written atomically; every field validated on load (llm::Error naming the file).
 struct ClassifierFile {
