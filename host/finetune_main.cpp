@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -51,6 +52,32 @@ struct CommonOpts {
   std::string train_blocks = "last";
   uint64_t seed = 123;
 };
+
+// The book's epoch loop, shared by both fine-tunes: every epoch reshuffles the training indices (one mt19937_64
+// stream seeded with --seed), then takes n_train / batch optimizer steps (drop_last) on the batches
+// order[bi·batch, (bi+1)·batch): zero_grad, forward(those indices) (the batch's mean loss), backward, AdamW;
+// end_epoch(epoch, mean train loss) follows each epoch. `what` names the training items in the error.
+void run_epochs(FinetuneBackend& m, const CommonOpts& o, size_t n_train, const char* what,
+                const std::function<float(const int* idx)>& forward,
+                const std::function<void(int epoch, double mean_loss)>& end_epoch) {
+  std::mt19937_64 rng(o.seed);
+  std::vector<int> order(n_train);
+  const int n_batches = (int)n_train / o.batch;
+  if (n_batches == 0 && o.epochs > 0) fail("--batch ", o.batch, " is larger than the ", n_train, " training ", what);
+  int step = 0;
+  for (int ep = 0; ep < o.epochs; ep++) {
+    for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
+    shuffle_indices(order, rng);
+    double ep_loss = 0;
+    for (int bi = 0; bi < n_batches; bi++) {
+      m.zero_grad();
+      ep_loss += forward(order.data() + (size_t)bi * o.batch);
+      m.backward();
+      m.adamw_step(o.lr, o.wd, ++step);
+    }
+    end_epoch(ep + 1, ep_loss / std::max(1, n_batches));
+  }
+}
 
 void add_common(CLI::App& app, CommonOpts& o, int default_epochs, const std::string& default_blocks) {
   o.epochs = default_epochs;
@@ -186,32 +213,20 @@ int run_finetune_classify(ClassifyTrainCli& a, const FinetuneProgram& p) {
     std::printf("\n");
     std::fflush(stdout);
   };
-  std::mt19937_64 rng(o.seed);
-  std::vector<int> order(tr.ids.size());
-  const int n_batches = (int)tr.ids.size() / o.batch;  // drop_last like the book
-  if (n_batches == 0 && o.epochs > 0) fail("--batch ", o.batch, " is larger than the ", tr.ids.size(), " training texts");
-  int step = 0;
-  for (int ep = 0; ep < o.epochs; ep++) {
-    for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
-    shuffle_indices(order, rng);
-    double ep_loss = 0;
-    for (int bi = 0; bi < n_batches; bi++) {
-      std::vector<int> x((size_t)o.batch * max_length), y(o.batch);
-      for (int b = 0; b < o.batch; b++) {
-        const int k = order[(size_t)bi * o.batch + b];
-        std::copy(tr.ids[k].begin(), tr.ids[k].end(), x.begin() + (size_t)b * max_length);
-        y[b] = tr.labels[k];
-      }
-      m.zero_grad();
-      ep_loss += m.forward_classify(x.data(), y.data(), o.batch, max_length);
-      m.backward();
-      m.adamw_step(o.lr, o.wd, ++step);
+  auto batch = [&](const int* idx) {
+    std::vector<int> x((size_t)o.batch * max_length), y(o.batch);
+    for (int b = 0; b < o.batch; b++) {
+      std::copy(tr.ids[idx[b]].begin(), tr.ids[idx[b]].end(), x.begin() + (size_t)b * max_length);
+      y[b] = tr.labels[idx[b]];
     }
-    std::printf("epoch %d: mean train loss %.4f\n", ep + 1, ep_loss / std::max(1, n_batches));
+    return m.forward_classify(x.data(), y.data(), o.batch, max_length);
+  };
+  run_epochs(m, o, tr.ids.size(), "texts", batch, [&](int ep, double loss) {
+    std::printf("epoch %d: mean train loss %.4f\n", ep, loss);
     char tag[32];
-    std::snprintf(tag, sizeof tag, "epoch %d:", ep + 1);
+    std::snprintf(tag, sizeof tag, "epoch %d:", ep);
     report(tag);
-  }
+  });
   const int saved_eval = eval_batches;
   eval_batches = 0;  // final numbers on the full sets
   report("final:");
@@ -348,27 +363,15 @@ int run_finetune_instruct(const InstructCli& a, const FinetuneProgram& p) {
   FinetuneBackend& m = *model;
   std::printf("instruct: %zu train / %zu val / %zu test entries, %zu trainable parameters\n", tr.ids.size(),
               va.ids.size(), te.ids.size(), m.num_trainable());
-  std::mt19937_64 rng(o.seed);
-  std::vector<int> order(tr.ids.size());
-  const int n_batches = (int)tr.ids.size() / o.batch;
-  if (n_batches == 0 && o.epochs > 0) fail("--batch ", o.batch, " is larger than the ", tr.ids.size(), " training entries");
-  int step = 0;
-  for (int ep = 0; ep < o.epochs; ep++) {
-    for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
-    shuffle_indices(order, rng);
-    double ep_loss = 0;
-    for (int bi = 0; bi < n_batches; bi++) {
-      std::vector<int> idx(order.begin() + (size_t)bi * o.batch, order.begin() + (size_t)(bi + 1) * o.batch);
-      const CollatedBatch b = batch_of(tr, idx, max_len, mask_prompt);
-      m.zero_grad();
-      ep_loss += m.forward_lm(b.inputs.data(), b.targets.data(), b.B, b.T);
-      m.backward();
-      m.adamw_step(o.lr, o.wd, ++step);
-    }
+  auto batch = [&](const int* idx) {
+    const CollatedBatch b = batch_of(tr, std::vector<int>(idx, idx + o.batch), max_len, mask_prompt);
+    return m.forward_lm(b.inputs.data(), b.targets.data(), b.B, b.T);
+  };
+  run_epochs(m, o, tr.ids.size(), "entries", batch, [&](int ep, double loss) {
     const auto v = eval_instr(m, va, o.batch, max_len, mask_prompt, eval_batches);
-    std::printf("epoch %d: train loss %.4f | val loss %.4f\n", ep + 1, ep_loss / std::max(1, n_batches), v.first);
+    std::printf("epoch %d: train loss %.4f | val loss %.4f\n", ep, loss, v.first);
     std::fflush(stdout);
-  }
+  });
   const auto v = eval_instr(m, va, o.batch, max_len, mask_prompt, 0);
   const auto ref = eval_instr(m, te, o.batch, max_len, /*mask_prompt=*/true, 0);  // response tokens (+ end-of-text)
   std::printf("val_loss %.6f\nref_response_perplexity %.6f\n", v.first, std::exp(ref.second));
