@@ -96,9 +96,7 @@ Linear FinetuneGPT2::head_linear() {
 float FinetuneGPT2::forward_classify(const int* inputs, const int* labels, int B, int T) {
   if (spec_.num_classes == 0) fail("forward_classify on a model without a classification head");
   const int N = spec_.num_classes, C = config().channels;
-  if (labels)
-    for (int b = 0; b < B; b++)
-      if (labels[b] < 0 || labels[b] >= N) fail("fine-tune: label ", labels[b], " of row ", b, " not in [0,", N, ")");
+  finetune_check_batch(config(), spec_, inputs, labels, B, T);  // the fine-tuning wording (the trunk's then pass)
   model_.forward_trunk(inputs, B, T);
   classify_ = true;
   B_ = B;
@@ -121,6 +119,7 @@ float FinetuneGPT2::forward_classify(const int* inputs, const int* labels, int B
 
 float FinetuneGPT2::forward_lm(const int* inputs, const int* targets, int B, int T) {
   if (spec_.num_classes != 0) fail("forward_lm on a model with a classification head");
+  finetune_check_batch(config(), spec_, inputs, targets, B, T);  // the fine-tuning wording (the trunk's then pass)
   classify_ = false;
   have_targets_ = false;
   const float loss = model_.forward(inputs, targets, B, T);  // the LM head over all positions, -100 ignored

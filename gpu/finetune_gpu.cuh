@@ -92,9 +92,7 @@ class FinetuneGPU final : public llm::FinetuneBackend {
   float forward_classify(const int* inputs, const int* labels, int B, int T) override {
     if (spec_.num_classes == 0) llm::fail("forward_classify on a model without a classification head");
     const int N = spec_.num_classes, C = c_.channels;
-    if (labels)
-      for (int b = 0; b < B; b++)
-        if (labels[b] < 0 || labels[b] >= N) llm::fail("fine-tune: label ", labels[b], " of row ", b, " not in [0,", N, ")");
+    llm::finetune_check_batch(c_, spec_, inputs, labels, B, T);
     trunk_forward(inputs, B, T);
     classify_ = true;
     reserve_head(B);
@@ -119,12 +117,8 @@ class FinetuneGPU final : public llm::FinetuneBackend {
   // The LM head is the trunk's own (GPT2::forward: softmax + loss + dlogits in place, -100 ignored).
   float forward_lm(const int* inputs, const int* targets, int B, int T) override {
     if (spec_.num_classes != 0) llm::fail("forward_lm on a model with a classification head");
-    const int V = c_.vocab_size, BT = B * T;
-    if (targets)
-      for (int i = 0; i < BT; i++)
-        if (targets[i] != -100 && (targets[i] < 0 || targets[i] >= V))
-          llm::fail("fine-tune: target ", targets[i], " at position ", i, " not in [0,", V, ") or -100");
-    check_batch(inputs, B, T);
+    llm::finetune_check_batch(c_, spec_, inputs, targets, B, T);
+    model_->set_batch_shape(B, T);
     classify_ = false;
     have_targets_ = targets != nullptr;
     return model_->forward(inputs, targets, false, 0, have_targets_);
@@ -225,17 +219,9 @@ class FinetuneGPU final : public llm::FinetuneBackend {
  private:
   bool head_trainable() const { return spec_.lora_rank == 0 && spec_.train_head; }
 
-  // The reference's checks (same messages on both programs), then the trunk's batch shape.
-  void check_batch(const int* inputs, int B, int T) {
-    if (B <= 0 || T <= 0) llm::fail("fine-tune forward: batch ", B, " and length ", T, " must be positive");
-    if (T > c_.max_seq_len) llm::fail("fine-tune forward: sequence length ", T, " exceeds the context ", c_.max_seq_len);
-    for (size_t i = 0; i < (size_t)B * T; i++)
-      if (inputs[i] < 0 || inputs[i] >= c_.vocab_size)
-        llm::fail("fine-tune forward: token ", inputs[i], " at position ", i, " not in [0,", c_.vocab_size, ")");
-    model_->set_batch_shape(B, T);
-  }
+  // The batch was checked by finetune_check_batch (host/finetune_spec.h: the same messages on both programs).
   void trunk_forward(const int* inputs, int B, int T) {
-    check_batch(inputs, B, T);
+    model_->set_batch_shape(B, T);
     model_->forward_trunk(inputs, false, 0);
   }
 

@@ -111,6 +111,24 @@ GPT2Config finetune_merge_lora(const GPT2Config& c, const FinetuneSpec& spec, co
   return merged;
 }
 
+void finetune_check_batch(const GPT2Config& c, const FinetuneSpec& spec, const int* inputs,
+                          const int* labels_or_targets, int B, int T) {
+  const int N = spec.num_classes, V = c.vocab_size;
+  const int* y = labels_or_targets;
+  if (y && N > 0)
+    for (int b = 0; b < B; b++)
+      if (y[b] < 0 || y[b] >= N) fail("fine-tune: label ", y[b], " of row ", b, " not in [0,", N, ")");
+  if (y && N == 0 && B > 0 && T > 0)
+    for (size_t i = 0; i < (size_t)B * T; i++)
+      if (y[i] != -100 && (y[i] < 0 || y[i] >= V))
+        fail("fine-tune: target ", y[i], " at position ", i, " not in [0,", V, ") or -100");
+  if (B <= 0 || T <= 0) fail("fine-tune forward: batch ", B, " and length ", T, " must be positive");
+  if (T > c.max_seq_len) fail("fine-tune forward: sequence length ", T, " exceeds the context ", c.max_seq_len);
+  for (size_t i = 0; i < (size_t)B * T; i++)
+    if (inputs[i] < 0 || inputs[i] >= V)
+      fail("fine-tune forward: token ", inputs[i], " at position ", i, " not in [0,", V, ")");
+}
+
 bool finetune_tensor_trainable(const GPT2Config& c, const FinetuneSpec& spec, ParamTensor k, int layer) {
   if (spec.lora_rank > 0) return false;
   const bool lm = spec.num_classes == 0;

@@ -60,6 +60,12 @@ FinetuneInit finetune_init(const GPT2Config& c, const FinetuneSpec& normalised_s
 GPT2Config finetune_merge_lora(const GPT2Config& c, const FinetuneSpec& spec, const float* lora,
                                std::vector<float>* params, std::vector<float>* head_w);
 
+// The fine-tuning models' checks of one batch, shared by both backends so that both programs word a bad input the
+// same: labels (B) in [0, N) when classifying, else LM targets (B,T) in [0, V) or -100 (either may be nullptr),
+// then the batch shape (B, T > 0, T within the context) and the input tokens (B,T) in [0, V). Throws llm::Error.
+void finetune_check_batch(const GPT2Config& c, const FinetuneSpec& spec, const int* inputs,
+                          const int* labels_or_targets, int B, int T);
+
 // Classifier checkpoint ("LLMCLSF1"): the fine-tuned GPT-2 (adapters merged) + head + label names + the padding
 // length used in training. Written atomically; every field validated on load (llm::Error naming the file).
 struct ClassifierFile {

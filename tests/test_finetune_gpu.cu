@@ -326,6 +326,40 @@ TEST(FinetuneGpu, LoraMergeExportMatchesCpu) {
   EXPECT_LE(e, 1e-5);
 }
 
+// A bad batch: the device backend words it as the reference does (both call finetune_check_batch), so both
+// programs print the same error line. The CPU side's exact texts: FinetuneModel.BadBatchKeepsTheFineTuningMessages.
+TEST(FinetuneGpu, BadBatchSameMessagesAsCpu) {
+  const GPT2Config c = tiny_config();
+  const std::vector<float> start = init_params(c);
+  FinetuneSpec cls_spec, lm_spec;
+  cls_spec.num_classes = 2;
+  FinetuneGPT2 cpu_cls(c, start, cls_spec), cpu_lm(c, start, lm_spec);
+  gpu::FinetuneGPU<float> dev_cls(c, std::vector<float>(start), cls_spec), dev_lm(c, std::vector<float>(start), lm_spec);
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const llm::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  const int V = c.vocab_size, T_long = c.max_seq_len + 1;
+  const std::vector<int> bad_token = {1, 2, V, 3}, ok = {1, 2, 3, 4}, bad_target = {1, -100, V + 6, 2};
+  const std::vector<int> long_row(T_long, 1);
+  const int bad_label[2] = {0, 2};
+  auto both = [&](auto&& on) {  // on(model of the CPU, model of the device) -> the two messages
+    const std::string a = message([&] { on(cpu_cls, cpu_lm); }), b = message([&] { on(dev_cls, dev_lm); });
+    EXPECT_EQ(a.rfind("fine-tune", 0), 0u) << a;
+    EXPECT_EQ(b, a);
+  };
+  both([&](auto& cls, auto&) { cls.forward_classify(bad_token.data(), nullptr, 2, 2); });
+  both([&](auto& cls, auto&) { cls.forward_classify(ok.data(), bad_label, 2, 2); });
+  both([&](auto&, auto& lm) { lm.forward_lm(bad_token.data(), nullptr, 1, 4); });
+  both([&](auto&, auto& lm) { lm.forward_lm(ok.data(), bad_target.data(), 1, 4); });
+  both([&](auto&, auto& lm) { lm.forward_lm(ok.data(), nullptr, 0, 4); });
+  both([&](auto&, auto& lm) { lm.forward_lm(long_row.data(), nullptr, 1, T_long); });
+}
+
 // ---- the programs ----
 
 namespace {

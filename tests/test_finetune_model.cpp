@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <unistd.h>
@@ -243,4 +244,37 @@ TEST(FinetuneModel, BadSpecAndClassifierFile) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("expected"), std::string::npos) << e.what();
   }
+}
+
+// The fine-tuning path words a bad batch as it always has (finetune_check_batch, shared with the GPU backend),
+// not as the trunk's train/eval checks: each message is the one the CLI prints after "error: ".
+TEST(FinetuneModel, BadBatchKeepsTheFineTuningMessages) {
+  const GPT2Config c = tiny_config();  // V = 64, context 16
+  const std::vector<float> p(num_parameters(c), 0.01f);
+  FinetuneSpec cls_spec, lm_spec;
+  cls_spec.num_classes = 2;
+  FinetuneGPT2 cls(c, p, cls_spec), lm(c, p, lm_spec);
+  auto message = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  const std::vector<int> bad_token = {1, 2, 64, 3}, ok = {1, 2, 3, 4}, bad_target = {1, -100, 70, 2};
+  const int bad_label[2] = {0, 2};
+  EXPECT_EQ(message([&] { cls.forward_classify(bad_token.data(), nullptr, 2, 2); }),
+            "fine-tune forward: token 64 at position 2 not in [0,64)");
+  EXPECT_EQ(message([&] { lm.forward_lm(bad_token.data(), nullptr, 1, 4); }),
+            "fine-tune forward: token 64 at position 2 not in [0,64)");
+  EXPECT_EQ(message([&] { lm.forward_lm(ok.data(), bad_target.data(), 1, 4); }),
+            "fine-tune: target 70 at position 2 not in [0,64) or -100");
+  EXPECT_EQ(message([&] { cls.forward_classify(ok.data(), bad_label, 2, 2); }),
+            "fine-tune: label 2 of row 1 not in [0,2)");
+  EXPECT_EQ(message([&] { lm.forward_lm(ok.data(), nullptr, 0, 4); }),
+            "fine-tune forward: batch 0 and length 4 must be positive");
+  const std::vector<int> long_row(17, 1);
+  EXPECT_EQ(message([&] { lm.forward_lm(long_row.data(), nullptr, 1, 17); }),
+            "fine-tune forward: sequence length 17 exceeds the context 16");
 }
