@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
       llm::TrainOptions shape;
       shape.batch_size = e.batch_size;
       shape.seq_len = e.seq_len;
-      auto model = gpu::make_train_model(prec, cfg, shape, false, dev, nullptr, 0, attn, mm);
+      auto model = gpu::make_forward_model(prec, cfg, shape, dev, attn, mm);
       std::fprintf(stderr, "%s\n", model->describe().c_str());  // stdout stays "val_loss ...\nperplexity ..."
       model->set_weights(w);
       return std::unique_ptr<llm::LossModel>(std::move(model));
@@ -193,8 +193,8 @@ int main(int argc, char** argv) {
     o.seq_len = T;
     llm::GPT2Config cfg = m.config;
     cfg.dropout = 0.0f;  // evaluation never drops
-    auto model = gpu::make_train_model(parse_precision(precision), cfg, o, false, require_device(0), nullptr, 0,
-                                       gpu::parse_attention_path(attention));
+    auto model = gpu::make_forward_model(parse_precision(precision), cfg, o, require_device(0),
+                                         gpu::parse_attention_path(attention));
     std::fprintf(stderr, "%s\n", model->describe().c_str());  // stdout stays gpt2_cpu's
     model->set_weights(m.params);
     return std::unique_ptr<llm::TokenLossModel>(std::move(model));

@@ -53,7 +53,8 @@ if(COMMAND cucpu_add_executable AND TARGET llm_model_cpu)
   endif()
 
   cucpu_add_executable(test_trainer ${LLM_TRAINER_ROOT}/tests/test_trainer_parity.cu
-                       ${LLM_TRAINER_ROOT}/tests/test_trainer_graph.cu)
+                       ${LLM_TRAINER_ROOT}/tests/test_trainer_graph.cu
+                       ${LLM_TRAINER_ROOT}/tests/test_trainer_eval.cu)
   target_link_libraries(test_trainer PRIVATE llm_model_cpu llm_host GTest::gtest GTest::gtest_main)
   target_compile_definitions(test_trainer PRIVATE LLM_SOURCE_DIR="${LLM_TRAINER_ROOT}"
                              TRAIN_GPT2CU_BIN="$<TARGET_FILE:train_gpt2cu_cpu>")

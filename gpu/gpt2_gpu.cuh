@@ -260,6 +260,7 @@ class GPT2 : public GPT2Params<floatX> {
   void backward(bool last_micro_step = false) {
     if (!have_dlogits_) llm::fail("backward: the last forward did not prepare gradients");
     have_dlogits_ = false;
+    Base::ensure_optimizer();  // lazy gradients (gpt2_params.cuh); allocated by zero_grad before any capture
     // head: dlnf = dlogits · head, dhead += dlogitsᵀ · lnf
     lin_.backward(dln_.get(), head_trainable_ ? head_grad() : nullptr, nullptr, logits_.get(), lnf_.get(), head(),
                   nullptr, mm_scratch_.get(), B_ * T_, cfg_.channels, cfg_.padded_vocab_size, head_slot(), stream_,
@@ -269,6 +270,7 @@ class GPT2 : public GPT2Params<floatX> {
 
   // From trunk_grad() down to the lowest block that trains (accumulating into grads()).
   void backward_trunk(bool last_micro_step = false) {
+    Base::ensure_optimizer();
     const bool overlap = last_micro_step && world_ > 1 && !zero1_;
     const int L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads;
     const int B = B_, T = T_, BT = B * T;

@@ -14,6 +14,11 @@
 //   ZeRO-1: update() reduce-scatters the padded grads, the norm is own shard's Σg² summed over ranks, AdamW runs
 //           on the own shard only (fp32 master/m/v exist only for that shard), then the params are all-gathered.
 //   Weight/optimizer-state get/set are collective then (every rank calls them, full arrays in and out).
+// Lazy optimizer state: the gradients, AdamW m/v and (bf16) the fp32 master are allocated by ensure_optimizer() on
+// the first zero_grad / backward / update / get/set_optimizer_state, never inside a capture (step_graph.cuh runs
+// step 1 eagerly), so a model used only for forward passes (eval, hellaswag) holds none of them. bf16 set_weights
+// allocates the master (training starts from the exact fp32 weights) unless set_forward_only() said the model
+// only evaluates: then it rounds to nearest straight into the params, as the master path does.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -176,15 +181,7 @@ class GPT2Params {
     opt_begin_ = zero1_ ? comm_->shard_begin(np_) : 0;
     opt_end_ = zero1_ ? comm_->shard_end(np_) : np_;
     params_.resize(np_);
-    grads_.resize(np_);
-    m_.resize(opt_end_ - opt_begin_);
-    v_.resize(opt_end_ - opt_begin_);
-    if (kBf16) master_.resize(opt_end_ - opt_begin_);
     CUDA_CHECK(cudaMemset(params_.get(), 0, np_ * sizeof(floatX)));  // the padding stays 0 forever
-    CUDA_CHECK(cudaMemset(grads_.get(), 0, np_ * sizeof(floatX)));
-    CUDA_CHECK(cudaMemset(m_.get(), 0, m_.size() * sizeof(float)));
-    CUDA_CHECK(cudaMemset(v_.get(), 0, v_.size() * sizeof(float)));
-    if (kBf16) CUDA_CHECK(cudaMemset(master_.get(), 0, master_.size() * sizeof(float)));
     if (world_ > 1) {
       CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
       CUDA_CHECK(cudaEventCreateWithFlags(&grads_ready_, cudaEventDisableTiming));
@@ -225,11 +222,37 @@ class GPT2Params {
     for (int k = 0; k < llm::kNumParamTensors; k++)
       for (int l = 0; l < cfg_.num_layers; l++) trainable_[k * cfg_.num_layers + l] = fn((ParamTensor)k, l);
     if (std::find(trainable_.begin(), trainable_.end(), 1) != trainable_.end()) return;
+    frozen_ = true;
     grads_.resize(0);
     m_.resize(0);
     v_.resize(0);
   }
-  bool has_grads() const { return grads_.size() > 0; }
+  bool has_grads() const { return !frozen_; }  // some tensor trains (its gradients exist once a step begins)
+
+  // Eval / hellaswag: bf16 set_weights keeps no fp32 master (see the header comment). Should such a model train
+  // after all, ensure_optimizer starts the master from the bf16 params.
+  void set_forward_only() { forward_only_ = true; }
+  // Device bytes of the optimizer state allocated so far (gradients, m, v, master): 0 for a forward-only model.
+  size_t optimizer_bytes() const {
+    return grads_.size() * sizeof(floatX) + (m_.size() + v_.size() + master_.size()) * sizeof(float);
+  }
+  // Allocates (zeroed) what a step needs and a forward does not; no-op once done or when nothing trains. Synchronous
+  // allocations: called before any capture (zero_grad of step 1 at the latest).
+  void ensure_optimizer() {
+    if (kBf16 && master_.size() == 0) {
+      std::vector<float> w(n_);
+      download_as_float(w.data(), params_.get());
+      master_.resize(opt_end_ - opt_begin_);
+      upload_shard(master_.get(), w.data());
+    }
+    if (frozen_ || grads_.size() > 0) return;
+    grads_.resize(np_);
+    m_.resize(opt_end_ - opt_begin_);
+    v_.resize(opt_end_ - opt_begin_);
+    CUDA_CHECK(cudaMemset(grads_.get(), 0, np_ * sizeof(floatX)));
+    CUDA_CHECK(cudaMemset(m_.get(), 0, m_.size() * sizeof(float)));
+    CUDA_CHECK(cudaMemset(v_.get(), 0, v_.size() * sizeof(float)));
+  }
   bool trainable(ParamTensor k, int layer = 0) const { return trainable_[k * cfg_.num_layers + layer]; }
   // the (L, ...) tensors of gpt2_config.h
   static bool per_layer(ParamTensor k) { return k >= llm::kLn1w && k <= llm::kFcprojb; }
@@ -238,7 +261,10 @@ class GPT2Params {
   // With world > 1 these are collective (every rank calls them with / gets the full arrays).
   // step > 0 (resume): the bf16 params of step t are the master rounded with step t's bits (t = 0: nearest).
   void set_weights(const float* w, int64_t step = 0, uint64_t run_seed = 0) {
-    if (kBf16) {
+    if (kBf16 && forward_only_ && step == 0 && master_.size() == 0) {
+      round_into_params(w);
+    } else if (kBf16) {
+      if (master_.size() == 0) master_.resize(opt_end_ - opt_begin_);
       upload_shard(master_.get(), w);
       for_each_own_piece([&](int k, size_t a, size_t b) {
         const uint64_t seed = step > 0 ? rounding_seed(run_seed, step, k) : 0;
@@ -252,31 +278,39 @@ class GPT2Params {
     }
     CUDA_CHECK(cudaDeviceSynchronize());
   }
-  // The fp32 (master) weights, n floats.
+  // The fp32 (master) weights, n floats (bf16 without a master: the params widened).
   void get_weights(float* w) {
-    if (kBf16) download_shard(w, master_.get());
+    if (kBf16 && master_.size() > 0) download_shard(w, master_.get());
+    else if (kBf16) download_as_float(w, params_.get());
     else CUDA_CHECK(cudaMemcpy(w, params_.get(), n_ * sizeof(float), cudaMemcpyDeviceToHost));
   }
   // The floatX params / grads widened to fp32 (what the model computes with).
   void get_params_as_float(float* out) const { download_as_float(out, params_.get()); }
   void get_grads_as_float(float* out) const {
     if (!has_grads()) llm::fail("get_grads_as_float: nothing trains");
+    if (grads_.size() == 0) {  // no step began: nothing accumulated
+      std::fill(out, out + n_, 0.0f);
+      return;
+    }
     if (comm_stream_) CUDA_CHECK(cudaStreamSynchronize(comm_stream_));  // an overlapped reduction may be running
     download_as_float(out, grads_.get());
   }
   void set_optimizer_state(const float* m, const float* v) {
     if (!has_grads()) llm::fail("set_optimizer_state: nothing trains");
+    ensure_optimizer();
     upload_shard(m_.get(), m);
     upload_shard(v_.get(), v);
   }
   void get_optimizer_state(float* m, float* v) {
     if (!has_grads()) llm::fail("get_optimizer_state: nothing trains");
+    ensure_optimizer();
     download_shard(m, m_.get());
     download_shard(v, v_.get());
   }
 
   // Clears the gradients and the step's loss sum (queued on the stream).
   void zero_grad() {
+    ensure_optimizer();
     if (has_grads()) CUDA_CHECK(cudaMemsetAsync(grads_.get(), 0, np_ * sizeof(floatX), stream_));
     CUDA_CHECK(cudaMemsetAsync(results_dev_.get(), 0, sizeof(StepResults), stream_));
   }
@@ -287,6 +321,7 @@ class GPT2Params {
   // update_queued + a wait for the stream.
   double update(float lr, int64_t t, float grad_clip, const AdamWSettings& hp) {
     if (!has_grads()) llm::fail("update: nothing trains");
+    ensure_optimizer();
     stage_update(lr, t, hp);
     update_queued(grad_clip, hp);
     return read_results().norm;
@@ -308,6 +343,7 @@ class GPT2Params {
   // With world 1 every per-step value is read from device memory, so this can be captured once into a CUDA graph
   // and replayed (grad_clip and hp are fixed for a run).
   void update_queued(float grad_clip, const AdamWSettings& hp) {
+    ensure_optimizer();  // no-op: zero_grad of the step allocated it (a capture must not allocate)
     const llm::CommType type = kBf16 ? llm::CommType::kBf16 : llm::CommType::kFp32;
     if (world_ == 1) {
       kern::global_norm(norm_.get(), norm_scratch_.get(), grads_.get(), n_, stream_);
@@ -396,6 +432,18 @@ class GPT2Params {
     grads_reduced_ = true;
   }
 
+  // bf16 without a master: w (n_ floats) rounded to nearest into the params through a bounded fp32 staging buffer.
+  void round_into_params(const float* w) {
+    const size_t chunk = std::min<size_t>(n_, (size_t)1 << 22);  // 16 MiB at most
+    DeviceArray<float> staging(chunk);
+    for (size_t a = 0; a < n_; a += chunk) {
+      const size_t len = std::min(chunk, n_ - a);
+      CUDA_CHECK(cudaMemcpy(staging.get(), w + a, len * sizeof(float), cudaMemcpyHostToDevice));
+      launch_kernel(params_from_master_kernel<floatX>, dim3(kern::grid_stride_blocks(len, 256)), dim3(256), 0,
+                    stream_, params_.get() + a, (const float*)staging.get(), len, (uint64_t)0, (size_t)0);
+      CUDA_CHECK(cudaStreamSynchronize(stream_));  // before the next chunk overwrites the staging buffer
+    }
+  }
   // Host fp32 array of n_ (full) -> this rank's optimizer range of a device array (padding: 0).
   void upload_shard(float* dst, const float* full) {
     const size_t end = std::min(opt_end_, n_);
@@ -439,6 +487,8 @@ class GPT2Params {
   cudaStream_t comm_stream_ = nullptr;   // ZeRO-0 gradient all-reduce, overlapped with backward
   cudaEvent_t grads_ready_ = nullptr, comm_done_ = nullptr;
   bool grads_reduced_ = false;           // backward already queued this step's all-reduce
+  bool frozen_ = false;                  // set_trainable: nothing trains (no gradients / m / v, ever)
+  bool forward_only_ = false;            // set_forward_only: bf16 set_weights keeps no master
   DeviceArray<float> master_, m_, v_;    // own optimizer range only
   std::array<size_t, llm::kNumParamTensors> sizes_{}, offsets_{};
   size_t n_ = 0;

@@ -118,6 +118,8 @@ class GpuTrainModel final : public llm::TrainModel {
   }
 
   GPT2<floatX>& model() { return model_; }
+  // eval / hellaswag: forward passes only (no optimizer state on the device; GPT2Params::set_forward_only).
+  void set_forward_only() { model_.set_forward_only(); }
 
   size_t num_params() const override { return model_.num_params(); }
   std::string describe() const override {
@@ -306,6 +308,22 @@ inline std::unique_ptr<llm::TrainModel> make_train_model(Precision p, const llm:
                                                           cuda_graph, profile_step);
   return std::make_unique<GpuTrainModel<float>>(cfg, o, recompute, dev, comm, zero_stage, attention, matmul,
                                                 cuda_graph, profile_step);
+}
+
+// The model of `eval` and `hellaswag`: make_train_model's, declared forward-only before its weights are set, so it
+// never allocates gradients, AdamW moments or (bf16) fp32 master weights.
+inline std::unique_ptr<llm::TrainModel> make_forward_model(Precision p, const llm::GPT2Config& cfg,
+                                                           const llm::TrainOptions& o, const DeviceInfo& dev,
+                                                           AttentionPath attention = AttentionPath::kPortable,
+                                                           kern::MatmulOptions matmul = {}) {
+  if (p == Precision::kBf16) {
+    auto m = std::make_unique<GpuTrainModel<__nv_bfloat16>>(cfg, o, false, dev, nullptr, 0, attention, matmul);
+    m->set_forward_only();
+    return m;
+  }
+  auto m = std::make_unique<GpuTrainModel<float>>(cfg, o, false, dev, nullptr, 0, attention, matmul);
+  m->set_forward_only();
+  return m;
 }
 
 }  // namespace gpu

@@ -105,6 +105,7 @@ TEST(TrainerGraphDeathTest, ASynchronisationInsideTheStepIsRefused) {
   const llm::TrainOptions o = small_run();
   gpu::GpuTrainModel<float> model(cfg, o, false, gpu::device_info());
   model.init_random(o.seed);
+  model.zero_grad();  // a step's first call: allocates the lazy gradients (never inside a capture)
   std::mt19937 rng(1);
   const std::vector<int> x = tokens(rng, 32, cfg.vocab_size), y = tokens(rng, 32, cfg.vocab_size);
   cudaStream_t s = model.model().stream();
