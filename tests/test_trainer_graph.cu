@@ -93,6 +93,24 @@ void expect_replay_is_eager() {
   EXPECT_TRUE(eager.m == graphed.m && eager.v == graphed.v) << "AdamW state differs";
 }
 
+// The program tests' run: a 5-step tiny bf16 run (checkpoint at step 5) on two token shards in a fresh directory.
+const std::string kProgramRun = "'" TRAIN_GPT2CU_BIN "' train --preset tiny -i train.bin -j val.bin -b 2 -t 16 -d 64 "
+                                "-s 0 -v 3 -m 2 -l 3e-3 -u 2 -x 5 -n 5 --precision bf16 --dropout 0 ";
+std::string program_dir() {
+  const std::string dir = host_test::temp_dir();
+  host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(3000, 1));
+  host_test::write_shard(dir + "/val.bin", host_test::lcg_tokens(400, 2));
+  return dir;
+}
+// Output folders a and b hold the same step-5 model and optimizer state, byte for byte.
+void expect_same_checkpoints(const std::string& dir, const std::string& a, const std::string& b) {
+  const auto model = host_test::read_bytes(dir + "/" + a + "/model_00000005.bin");
+  ASSERT_GT(model.size(), 1024u);
+  EXPECT_TRUE(model == host_test::read_bytes(dir + "/" + b + "/model_00000005.bin"));
+  EXPECT_TRUE(host_test::read_bytes(dir + "/" + a + "/state_00000005.bin") ==
+              host_test::read_bytes(dir + "/" + b + "/state_00000005.bin"));
+}
+
 }  // namespace
 
 TEST(TrainerGraph, ReplayedStepsEqualEagerFp32) { expect_replay_is_eager<float>(); }
@@ -174,11 +192,8 @@ TEST(TrainerGraph, AFailedCaptureFallsBackToEager) {
 // The program: the same run with and without --cuda-graph writes identical checkpoints and logs; the last line says
 // what was used (and why not, with dropout).
 TEST(TrainerGraph, ProgramWithAndWithoutGraphsIsBitIdentical) {
-  const std::string dir = host_test::temp_dir();
-  host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(3000, 1));
-  host_test::write_shard(dir + "/val.bin", host_test::lcg_tokens(400, 2));
-  const std::string flags = "'" TRAIN_GPT2CU_BIN "' train --preset tiny -i train.bin -j val.bin -b 2 -t 16 -d 64 "
-                            "-s 0 -v 3 -m 2 -l 3e-3 -u 2 -x 5 -n 5 --precision bf16 --dropout 0 ";
+  const std::string dir = program_dir();
+  const std::string flags = kProgramRun;
   const host_test::Result g = host_test::run_in_dir(dir, flags + "-o graph");
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_NE(g.out.find("cuda graph: on: 3 graphs"), std::string::npos) << g.out;
@@ -186,11 +201,7 @@ TEST(TrainerGraph, ProgramWithAndWithoutGraphsIsBitIdentical) {
   const host_test::Result e = host_test::run_in_dir(dir, flags + "--no-cuda-graph -o eager");
   ASSERT_EQ(e.code, 0) << e.err;
   EXPECT_NE(e.out.find("cuda graph: off (--no-cuda-graph)"), std::string::npos) << e.out;
-  const auto model = host_test::read_bytes(dir + "/graph/model_00000005.bin");
-  ASSERT_GT(model.size(), 1024u);
-  EXPECT_TRUE(model == host_test::read_bytes(dir + "/eager/model_00000005.bin"));
-  EXPECT_TRUE(host_test::read_bytes(dir + "/graph/state_00000005.bin") ==
-              host_test::read_bytes(dir + "/eager/state_00000005.bin"));
+  expect_same_checkpoints(dir, "graph", "eager");
   const host_test::Result d = host_test::run_in_dir(dir, "'" TRAIN_GPT2CU_BIN "' train --preset tiny -i train.bin "
                                                     "-j val.bin -b 2 -t 16 -x 2 -s 0 --dropout 0.1");
   ASSERT_EQ(d.code, 0) << d.err;
@@ -201,11 +212,8 @@ TEST(TrainerGraph, ProgramWithAndWithoutGraphsIsBitIdentical) {
 // 0.1 %, so three rounded shares sum to 100 within 3 * 0.05), and the profiled (eager) step changes no bit of the
 // run: the same checkpoints as the graphed run without it.
 TEST(TrainerGraph, ProfileStepSplitsOneStepAndChangesNothing) {
-  const std::string dir = host_test::temp_dir();
-  host_test::write_shard(dir + "/train.bin", host_test::lcg_tokens(3000, 1));
-  host_test::write_shard(dir + "/val.bin", host_test::lcg_tokens(400, 2));
-  const std::string flags = "'" TRAIN_GPT2CU_BIN "' train --preset tiny -i train.bin -j val.bin -b 2 -t 16 -d 64 "
-                            "-s 0 -v 3 -m 2 -l 3e-3 -u 2 -x 5 -n 5 --precision bf16 --dropout 0 ";
+  const std::string dir = program_dir();
+  const std::string flags = kProgramRun;
   const host_test::Result g = host_test::run_in_dir(dir, flags + "-o graph");
   ASSERT_EQ(g.code, 0) << g.err;
   const host_test::Result p = host_test::run_in_dir(dir, flags + "--profile-step 3 -o profiled");
@@ -221,9 +229,6 @@ TEST(TrainerGraph, ProfileStepSplitsOneStepAndChangesNothing) {
   EXPECT_GE(other, 0.0);
   EXPECT_NEAR(mm + att + other, 100.0, 0.15);
   EXPECT_GT(total, 0.0);
-  EXPECT_TRUE(host_test::read_bytes(dir + "/graph/model_00000005.bin") ==
-              host_test::read_bytes(dir + "/profiled/model_00000005.bin"));
-  EXPECT_TRUE(host_test::read_bytes(dir + "/graph/state_00000005.bin") ==
-              host_test::read_bytes(dir + "/profiled/state_00000005.bin"));
+  expect_same_checkpoints(dir, "graph", "profiled");
   EXPECT_EQ(host_test::run_in_dir(dir, flags + "--profile-step -1 -o bad").code, 2);
 }
